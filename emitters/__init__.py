@@ -1,0 +1,1 @@
+"""In-job emitters: the Python API, `jobprov run` / `jobprov emit`, and the transports they write to."""

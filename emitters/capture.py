@@ -1,0 +1,143 @@
+"""Automatic capture of where and how a job runs: host, OS, Python, packages, git, scheduler ids.
+
+Everything here is best effort and bounded in time: a missing git, an unreadable file or a slow
+filesystem yields less provenance, never an error or a stall.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+
+from jobprov.emitters.redact import redact_argv, redact_text
+from jobprov.schemas.models import GitInfo, JobStarted
+
+_GIT_TIMEOUT_S = 2.0
+
+# Environment variable -> scheduler id key. The first of each group that is set wins.
+_SCHEDULER_VARS = {
+    "slurm_job_id": ("SLURM_JOB_ID", "SLURM_JOBID"),
+    "slurm_array_job_id": ("SLURM_ARRAY_JOB_ID",),
+    "slurm_array_task_id": ("SLURM_ARRAY_TASK_ID",),
+    "pbs_job_id": ("PBS_JOBID",),
+    "lsf_job_id": ("LSB_JOBID",),
+    "condor_job_id": ("CONDOR_JOB_ID", "_CONDOR_JOB_ID"),
+    "github_run_id": ("GITHUB_RUN_ID",),
+    "github_run_attempt": ("GITHUB_RUN_ATTEMPT",),
+    "gitlab_job_id": ("CI_JOB_ID",),
+    "gitlab_pipeline_id": ("CI_PIPELINE_ID",),
+    "jenkins_build_id": ("BUILD_ID",),
+    "jenkins_build_number": ("BUILD_NUMBER",),
+    "jenkins_job_name": ("JOB_NAME",),
+    "buildkite_build_id": ("BUILDKITE_BUILD_ID",),
+}
+_HPC_KEYS = {"slurm_job_id", "pbs_job_id", "lsf_job_id", "condor_job_id"}
+
+
+def scheduler_ids(environ: Mapping[str, str]) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for key, names in _SCHEDULER_VARS.items():
+        for name in names:
+            if environ.get(name):
+                ids[key] = environ[name]
+                break
+    return ids
+
+
+def detect_kind(environ: Mapping[str, str]) -> str:
+    ids = scheduler_ids(environ)
+    if ids.keys() & _HPC_KEYS:
+        return "hpc"
+    if environ.get("CI") or ids:
+        return "ci"
+    return "batch"
+
+
+def detect_attempt(environ: Mapping[str, str]) -> int:
+    """The job's attempt number from our own variable or the scheduler's restart/attempt counters."""
+    for name, offset in (("JOBPROV_ATTEMPT", 0), ("SLURM_RESTART_COUNT", 1), ("GITHUB_RUN_ATTEMPT", 0)):
+        raw = environ.get(name)
+        if raw and raw.isdigit():
+            return max(1, int(raw) + offset)
+    return 1
+
+
+def container_image(environ: Mapping[str, str]) -> str | None:
+    for name in ("JOBPROV_CONTAINER_IMAGE", "APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "CONTAINER_IMAGE"):
+        if environ.get(name):
+            return environ[name]
+    return None
+
+
+def job_started(argv: list[str], environ: Mapping[str, str], *, python: bool = True) -> JobStarted:
+    uname = platform.uname()
+    return JobStarted(
+        host=socket.gethostname(),
+        os=f"{uname.system} {_os_release()}".strip(),
+        kernel=f"{uname.release} {uname.machine}",
+        python=platform.python_version() if python else None,
+        cwd=os.getcwd(),
+        command_line=redact_argv(argv, environ),
+        container_image=container_image(environ),
+        pid=os.getpid(),
+    )
+
+
+def _os_release() -> str:
+    try:
+        info = platform.freedesktop_os_release()
+        return info.get("PRETTY_NAME", "")
+    except OSError:
+        return platform.platform(terse=True)
+
+
+def installed_packages() -> dict[str, str]:
+    """Name -> version of every distribution importable by this interpreter."""
+    packages: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages[str(name).lower()] = str(dist.version)
+    return dict(sorted(packages.items()))
+
+
+def git_info(cwd: str | Path | None = None) -> GitInfo | None:
+    """Commit, branch, dirtiness and remote (credentials removed) of the git tree holding ``cwd``."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=_GIT_TIMEOUT_S,
+                check=False,
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"},
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    remote = git("config", "--get", "remote.origin.url")
+    return GitInfo(
+        commit=commit,
+        branch=None if branch in (None, "HEAD") else branch,
+        dirty=None if status is None else bool(status),
+        remote=redact_text(remote) if remote else None,
+    )
+
+
+def command_line() -> list[str]:
+    return [sys.executable, *sys.argv] if sys.argv and sys.argv[0] else [sys.executable]

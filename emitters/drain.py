@@ -1,0 +1,118 @@
+"""Sending the spool to Kafka: ``jobprov spool drain`` and the emitter's drain on start.
+
+Each segment is locked, read, produced with the idempotent producer, and only what the broker acknowledged is
+removed: a fully acknowledged segment is deleted, a partly acknowledged one is replaced by a segment holding
+only the rest. A crash between producing and deleting re-sends those events on the next drain; they keep
+their event_id, so consumers see each event once.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from jobprov.emitters.kafka import log, producer_config
+from jobprov.emitters.spool import claim_segments, read_segment, write_records
+from jobprov.schemas.wire import Codec
+
+
+@dataclass
+class DrainReport:
+    segments: int = 0
+    sent: int = 0
+    kept: int = 0
+    torn: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def broker_reachable(bootstrap: str, security: dict[str, str], timeout: float) -> bool:
+    """True if a broker answers a metadata request within ``timeout`` seconds."""
+    probe = Producer({**producer_config(bootstrap, 5000, security), "client.id": "jobprov-probe"})
+    try:
+        probe.list_topics(timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def drain(
+    directory: str | Path,
+    *,
+    bootstrap: str,
+    topic: str,
+    codec: Codec,
+    security: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    stop: threading.Event | None = None,
+) -> DrainReport:
+    """Send every drainable segment of ``directory``; bounded by ``timeout`` seconds overall."""
+    report = DrainReport()
+    deadline = time.monotonic() + timeout
+    acked: set[str] = set()
+    failures: list[str] = []
+
+    producer = Producer(
+        {**producer_config(bootstrap, max(1000, int(timeout * 1000)), security or {}), "client.id": "jobprov-drain"}
+    )
+    for segment in claim_segments(directory):
+        try:
+            if stop is not None and stop.is_set():
+                break
+            if time.monotonic() >= deadline:
+                break
+            contents = read_segment(segment.handle)
+            report.segments += 1
+            if contents.torn_tail:
+                report.torn.append(f"{segment.path.name}: {contents.torn_tail}")
+            _send_segment(producer, topic, codec, contents.records, deadline, acked, failures)
+            unacked = [r for r in contents.records if r["event_id"] not in acked]
+            report.sent += len(contents.records) - len(unacked)
+            if unacked:
+                write_records(segment.path.parent, unacked)
+                report.kept += len(unacked)
+            segment.path.unlink()
+        except OSError as exc:
+            report.errors.append(f"{segment.path.name}: {exc}")
+        finally:
+            segment.release()
+    report.errors.extend(sorted(set(failures)))
+    return report
+
+
+def _send_segment(
+    producer: Producer,
+    topic: str,
+    codec: Codec,
+    records: list[dict[str, Any]],
+    deadline: float,
+    acked: set[str],
+    failures: list[str],
+) -> None:
+    def on_delivery(event_id: str, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            acked.add(event_id)
+        else:
+            failures.append(str(err))
+
+    for record in records:
+        value = codec.encode(record)
+        callback = functools.partial(on_delivery, record["event_id"])
+        while True:
+            try:
+                producer.produce(topic, value, record["job_id"], on_delivery=callback)
+                break
+            except BufferError:
+                producer.poll(0.1)
+                if time.monotonic() >= deadline:
+                    return
+    remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+    if remaining:
+        log.debug("drain: %d events unacknowledged at the deadline", remaining)
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+        producer.flush(0)

@@ -1,0 +1,250 @@
+"""The emitter: turns calls into events and hands them to a transport without holding the job up.
+
+``emit`` only stamps the event (time, sequence number) and queues it: well under ten microseconds. A sender
+thread builds the envelopes, encodes them and hands them to the transport. Guarantees:
+
+- ``emit`` never raises into the caller; an internal failure is counted and reported once on stderr.
+- The queue is bounded: past ``max_queue`` events the caller sends the backlog itself (backpressure with no
+  loss and no unbounded memory).
+- ``close`` returns within ``timeout`` seconds (the flush timeout); whatever was not delivered by then is in
+  the spool, and one line on stderr says how many events and where.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from jobprov import __version__
+from jobprov.emitters.base import DeliveryReport, Framed, Transport
+from jobprov.schemas.models import Event, Producer, to_avro
+from jobprov.schemas.wire import Codec
+from jobprov.settings import EmitterSettings
+
+log = logging.getLogger("jobprov")
+log.addHandler(logging.NullHandler())  # a library never prints through logging's last-resort handler
+
+_LINGER_S = 0.02
+_BATCH = 512
+
+
+def to_datetime(value: datetime | float | None, default_s: float) -> datetime:
+    """An event time as an aware UTC datetime truncated to the millisecond (the wire's precision)."""
+    if value is None:
+        ms = int(default_s * 1000)
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("event time must be timezone-aware (naive datetimes are ambiguous)")
+        value = value.astimezone(UTC)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return datetime.fromtimestamp(int(float(value) * 1000) / 1000, UTC)
+
+
+class Emitter:
+    def __init__(
+        self,
+        settings: EmitterSettings,
+        transport: Transport,
+        codec: Codec,
+        *,
+        name: str = "jobprov-python",
+        max_queue: int = 100_000,
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.codec = codec
+        self.producer = Producer(name=name, version=__version__, instance_id=str(uuid.uuid4()))
+        self._seq = itertools.count(1)
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._max_queue = max_queue
+        self._wake = threading.Event()
+        self._send_lock = threading.Lock()
+        self._stopping = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._failures: list[str] = []
+        self._report: DeliveryReport | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    # --- the hot path ----------------------------------------------------------------------------------
+
+    def emit(self, job_id: str, payload: Any, *, event_time: datetime | float | None = None, attempt: int = 1) -> None:
+        """Queue one event. Never raises."""
+        try:
+            if self._closed:
+                self._failures.append(f"{type(payload).__name__} emitted after close; not recorded")
+                return
+            self._queue.append((job_id, payload, event_time, time.time(), next(self._seq), attempt))
+            if self._thread is None:
+                self._start()
+            if len(self._queue) >= self._max_queue:
+                self._send_pending()  # backpressure: the caller does the work rather than grow memory
+            elif len(self._queue) >= _BATCH:
+                self._wake.set()
+        except Exception as exc:  # the job must never see our failures
+            self._failures.append(f"emit failed: {type(exc).__name__}: {exc}")
+
+    # --- the sender ------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._send_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="jobprov-sender", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(_LINGER_S)
+            self._wake.clear()
+            self._send_pending()
+            self.transport.poll()
+
+    def _envelope(self, item: tuple[Any, ...]) -> Event:
+        job_id, payload, event_time, emitted_s, seq, attempt = item
+        return Event(
+            event_id=str(uuid.uuid4()),
+            job_id=job_id,
+            event_type=type(payload).__name__,
+            event_time=to_datetime(event_time, emitted_s),
+            emitted_at=to_datetime(None, emitted_s),
+            producer=self.producer,
+            seq=seq,
+            attempt=attempt,
+            payload=payload,
+        )
+
+    def _send_pending(self) -> None:
+        with self._send_lock:
+            while self._queue:
+                self._idle.clear()
+                batch: list[Framed] = []
+                encode = self.codec.encode
+                for _ in range(min(_BATCH, len(self._queue))):
+                    item = self._queue.popleft()
+                    try:
+                        event = self._envelope(item)
+                        batch.append(Framed(event.job_id, encode(to_avro(event)), event.event_id))
+                    except Exception as exc:
+                        self._failures.append(f"{type(item[1]).__name__} not recorded: {exc}")
+                try:
+                    self.transport.send(batch)
+                except Exception as exc:
+                    self._failures.append(f"transport {self.transport.name} failed: {exc}")
+            self._idle.set()
+
+    # --- shutdown --------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued has been handed to the transport; True if it was in time."""
+        if self._thread is None and not self._queue:
+            return True
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        while self._queue or not self._idle.is_set():
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.001)
+        return True
+
+    def close(self, timeout: float | None = None) -> DeliveryReport:
+        """Deliver or spool everything, within ``timeout`` (default: the flush timeout). Idempotent."""
+        if self._report is not None:
+            return self._report
+        timeout = self.settings.flush_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self._closed = True
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
+        try:
+            self._send_pending()
+            report = self.transport.close(max(0.0, deadline - time.monotonic()))
+        except Exception as exc:
+            report = DeliveryReport(errors=[f"closing {self.transport.name} failed: {exc}"])
+        report.errors = self._failures + report.errors
+        self._report = report
+        _tell(report, self.settings)
+        return report
+
+
+def _tell(report: DeliveryReport, settings: EmitterSettings) -> None:
+    """One line on stderr when anything did not reach the broker; nothing when all is well."""
+    try:
+        if report.spooled and settings.url.startswith("kafka:"):
+            print(
+                f"jobprov: {report.spooled} events could not be delivered to {settings.url}; they are in the "
+                f"spool at {report.spool_dir} and will be sent by `jobprov spool drain` or the next job",
+                file=sys.stderr,
+                flush=True,
+            )
+        if report.lost or report.errors:
+            print(
+                f"jobprov: {report.lost} events lost; {'; '.join(report.errors[:5])}",
+                file=sys.stderr,
+                flush=True,
+            )
+    except Exception:  # a closed stderr must not turn into an exception at exit
+        pass
+
+
+# --- the process-wide emitter --------------------------------------------------------------------------
+
+_default: Emitter | None = None
+_default_lock = threading.Lock()
+
+
+def get_emitter(settings: EmitterSettings | None = None, *, name: str = "jobprov-python") -> Emitter:
+    """The process's shared emitter, created on first use and closed at interpreter exit."""
+    global _default
+    with _default_lock:
+        if _default is None or _default._pid != os.getpid():
+            _default = create_emitter(settings, name=name)
+            atexit.register(_default.close)
+        return _default
+
+
+def create_emitter(settings: EmitterSettings | None = None, *, name: str = "jobprov-python") -> Emitter:
+    """An emitter from settings; configuration problems degrade to the spool, never into an exception."""
+    from jobprov.emitters.factory import make_codec, make_transport
+    from jobprov.emitters.noop import NoopTransport
+    from jobprov.emitters.spool import SpoolTransport
+    from jobprov.errors import JobprovError
+    from jobprov.schemas.wire import SingleObjectCodec
+    from jobprov.settings import load_emitter_settings
+
+    try:
+        settings = settings or load_emitter_settings()
+        return Emitter(settings, make_transport(settings), make_codec(settings), name=name)
+    except JobprovError as exc:
+        fallback = EmitterSettings()
+        try:
+            transport: Transport = SpoolTransport(fallback.spool_dir)
+            where = f"events go to the spool at {fallback.spool_dir}"
+        except JobprovError:
+            transport = NoopTransport()
+            where = "events are not recorded"
+        print(f"jobprov: configuration error: {exc}; {where}", file=sys.stderr, flush=True)
+        return Emitter(fallback, transport, SingleObjectCodec(), name=name)
+
+
+def _reset_after_fork() -> None:
+    # A forked child must not share the parent's sender thread or librdkafka handle.
+    global _default
+    _default = None
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,137 @@
+"""Kafka transport: confluent-kafka, idempotent, acks=all, keyed by job id so a job's events stay ordered.
+
+Nothing here blocks the job: ``produce`` only queues. An event the broker does not acknowledge within
+``delivery_timeout_ms``, or that is still queued when the job exits, goes to the fallback (the spool).
+While every broker is down, new events skip the queue and go straight to the fallback; every few seconds one
+is let through to probe whether the broker is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from jobprov.emitters.base import DeliveryReport, Framed, Transport
+from jobprov.errors import ConfigError
+
+log = logging.getLogger("jobprov.kafka")
+
+PROBE_INTERVAL_S = 5.0
+_BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+
+
+def parse_kafka_url(url: str) -> tuple[str, str]:
+    """``kafka://host:port[,host:port]/topic`` -> (bootstrap servers, topic)."""
+    parts = urlsplit(url)
+    topic = parts.path.strip("/")
+    if parts.scheme != "kafka" or not parts.netloc or not topic or "/" in topic:
+        raise ConfigError("url", f"{url!r}: expected kafka://host:port[,host:port]/topic")
+    return parts.netloc, topic
+
+
+def producer_config(bootstrap: str, delivery_timeout_ms: int, security: dict[str, str]) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": "jobprov-emitter",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": delivery_timeout_ms,
+        # librdkafka would print connection errors on the job's stderr; route them to our logger instead.
+        "logger": log,
+        **security,
+    }
+
+
+class KafkaTransport:
+    name = "kafka"
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        fallback: Transport | None,
+        delivery_timeout_ms: int = 30000,
+        security: dict[str, str] | None = None,
+    ) -> None:
+        self.topic = topic
+        self._fallback = fallback
+        self._report = DeliveryReport()
+        self._down_until = 0.0
+        config = producer_config(bootstrap, delivery_timeout_ms, security or {})
+        config["error_cb"] = self._on_error
+        config["on_delivery"] = self._on_delivery
+        try:
+            self._producer = Producer(config)
+        except KafkaException as exc:
+            raise ConfigError("kafka", f"librdkafka rejected the configuration: {exc}") from exc
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() in _BROKER_DOWN:
+            self._down_until = time.monotonic() + PROBE_INTERVAL_S
+        log.debug("kafka error: %s", err)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self._report.delivered += 1
+            self._down_until = 0.0
+            return
+        key = msg.key()
+        self._hand_off([Framed(key.decode() if key else "", msg.value() or b"", "")], str(err))
+
+    def _hand_off(self, batch: list[Framed], reason: str) -> None:
+        if self._fallback is None:
+            self._report.lost += len(batch)
+            self._report.errors.append(f"{len(batch)} events undeliverable and no spool: {reason}")
+            return
+        self._fallback.send(batch)
+
+    def send(self, batch: list[Framed]) -> None:
+        if self._down_until and time.monotonic() < self._down_until and self._fallback is not None:
+            # Let the first event through as a probe; the rest go to the spool while the broker is down.
+            self._produce(batch[:1])
+            self._hand_off(batch[1:], "broker down")
+        else:
+            self._produce(batch)
+        self._producer.poll(0)
+
+    def _produce(self, batch: list[Framed]) -> None:
+        produce = self._producer.produce
+        topic = self.topic
+        for i, item in enumerate(batch):
+            try:
+                produce(topic, item.value, item.key)
+            except BufferError:
+                # librdkafka's queue is full: the broker is slow. Spool the rest rather than wait.
+                self._hand_off(batch[i:], "producer queue full")
+                return
+            except KafkaException as exc:
+                self._hand_off(batch[i:], str(exc))
+                return
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def close(self, timeout: float) -> DeliveryReport:
+        deadline = time.monotonic() + timeout
+        remaining = len(self._producer)
+        # Flush in short slices so a broker known to be down does not hold the job for the whole timeout.
+        while remaining and time.monotonic() < deadline:
+            remaining = self._producer.flush(min(0.1, max(0.0, deadline - time.monotonic())))
+            if remaining and self._down_until and time.monotonic() < self._down_until:
+                break
+        if remaining:
+            # Give up waiting: purged messages come back through on_delivery with an error and are spooled.
+            self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self._producer.flush(0)
+            self._producer.poll(0)
+        report = DeliveryReport(delivered=self._report.delivered, lost=self._report.lost)
+        report.errors.extend(self._report.errors)
+        if self._fallback is not None:
+            report.merge(self._fallback.close(max(0.0, deadline - time.monotonic())))
+        return report

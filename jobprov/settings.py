@@ -1,0 +1,284 @@
+"""Typed settings from defaults, a TOML file, ``JOBPROV_*`` environment variables and arguments.
+
+Precedence, lowest first: defaults, the TOML file (``JOBPROV_CONFIG`` or an explicit path, table ``[emitter]``),
+the environment, explicit arguments. Unknown keys are rejected with their names, so a typo never silently
+falls back to a default. Secrets are held as :class:`Secret` and never printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobprov.errors import ConfigError
+
+ENV_PREFIX = "JOBPROV_"
+
+# Variables that carry a job's identity from `jobprov run` to the programs it wraps. They are not settings,
+# but they are ours, so the unknown-key check must let them through.
+RUNTIME_ENV = frozenset(
+    {
+        "JOBPROV_CONFIG",
+        "JOBPROV_JOB_ID",
+        "JOBPROV_ATTEMPT",
+        "JOBPROV_PARENT_STEP",
+        "JOBPROV_TEST_BACKEND",
+    }
+)
+
+
+class Secret:
+    """A value that must never be printed or logged."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _default_spool_dir() -> str:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(state) / "jobprov" / "spool")
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+DEFAULT_ENV_ALLOWLIST = (
+    "USER",
+    "LOGNAME",
+    "HOSTNAME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "PATH",
+    "VIRTUAL_ENV",
+    "CONDA_DEFAULT_ENV",
+    "CONDA_PREFIX",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "SLURM_*",
+    "PBS_*",
+    "LSB_*",
+    "_CONDOR_*",
+    "CI",
+    "CI_*",
+    "GITHUB_*",
+    "GITLAB_*",
+    "BUILD_*",
+    "JOB_NAME",
+    "BUILDKITE_*",
+    "JENKINS_URL",
+    "EUPS_*",
+)
+
+
+@dataclass(frozen=True)
+class EmitterSettings:
+    """Settings of the in-job emitter and of the `jobprov run` / `jobprov emit` commands."""
+
+    url: str = "kafka://127.0.0.1:9092/jobprov.events"
+    """Where events go: kafka://host:port/topic (spool fallback), file:///dir (spool only) or noop://."""
+    enabled: bool = True
+    """False turns emission off entirely (a no-op transport)."""
+    spool_dir: str = field(default_factory=_default_spool_dir)
+    """Durable local spool used when the broker is unreachable or slow."""
+    flush_timeout_s: float = 5.0
+    """The longest the emitter may hold a job at exit; what is undelivered by then goes to the spool."""
+    delivery_timeout_ms: int = 30000
+    """How long the broker may take to acknowledge an event before it is spooled instead."""
+    heartbeat_interval_s: float = 30.0
+    sample_interval_s: float = 1.0
+    """Resource sampling interval of `jobprov run`."""
+    capture_packages: bool = True
+    capture_git: bool = True
+    env_allowlist: tuple[str, ...] = DEFAULT_ENV_ALLOWLIST
+    """Environment variable names (fnmatch patterns) recorded as provenance; values that look secret are redacted."""
+    schema_registry_url: str | None = None
+    """If set, events use the Confluent framing with ids from this registry instead of single-object encoding."""
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    kafka_ssl_ca_location: str | None = None
+    kafka_ssl_certificate_location: str | None = None
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_key_password: Secret | None = None
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka security properties, passed through as they are."""
+        mapping = {
+            "security.protocol": self.kafka_security_protocol,
+            "sasl.mechanism": self.kafka_sasl_mechanism,
+            "sasl.username": self.kafka_sasl_username,
+            "sasl.password": self.kafka_sasl_password,
+            "ssl.ca.location": self.kafka_ssl_ca_location,
+            "ssl.certificate.location": self.kafka_ssl_certificate_location,
+            "ssl.key.location": self.kafka_ssl_key_location,
+            "ssl.key.password": self.kafka_ssl_key_password,
+        }
+        out: dict[str, str] = {}
+        for key, value in mapping.items():
+            if value is None:
+                continue
+            out[key] = value.get() if isinstance(value, Secret) else value
+        return out
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as text, secrets masked: safe to print."""
+        return {f.name: _show(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return "" if value is None else str(value)
+
+
+def _converter(annotation: str) -> Callable[[Any], Any]:
+    """How to turn a raw value (text from the environment, or a TOML value) into the field's type."""
+
+    def to_float(raw: Any) -> float:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number")
+        return float(raw)
+
+    def to_int(raw: Any) -> int:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError("expected an integer")
+        return int(raw)
+
+    def to_bool(raw: Any) -> bool:
+        return raw if isinstance(raw, bool) else _parse_bool(str(raw))
+
+    def to_tuple(raw: Any) -> tuple[str, ...]:
+        if isinstance(raw, list | tuple):
+            return tuple(str(x) for x in raw)
+        return _parse_list(str(raw))
+
+    def to_secret(raw: Any) -> Secret:
+        return raw if isinstance(raw, Secret) else Secret(str(raw))
+
+    def to_str(raw: Any) -> str:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected text, got {type(raw).__name__}")
+        return raw
+
+    base = annotation.replace(" | None", "")
+    table: dict[str, Callable[[Any], Any]] = {
+        "float": to_float,
+        "int": to_int,
+        "bool": to_bool,
+        "tuple[str, ...]": to_tuple,
+        "Secret": to_secret,
+        "str": to_str,
+    }
+    return table[base]
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(EmitterSettings)}
+
+
+def _validate(settings: EmitterSettings) -> None:
+    if settings.flush_timeout_s < 0:
+        raise ConfigError("flush_timeout_s", "must be >= 0")
+    if settings.delivery_timeout_ms <= 0:
+        raise ConfigError("delivery_timeout_ms", "must be > 0")
+    if settings.heartbeat_interval_s <= 0:
+        raise ConfigError("heartbeat_interval_s", "must be > 0")
+    if settings.sample_interval_s <= 0:
+        raise ConfigError("sample_interval_s", "must be > 0")
+    scheme = settings.url.split("://", 1)[0] if "://" in settings.url else ""
+    if scheme not in {"kafka", "file", "noop"}:
+        raise ConfigError("url", f"{settings.url!r}: expected kafka://host:port/topic, file:///dir or noop://")
+
+
+def load_emitter_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> EmitterSettings:
+    """Build emitter settings; raise :class:`ConfigError` naming the first bad or unknown key."""
+    environ = os.environ if env is None else env
+    raw: dict[str, tuple[str, Any]] = {}  # field -> (where it came from, raw value)
+
+    path = config_file or environ.get("JOBPROV_CONFIG")
+    if path:
+        for key, value in _read_toml(Path(path)).items():
+            raw[key] = (f"{path} [emitter] {key}", value)
+
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in RUNTIME_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in _FIELDS:
+            raise ConfigError(name, "unknown setting (see `jobprov config show` for the known ones)")
+        raw[key] = (name, value)
+
+    for key, value in (overrides or {}).items():
+        if key not in _FIELDS:
+            raise ConfigError(key, "unknown setting")
+        if value is not None:
+            raw[key] = (key, value)
+
+    values: dict[str, Any] = {}
+    for key, (source, value) in raw.items():
+        try:
+            values[key] = _converter(str(_FIELDS[key].type))(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(source, str(exc)) from exc
+    settings = EmitterSettings(**values)
+    _validate(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            document = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError("JOBPROV_CONFIG", f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("JOBPROV_CONFIG", f"{path} is not valid TOML: {exc}") from exc
+    unknown_tables = sorted(set(document) - {"emitter"})
+    if unknown_tables:
+        raise ConfigError(f"{path} [{unknown_tables[0]}]", "unknown table")
+    table = document.get("emitter", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path} emitter", "expected a table")
+    for key in table:
+        if key not in _FIELDS:
+            raise ConfigError(f"{path} [emitter] {key}", "unknown setting")
+    return table

@@ -1,0 +1,288 @@
+"""Python mirror of the .avsc event model: one frozen dataclass per Avro record.
+
+The .avsc files are the source of truth; ``tests/unit/schemas/test_models_match_avsc.py`` fails on any drift
+(field names, order, types, optionality, defaults). Field names are the Avro names, snake_case.
+Conversion to and from fastavro's dict form is generic and walks a precomputed plan per class, because
+``dataclasses.asdict`` deep-copies and is several times slower on the emitter's hot path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import Any, ClassVar, Union
+
+from jobprov.schemas.registry import NAMESPACE
+
+JOB_KINDS = ("ci", "batch", "hpc", "pipeline", "interactive")
+JOB_STATUSES = ("succeeded", "failed", "aborted", "preempted")
+STEP_STATUSES = ("succeeded", "failed", "skipped", "aborted")
+ANNOTATION_TARGETS = ("job", "artifact")
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.Producer"
+    name: str
+    version: str
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobSubmitted:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.JobSubmitted"
+    name: str
+    kind: str
+    parent_job_id: str | None = None
+    workflow_id: str | None = None
+    dag_node: str | None = None
+    submitter: str | None = None
+    scheduler_ids: dict[str, str] = field(default_factory=dict)
+    machine: str | None = None
+    requested_nodes: int | None = None
+    requested_processes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobStarted:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.JobStarted"
+    host: str
+    os: str
+    kernel: str
+    python: str | None = None
+    cwd: str = ""
+    command_line: list[str] = field(default_factory=list)
+    container_image: str | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.Dataset"
+    name: str
+    version: str | None = None
+    checksum: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRef:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.ConfigRef"
+    hash: str
+    snapshot_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GitInfo:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.GitInfo"
+    commit: str
+    branch: str | None = None
+    dirty: bool | None = None
+    remote: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceDeclared:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.ProvenanceDeclared"
+    values: dict[str, str] = field(default_factory=dict)
+    datasets: list[Dataset] = field(default_factory=list)
+    config: ConfigRef | None = None
+    software: dict[str, str] = field(default_factory=dict)
+    git: GitInfo | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSample:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.ResourceSample"
+    cpu_user_s: float
+    cpu_system_s: float
+    rss_bytes: int
+    peak_rss_bytes: int
+    io_read_bytes: int | None = None
+    io_write_bytes: int | None = None
+    threads: int = 1
+    processes: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MetricMeasured:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.MetricMeasured"
+    name: str
+    value: float
+    unit: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    comparability_keys: list[str] | None = None
+    step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactUsed:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.ArtifactUsed"
+    uri: str
+    checksum: str | None = None
+    size_bytes: int | None = None
+    role: str | None = None
+    step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactProduced:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.ArtifactProduced"
+    uri: str
+    checksum: str | None = None
+    size_bytes: int | None = None
+    role: str | None = None
+    step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.StepStarted"
+    name: str
+    step_attempt: int = 1
+    parent_step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.StepFinished"
+    name: str
+    step_attempt: int = 1
+    status: str = "succeeded"
+    exception_type: str | None = None
+    exception_message: str | None = None
+    caveats: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.Annotation"
+    key: str
+    value: str
+    author: str | None = None
+    target_type: str = "job"
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.Heartbeat"
+    interval_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinished:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.JobFinished"
+    status: str
+    exit_code: int | None = None
+    signal: int | None = None
+    exception_type: str | None = None
+    exception_message: str | None = None
+    duration_ms: int | None = None
+
+
+Payload = Union[  # noqa: UP007 - a runtime alias that get_args() can walk
+    JobSubmitted,
+    JobStarted,
+    ProvenanceDeclared,
+    ResourceSample,
+    MetricMeasured,
+    ArtifactUsed,
+    ArtifactProduced,
+    StepStarted,
+    StepFinished,
+    Annotation,
+    Heartbeat,
+    JobFinished,
+]
+
+PAYLOAD_TYPES: tuple[type[Any], ...] = typing.get_args(Payload)
+PAYLOAD_BY_NAME: dict[str, type[Any]] = {cls.__name__: cls for cls in PAYLOAD_TYPES}
+PAYLOAD_BY_AVRO_NAME: dict[str, type[Any]] = {cls.AVRO_NAME: cls for cls in PAYLOAD_TYPES}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """The envelope. ``event_type`` always names the payload's record."""
+
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.Event"
+    event_id: str
+    job_id: str
+    event_type: str
+    event_time: datetime
+    emitted_at: datetime
+    producer: Producer
+    seq: int
+    attempt: int
+    payload: Payload
+
+
+# --- conversion to and from fastavro's dict form -------------------------------------------------------
+
+_RECORD = 1
+_RECORD_LIST = 2
+_OPTIONAL_RECORD = 3
+_PAYLOAD = 4
+
+
+def _nested_kind(hint: Any) -> tuple[int, type[Any] | None]:
+    if hint is Payload:
+        return _PAYLOAD, None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _RECORD, hint  # type: ignore[return-value]
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        return _RECORD_LIST, args[0]
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return _OPTIONAL_RECORD, inner[0]  # type: ignore[return-value]
+    return 0, None
+
+
+@cache
+def _plan(cls: type[Any]) -> tuple[tuple[str, int, type[Any] | None], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, *_nested_kind(hints[f.name])) for f in dataclasses.fields(cls))
+
+
+def to_avro(obj: Any) -> dict[str, Any]:
+    """A model object as the dict fastavro writes; the payload union branch is named explicitly."""
+    out: dict[str, Any] = {}
+    for name, kind, _cls in _plan(type(obj)):
+        value = getattr(obj, name)
+        if kind == 0 or value is None:
+            out[name] = value
+        elif kind == _PAYLOAD:
+            out[name] = (value.AVRO_NAME, to_avro(value))
+        elif kind == _RECORD_LIST:
+            out[name] = [to_avro(v) for v in value]
+        else:
+            out[name] = to_avro(value)
+    return out
+
+
+def from_avro(cls: type[Any], data: dict[str, Any]) -> Any:
+    """Build a model object from fastavro's dict form (read with ``return_record_name=True``)."""
+    kwargs: dict[str, Any] = {}
+    for name, kind, sub in _plan(cls):
+        if name not in data:
+            continue
+        value = data[name]
+        if kind == 0 or value is None:
+            kwargs[name] = value
+        elif kind == _PAYLOAD:
+            branch, record = value
+            kwargs[name] = from_avro(PAYLOAD_BY_AVRO_NAME[branch], record)
+        elif kind == _RECORD_LIST:
+            assert sub is not None
+            kwargs[name] = [from_avro(sub, v) for v in value]
+        else:
+            assert sub is not None
+            kwargs[name] = from_avro(sub, value)
+    return cls(**kwargs)

@@ -1,0 +1,1 @@
+"""Sinks: where derived records are written (ClickHouse tables)."""

@@ -1,0 +1,1 @@
+"""Stream processors: the pure fold of events into job state and provenance records, and its workers."""
