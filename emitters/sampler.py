@@ -19,6 +19,8 @@ class TreeSampler:
         self._peak_rss = 0
         # CPU of processes seen alive, so a child that exits between samples is not forgotten.
         self._cpu_seen: dict[tuple[int, float], tuple[float, float]] = {}
+        # Children reaped before this tree started (e.g. git during capture) are not the job's.
+        self._baseline = resource.getrusage(resource.RUSAGE_CHILDREN)
 
     def sample(self) -> ResourceSample | None:
         try:
@@ -64,10 +66,12 @@ class TreeSampler:
     def final(self, last: ResourceSample | None) -> ResourceSample:
         """After the children were reaped: exact totals from the kernel's accounting of waited-for children."""
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        peak_single = usage.ru_maxrss * 1024  # KiB on Linux
+        base = self._baseline
+        # ru_maxrss is a maximum over all reaped children, so it only speaks for the job if it grew.
+        peak_single = usage.ru_maxrss * 1024 if usage.ru_maxrss > base.ru_maxrss else 0  # KiB on Linux
         return ResourceSample(
-            cpu_user_s=round(max(usage.ru_utime, last.cpu_user_s if last else 0.0), 3),
-            cpu_system_s=round(max(usage.ru_stime, last.cpu_system_s if last else 0.0), 3),
+            cpu_user_s=round(max(usage.ru_utime - base.ru_utime, last.cpu_user_s if last else 0.0), 3),
+            cpu_system_s=round(max(usage.ru_stime - base.ru_stime, last.cpu_system_s if last else 0.0), 3),
             rss_bytes=0,
             peak_rss_bytes=max(self._peak_rss, peak_single),
             io_read_bytes=last.io_read_bytes if last else None,

@@ -1,0 +1,1 @@
+"""The `jobprov` command line."""

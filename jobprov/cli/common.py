@@ -1,0 +1,48 @@
+"""Shared CLI plumbing: settings from options, parsing of k=v pairs and event times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from jobprov.errors import ConfigError
+from jobprov.settings import EmitterSettings, load_emitter_settings
+
+
+def settings_from(ctx: click.Context, **overrides: Any) -> EmitterSettings:
+    """Settings from the group's --config/--url/--spool-dir plus overrides; a bad key exits 2 naming it."""
+    root = ctx.find_root().params
+    merged = {"url": root.get("url"), "spool_dir": root.get("spool_dir"), **overrides}
+    try:
+        return load_emitter_settings(merged, config_file=root.get("config"))
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
+
+
+def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
+        out[key] = value
+    return out
+
+
+def parse_time(raw: str | None) -> datetime | None:
+    """ISO 8601 with an explicit offset (or Z), or epoch seconds."""
+    if raw is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(raw), UTC)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{raw!r} is neither ISO 8601 nor epoch seconds", param_hint="--time") from exc
+    if value.tzinfo is None:
+        raise click.BadParameter(f"{raw!r} has no timezone; add Z or an offset like +02:00", param_hint="--time")
+    return value
