@@ -197,8 +197,8 @@ def _tell(report: DeliveryReport, settings: EmitterSettings) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    except Exception:  # a closed stderr must not turn into an exception at exit
-        pass
+    except (OSError, ValueError):  # a closed stderr must not turn into an exception at exit
+        return
 
 
 # --- the process-wide emitter --------------------------------------------------------------------------

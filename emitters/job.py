@@ -74,7 +74,15 @@ def _dataset(item: Dataset | Mapping[str, Any] | str) -> Dataset:
         return item
     if isinstance(item, str):
         return Dataset(name=item)
-    return Dataset(**{k: (None if v is None else str(v)) for k, v in item.items()})
+    unknown = set(item) - {"name", "version", "checksum"}
+    if unknown or "name" not in item:
+        raise ValueError(f"a dataset is {{name, version?, checksum?}}, got keys {sorted(item)}")
+    version, checksum = item.get("version"), item.get("checksum")
+    return Dataset(
+        name=str(item["name"]),
+        version=None if version is None else str(version),
+        checksum=None if checksum is None else str(checksum),
+    )
 
 
 def config_ref(path: str | Path) -> ConfigRef:

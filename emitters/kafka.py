@@ -21,7 +21,7 @@ from jobprov.errors import ConfigError
 log = logging.getLogger("jobprov.kafka")
 
 
-class _DebugOnly(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _DebugOnly(logging.LoggerAdapter[logging.Logger]):
     """librdkafka reports every refused connection as an error; for a job that is noise, not news.
     The emitter says once, on stderr, what it could not deliver; the details stay at debug level."""
 

@@ -175,7 +175,8 @@ def read_segment(handle: IO[bytes]) -> SegmentContents:
     records: list[dict[str, Any]] = []
     try:
         for record in fastavro.reader(handle, reader_schema=registry.current().parsed, return_record_name=True):
-            records.append(record)
+            if isinstance(record, dict):
+                records.append(record)
     except Exception as exc:  # a torn block from a crash mid-write; everything before it is good
         return SegmentContents(records, f"{type(exc).__name__}: {exc}")
     return SegmentContents(records, None)

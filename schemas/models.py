@@ -229,24 +229,24 @@ _OPTIONAL_RECORD = 3
 _PAYLOAD = 4
 
 
-def _nested_kind(hint: Any) -> tuple[int, type[Any] | None]:
+def _nested_kind(hint: Any) -> tuple[int, Any]:
     if hint is Payload:
         return _PAYLOAD, None
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return _RECORD, hint  # type: ignore[return-value]
+        return _RECORD, hint
     if origin is list and args and dataclasses.is_dataclass(args[0]):
         return _RECORD_LIST, args[0]
     if origin in (Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
-            return _OPTIONAL_RECORD, inner[0]  # type: ignore[return-value]
+            return _OPTIONAL_RECORD, inner[0]
     return 0, None
 
 
 @cache
-def _plan(cls: type[Any]) -> tuple[tuple[str, int, type[Any] | None], ...]:
+def _plan(cls: Any) -> tuple[tuple[str, int, Any], ...]:
     hints = typing.get_type_hints(cls)
     return tuple((f.name, *_nested_kind(hints[f.name])) for f in dataclasses.fields(cls))
 
@@ -254,7 +254,7 @@ def _plan(cls: type[Any]) -> tuple[tuple[str, int, type[Any] | None], ...]:
 def to_avro(obj: Any) -> dict[str, Any]:
     """A model object as the dict fastavro writes; the payload union branch is named explicitly."""
     out: dict[str, Any] = {}
-    for name, kind, _cls in _plan(type(obj)):
+    for name, kind, _cls in _plan(obj.__class__):
         value = getattr(obj, name)
         if kind == 0 or value is None:
             out[name] = value
@@ -267,7 +267,7 @@ def to_avro(obj: Any) -> dict[str, Any]:
     return out
 
 
-def from_avro(cls: type[Any], data: dict[str, Any]) -> Any:
+def from_avro(cls: Any, data: dict[str, Any]) -> Any:
     """Build a model object from fastavro's dict form (read with ``return_record_name=True``)."""
     kwargs: dict[str, Any] = {}
     for name, kind, sub in _plan(cls):

@@ -73,7 +73,9 @@ class _SplitEnvelope:
         return buf.getvalue()
 
     def decode(self, buf: io.BytesIO) -> dict[str, Any]:
-        record: dict[str, Any] = schemaless_reader(buf, self.head, None)
+        record = schemaless_reader(buf, self.head, None)
+        if not isinstance(record, dict):
+            raise ValueError("envelope head is not a record")
         raw = buf.read(1)
         if not raw:
             raise EOFError("no payload")
@@ -89,10 +91,9 @@ def _read_body(data: bytes, offset: int, writer: Any, reader: Any, fast: _SplitE
     buf = io.BytesIO(data)
     buf.seek(offset)
     try:
-        if fast is not None:
-            record = fast.decode(buf)
-        else:
-            record = schemaless_reader(buf, writer, reader, return_record_name=True)
+        record: Any = (
+            fast.decode(buf) if fast is not None else schemaless_reader(buf, writer, reader, return_record_name=True)
+        )
     except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError, ...
         raise SerializationError(f"undecodable body: {type(exc).__name__}: {exc}") from exc
     if buf.tell() != len(data):
@@ -174,7 +175,7 @@ class ConfluentCodec:
                 found = self._client.get_schema(schema_id)
             except Exception as exc:
                 raise UnknownSchemaError(f"unknown schema id {schema_id}: {exc}") from exc
-            writer = parse_schema(json.loads(found.schema_str))
+            writer = parse_schema(json.loads(str(found.schema_str)))
             self._writers[schema_id] = writer
         fast = self._fast if schema_id == self._id else None
         return _read_body(data, 5, writer, self._current.parsed, fast)

@@ -6,8 +6,10 @@ import os
 
 import pytest
 
+
 def selected_backend() -> str:
     return os.environ.get("JOBPROV_TEST_BACKEND", "native")
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     backend = selected_backend()

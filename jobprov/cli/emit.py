@@ -79,7 +79,11 @@ def metric(
 ) -> None:
     """Record metric NAME with VALUE."""
     payload = MetricMeasured(
-        name=name, value=value, unit=unit, tags=parse_pairs(tag, "--tag"), comparability_keys=list(keys) or None,
+        name=name,
+        value=value,
+        unit=unit,
+        tags=parse_pairs(tag, "--tag"),
+        comparability_keys=list(keys) or None,
         step=step,
     )
     _send(ctx, [(_require(job_id), payload, parse_time(when), _attempt())])
@@ -199,7 +203,11 @@ def submitted(
 ) -> None:
     """Record that a job was submitted (for importing historical jobs)."""
     payload = JobSubmitted(
-        name=name, kind=kind, parent_job_id=parent_job_id, workflow_id=workflow_id, submitter=submitter,
+        name=name,
+        kind=kind,
+        parent_job_id=parent_job_id,
+        workflow_id=workflow_id,
+        submitter=submitter,
         machine=machine,
     )
     _send(ctx, [(_require(job_id), payload, parse_time(when), _attempt())])

@@ -45,8 +45,13 @@ def drain(ctx: click.Context, timeout: float) -> None:
     )
     click.echo(
         json.dumps(
-            {"segments": report.segments, "sent": report.sent, "kept": report.kept, "torn": report.torn,
-             "errors": report.errors}
+            {
+                "segments": report.segments,
+                "sent": report.sent,
+                "kept": report.kept,
+                "torn": report.torn,
+                "errors": report.errors,
+            }
         )
     )
     if report.kept or report.errors:
