@@ -77,6 +77,39 @@ class Emitter:
         self._report: DeliveryReport | None = None
         self._idle = threading.Event()
         self._idle.set()
+        self._drainer: threading.Thread | None = None
+        self._drain_stop = threading.Event()
+
+    def drain_spool_in_background(self) -> None:
+        """Send what earlier jobs left in the spool, without holding this job up (Kafka transports only)."""
+        from jobprov.emitters.drain import broker_reachable, drain
+        from jobprov.emitters.kafka import parse_kafka_url
+        from jobprov.emitters.spool import spool_status
+
+        settings = self.settings
+        if not settings.enabled or not settings.url.startswith("kafka:"):
+            return
+        waiting = spool_status(settings.spool_dir)
+        if not (waiting["sealed_segments"] or waiting["open_segments"]):
+            return
+        bootstrap, topic = parse_kafka_url(settings.url)
+
+        def work() -> None:
+            try:
+                if broker_reachable(bootstrap, settings.kafka_config(), timeout=2.0):
+                    drain(
+                        settings.spool_dir,
+                        bootstrap=bootstrap,
+                        topic=topic,
+                        codec=self.codec,
+                        security=settings.kafka_config(),
+                        stop=self._drain_stop,
+                    )
+            except Exception as exc:  # the spool stays as it was; the next drain tries again
+                log.debug("background drain failed: %s", exc)
+
+        self._drainer = threading.Thread(target=work, name="jobprov-drain", daemon=True)
+        self._drainer.start()
 
     # --- the hot path ----------------------------------------------------------------------------------
 
@@ -175,6 +208,10 @@ class Emitter:
             report = self.transport.close(max(0.0, deadline - time.monotonic()))
         except Exception as exc:
             report = DeliveryReport(errors=[f"closing {self.transport.name} failed: {exc}"])
+        if self._drainer is not None:
+            # A drain cut short keeps its segment; what it had sent is deduplicated by event_id downstream.
+            self._drainer.join(max(0.0, deadline - time.monotonic()))
+            self._drain_stop.set()
         report.errors = self._failures + report.errors
         self._report = report
         _tell(report, self.settings)
@@ -228,7 +265,9 @@ def create_emitter(settings: EmitterSettings | None = None, *, name: str = "jobp
 
     try:
         settings = settings or load_emitter_settings()
-        return Emitter(settings, make_transport(settings), make_codec(settings), name=name)
+        emitter = Emitter(settings, make_transport(settings), make_codec(settings), name=name)
+        emitter.drain_spool_in_background()
+        return emitter
     except JobprovError as exc:
         fallback = EmitterSettings()
         try:

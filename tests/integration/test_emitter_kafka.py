@@ -127,3 +127,22 @@ def test_broker_killed_mid_job_loses_nothing(own_broker: Broker, settings_for: S
     after = events_of(consume(own_broker.bootstrap, "events", expected=report.spooled))
     seqs = sorted({e.seq for e in before} | {e.seq for e in after})
     assert seqs == list(range(1, 202)), "every event made it to the broker once the spool was drained"
+
+
+def test_the_next_job_drains_what_an_earlier_one_spooled(own_broker: Broker, settings_for: Settings) -> None:
+    settings = settings_for(own_broker.url("events"), delivery_timeout_ms=2000, flush_timeout_s=2.0)
+    first = create_emitter(settings)
+    for i in range(30):
+        first.emit("job-offline", MetricMeasured(name="AM1", value=float(i)))
+    assert first.close().spooled == 30
+
+    own_broker.start()
+    create_topic(own_broker.bootstrap, "events")
+    second = create_emitter(settings)
+    second.emit("job-online", MetricMeasured(name="AM1", value=1.0))
+    report = second.close()
+    assert report.delivered == 1
+
+    events = events_of(consume(own_broker.bootstrap, "events", expected=31))
+    assert sorted(e.job_id for e in events) == ["job-offline"] * 30 + ["job-online"]
+    assert spool_status(settings.spool_dir) == {"sealed_segments": 0, "open_segments": 0, "bytes": 0}

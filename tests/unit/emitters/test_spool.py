@@ -1,0 +1,334 @@
+"""The durable spool: OCF segments any Avro tool reads, locking, torn tails, rollover."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from jobprov.emitters.base import Framed
+from jobprov.emitters.spool import (
+    OPEN,
+    SEALED,
+    SpoolTransport,
+    claim_segments,
+    read_segment,
+    spool_status,
+    write_records,
+)
+from jobprov.errors import TransportError
+from jobprov.schemas import registry, wire
+from jobprov.schemas.models import (
+    ArtifactProduced,
+    ConfigRef,
+    Event,
+    GitInfo,
+    MetricMeasured,
+    Producer,
+    ProvenanceDeclared,
+    from_avro,
+    to_avro,
+)
+
+T0 = datetime(2025, 6, 1, 12, 0, 0, 250000, tzinfo=UTC)
+PRODUCER = Producer(name="jobprov-python", version="0.1.0", instance_id=str(uuid.uuid4()))
+
+
+def make_event(seq: int, payload: object | None = None) -> Event:
+    payload = payload or MetricMeasured(name="AM1", value=seq / 10, unit="mas", tags={"band": "r"})
+    return Event(
+        event_id=str(uuid.uuid4()),
+        job_id="job-1",
+        event_type=type(payload).__name__,
+        event_time=T0 + timedelta(seconds=seq),
+        emitted_at=T0 + timedelta(seconds=seq, milliseconds=1),
+        producer=PRODUCER,
+        seq=seq,
+        attempt=1,
+        payload=payload,
+    )
+
+
+def framed(events: list[Event]) -> list[Framed]:
+    return [Framed(e.job_id, wire.encode_event(e), e.event_id) for e in events]
+
+
+def sealed(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(SEALED))
+
+
+def open_segments(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(OPEN))
+
+
+def read_ids(path: Path) -> list[str]:
+    with path.open("rb") as fh:
+        return [r["event_id"] for r in fastavro.reader(fh)]
+
+
+def test_segment_is_plain_avro(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(1, 11)]
+    spool = SpoolTransport(tmp_path)
+    spool.send(framed(events[:4]))
+    spool.send(framed(events[4:]))
+    report = spool.close(1.0)
+    assert report.spooled == 10
+    assert report.lost == 0
+    assert report.errors == []
+    assert report.spool_dir == str(tmp_path)
+    [segment] = sealed(tmp_path)
+    with segment.open("rb") as fh:
+        reader = fastavro.reader(fh)
+        records = list(reader)
+        writer_schema = reader.writer_schema
+    assert [r["event_id"] for r in records] == [e.event_id for e in events]
+    assert [r["seq"] for r in records] == list(range(1, 11))
+    assert records[0]["event_time"] == T0 + timedelta(seconds=1)
+    assert writer_schema["name"] == "jobprov.v1.Event"
+
+
+def test_spooled_events_round_trip_to_the_model(tmp_path: Path) -> None:
+    events = [
+        make_event(1),
+        make_event(
+            2,
+            ProvenanceDeclared(
+                values={"band": "r"},
+                config=ConfigRef(hash="sha256:00", snapshot_uri=None),
+                git=GitInfo(commit="abc", branch="main", dirty=False),
+            ),
+        ),
+        make_event(3, ArtifactProduced(uri="file:///out/a.fits", size_bytes=12)),
+    ]
+    spool = SpoolTransport(tmp_path)
+    spool.send(framed(events))
+    spool.close(1.0)
+    [segment] = sealed(tmp_path)
+    with segment.open("rb") as fh:
+        contents = read_segment(fh)
+    assert contents.torn_tail is None
+    assert len(contents.records) == 3
+    # The records re-encode to exactly what was spooled.
+    for record, event in zip(contents.records, events, strict=True):
+        assert wire.SingleObjectCodec().encode(record) == wire.encode_event(event)
+
+
+def test_open_while_writing_sealed_on_close(tmp_path: Path) -> None:
+    spool = SpoolTransport(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing until the first event
+    spool.send(framed([make_event(1)]))
+    [current] = open_segments(tmp_path)
+    assert current.name.endswith(".avro.open")
+    assert sealed(tmp_path) == []
+    assert read_ids(current) != []  # readable while open: every block is flushed and fsync'd
+    spool.close(1.0)
+    assert open_segments(tmp_path) == []
+    [done] = sealed(tmp_path)
+    assert done.name == current.name[: -len(OPEN)] + SEALED
+
+
+def test_close_is_idempotent_and_empty_spool_writes_nothing(tmp_path: Path) -> None:
+    spool = SpoolTransport(tmp_path / "spool")
+    first = spool.close(1.0)
+    second = spool.close(1.0)
+    assert first.spooled == second.spooled == 0
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_claim_skips_a_live_writer(tmp_path: Path) -> None:
+    live = SpoolTransport(tmp_path)
+    live.send(framed([make_event(1)]))
+    try:
+        assert [s.path for s in claim_segments(tmp_path)] == []
+    finally:
+        live.close(1.0)
+    claimed = list(claim_segments(tmp_path))
+    try:
+        assert [s.path for s in claimed] == sealed(tmp_path)
+    finally:
+        for s in claimed:
+            s.release()
+
+
+def test_claim_takes_a_stale_open_segment(tmp_path: Path) -> None:
+    events = [make_event(i) for i in (1, 2)]
+    spool = SpoolTransport(tmp_path)
+    spool.send(framed(events))
+    [path] = open_segments(tmp_path)
+    # The writer dies without sealing: its file handle (and with it the flock) goes away.
+    assert spool._fh is not None
+    spool._fh.close()
+    claimed = list(claim_segments(tmp_path))
+    try:
+        assert [s.path for s in claimed] == [path]
+        contents = read_segment(claimed[0].handle)
+        assert [r["event_id"] for r in contents.records] == [e.event_id for e in events]
+        assert contents.torn_tail is None
+    finally:
+        for s in claimed:
+            s.release()
+
+
+def test_claim_holds_the_lock(tmp_path: Path) -> None:
+    spool = SpoolTransport(tmp_path)
+    spool.send(framed([make_event(1)]))
+    spool.close(1.0)
+    first = claim_segments(tmp_path)
+    segment = next(first)
+    try:
+        assert list(claim_segments(tmp_path)) == []  # a second drainer gets nothing
+    finally:
+        segment.release()
+        first.close()
+    again = list(claim_segments(tmp_path))
+    assert len(again) == 1
+    again[0].release()
+
+
+def test_claim_ignores_other_files_and_missing_dirs(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "x.avro.tmp").write_text("x")
+    assert list(claim_segments(tmp_path)) == []
+    assert list(claim_segments(tmp_path / "absent")) == []
+
+
+def test_torn_tail_keeps_the_complete_first_block(tmp_path: Path) -> None:
+    first = [make_event(i) for i in (1, 2, 3)]
+    second = [make_event(i) for i in (4, 5, 6)]
+    spool = SpoolTransport(tmp_path)
+    spool.send(framed(first))
+    [path] = open_segments(tmp_path)
+    end_of_first_block = path.stat().st_size
+    spool.send(framed(second))
+    spool.close(1.0)
+    [path] = sealed(tmp_path)
+    full = path.stat().st_size
+    # A crash in the middle of writing the second block.
+    os.truncate(path, end_of_first_block + (full - end_of_first_block) // 2)
+    with path.open("rb") as fh:
+        contents = read_segment(fh)
+    assert [r["event_id"] for r in contents.records] == [e.event_id for e in first]
+    assert contents.torn_tail
+
+
+@pytest.mark.parametrize("cut", [1, 8, 16])
+def test_torn_sync_marker_is_reported(tmp_path: Path, cut: int) -> None:
+    spool = SpoolTransport(tmp_path)
+    spool.send(framed([make_event(1)]))
+    spool.send(framed([make_event(2)]))
+    spool.close(1.0)
+    [path] = sealed(tmp_path)
+    os.truncate(path, path.stat().st_size - cut)
+    with path.open("rb") as fh:
+        contents = read_segment(fh)
+    assert contents.torn_tail
+    assert contents.records[0]["seq"] == 1
+
+
+def test_rollover_with_tiny_segments(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(1, 6)]
+    spool = SpoolTransport(tmp_path, segment_bytes=1)
+    for event in events:
+        spool.send(framed([event]))
+        assert open_segments(tmp_path) == []  # sealed as soon as it is past the size
+    report = spool.close(1.0)
+    assert report.spooled == 5
+    paths = sealed(tmp_path)
+    assert len(paths) == 5
+    ids = [i for p in paths for i in read_ids(p)]
+    assert sorted(ids) == sorted(e.event_id for e in events)
+    assert spool_status(tmp_path) == {
+        "sealed_segments": 5,
+        "open_segments": 0,
+        "bytes": sum(p.stat().st_size for p in paths),
+    }
+
+
+def test_rollover_by_size(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(1, 201)]
+    header = 12_000  # the envelope schema in the OCF header
+    spool = SpoolTransport(tmp_path, segment_bytes=header + 2_000)
+    for i in range(0, 200, 10):
+        spool.send(framed(events[i : i + 10]))
+    spool.close(1.0)
+    paths = sealed(tmp_path)
+    assert len(paths) > 1
+    assert [i for p in paths for i in read_ids(p)] == [e.event_id for e in events]
+
+
+def test_events_of_another_schema_are_not_spooled(tmp_path: Path) -> None:
+    good = make_event(1)
+    other = wire.encode_event(make_event(2))
+    other = other[:2] + bytes(8) + other[10:]  # a fingerprint this spool does not write
+    spool = SpoolTransport(tmp_path)
+    spool.send([*framed([good]), Framed("job-1", other, "evt-other"), Framed("job-1", b"junk", "evt-junk")])
+    report = spool.close(1.0)
+    assert report.spooled == 1
+    assert report.lost == 2
+    assert any("evt-other" in e for e in report.errors)
+    assert any("evt-junk" in e for e in report.errors)
+    [path] = sealed(tmp_path)
+    assert read_ids(path) == [good.event_id]
+
+
+def test_confluent_framed_events_are_spooled_by_body(tmp_path: Path) -> None:
+    event = make_event(1)
+    body = wire.encode_event(event)[10:]
+    spool = SpoolTransport(tmp_path)
+    spool.send([Framed(event.job_id, b"\x00\x00\x00\x00\x07" + body, event.event_id)])
+    spool.close(1.0)
+    [path] = sealed(tmp_path)
+    assert read_ids(path) == [event.event_id]
+
+
+def test_spool_dir_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(TransportError, match="cannot create spool directory"):
+        SpoolTransport(blocker / "spool")
+
+
+def test_write_records_round_trip(tmp_path: Path) -> None:
+    events = [make_event(i) for i in range(1, 4)]
+    path = write_records(tmp_path, [to_avro(e) for e in events])
+    assert path.name.endswith(SEALED)
+    assert open_segments(tmp_path) == []
+    with path.open("rb") as fh:
+        contents = read_segment(fh)
+    assert contents.torn_tail is None
+    assert [from_avro(Event, r) for r in contents.records] == events
+
+
+def test_write_records_of_read_records(tmp_path: Path) -> None:
+    """What a drain keeps (records as read back from a segment) is written again unchanged."""
+    events = [
+        make_event(1, ProvenanceDeclared(config=ConfigRef(hash="h"), git=GitInfo(commit="c"))),
+        make_event(2),
+    ]
+    spool = SpoolTransport(tmp_path / "a")
+    spool.send(framed(events))
+    spool.close(1.0)
+    [segment] = sealed(tmp_path / "a")
+    with segment.open("rb") as fh:
+        records = read_segment(fh).records
+    (tmp_path / "b").mkdir()
+    kept = write_records(tmp_path / "b", records)
+    with kept.open("rb") as fh:
+        again = read_segment(fh).records
+    assert again == records
+    assert [r["event_id"] for r in again] == [e.event_id for e in events]
+
+
+def test_registry_schema_is_the_segment_schema(tmp_path: Path) -> None:
+    spool = SpoolTransport(tmp_path)
+    spool.send(framed([make_event(1)]))
+    spool.close(1.0)
+    [path] = sealed(tmp_path)
+    with path.open("rb") as fh:
+        reader = fastavro.reader(fh)
+        schema = reader.writer_schema
+    assert registry.fingerprint_of(schema) == registry.current().fingerprint
