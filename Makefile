@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install test lint typecheck unit integration check bench clean
+.PHONY: install test lint typecheck unit integration bench demo clean
 
 $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -40,3 +40,7 @@ bench: install
 
 clean:
 	rm -rf build .mypy_cache .pytest_cache .ruff_cache
+
+# The demo: a local broker, two weeks of nightly jobs through the real emitters, read back and summarised.
+demo: install
+	$(PY) examples/campaign.py

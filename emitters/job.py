@@ -173,6 +173,7 @@ class Job:
         self._joined = False
         self._step: Step | None = None  # the step this job is, when it joined a wrapping job
         self._steps: list[Step] = []  # open steps, innermost last
+        self._finished = False
         self._started_at = 0.0
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -287,8 +288,9 @@ class Job:
 
     def finish(self, exc: BaseException | None = None, *, status: str | None = None, time: Time = None) -> None:
         """End the job (called by ``__exit__``); ``status`` overrides what the exception implies."""
-        if self._emitter is None:
+        if self._emitter is None or self._finished:
             return
+        self._finished = True
         self._stop.set()
         if self._capture_thread is not None:
             self._capture_thread.join(timeout=1.0)

@@ -64,7 +64,7 @@ def test_toml_file(tmp_path: Path) -> None:
 
 
 def test_toml_file_from_jobprov_config(tmp_path: Path) -> None:
-    path = write_toml(tmp_path, '[emitter]\nheartbeat_interval_s = 7.5\n')
+    path = write_toml(tmp_path, "[emitter]\nheartbeat_interval_s = 7.5\n")
     settings = load_emitter_settings(env={"JOBPROV_CONFIG": str(path)})
     assert settings.heartbeat_interval_s == 7.5
 

@@ -140,7 +140,16 @@ def test_secret_values_only_from_secret_names() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["PASSWORD", "db_password", "GITHUB_TOKEN", "CI_JOB_TOKEN", "MY_API_KEY", "AWS_SECRET_ACCESS_KEY", "key", "PGPASSWD"],
+    [
+        "PASSWORD",
+        "db_password",
+        "GITHUB_TOKEN",
+        "CI_JOB_TOKEN",
+        "MY_API_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "key",
+        "PGPASSWD",
+    ],
 )
 def test_secret_names(name: str) -> None:
     assert is_secret_name(name)

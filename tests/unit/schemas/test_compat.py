@@ -65,7 +65,10 @@ def add_payload_type(d: Path) -> None:
         "name": "JobPreempted",
         "namespace": NS,
         "doc": "The scheduler preempted the job.",
-        "fields": [{"name": "reason", "type": "string"}, {"name": "grace_s", "type": ["null", "long"], "default": None}],
+        "fields": [
+            {"name": "reason", "type": "string"},
+            {"name": "grace_s", "type": ["null", "long"], "default": None},
+        ],
     }
     (d / f"{NS}.JobPreempted.avsc").write_text(json.dumps(record, indent=2))
     _edit(d, "Event", lambda s: _field(s, "payload")["type"].append(f"{NS}.JobPreempted"))
@@ -141,7 +144,9 @@ def test_rename_reports_the_old_name(v1: Path, make_v2: Callable[..., Path]) -> 
 
 
 def test_rename_with_alias_is_still_illegal_and_says_so(v1: Path, make_v2: Callable[..., Path]) -> None:
-    v2 = make_v2(lambda d: _edit(d, "MetricMeasured", lambda s: _field(s, "unit").update(name="units", aliases=["unit"])))
+    v2 = make_v2(
+        lambda d: _edit(d, "MetricMeasured", lambda s: _field(s, "unit").update(name="units", aliases=["unit"]))
+    )
     problems = compat.check_dirs(v1, v2, SAMPLES)
     assert any(p.path.endswith(".unit") and "renamed to units" in p.message for p in problems), problems
 
@@ -170,9 +175,7 @@ def test_cli_check_legal(v1: Path, make_v2: Callable[..., Path]) -> None:
 
 
 @pytest.mark.parametrize(("change", "field"), ILLEGAL, ids=[c.__name__ for c, _ in ILLEGAL])
-def test_cli_check_illegal(
-    v1: Path, make_v2: Callable[..., Path], change: Callable[[Path], None], field: str
-) -> None:
+def test_cli_check_illegal(v1: Path, make_v2: Callable[..., Path], change: Callable[[Path], None], field: str) -> None:
     result = CliRunner().invoke(cli, ["schemas", "check", str(v1), str(make_v2(change)), "--samples", str(SAMPLES)])
     assert result.exit_code == 1, result.output
     assert "incompatible" in result.output

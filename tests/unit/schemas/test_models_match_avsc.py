@@ -95,7 +95,9 @@ def type_problems(hint: Any, avro: Any, path: str, named: dict[str, Any]) -> lis
     if isinstance(avro, list):
         return [f"{path}: Avro union {avro!r} but the model says {hint}"]
     if hint is datetime:
-        if not (isinstance(avro, dict) and avro.get("type") == "long" and avro.get("logicalType") == "timestamp-millis"):
+        if not (
+            isinstance(avro, dict) and avro.get("type") == "long" and avro.get("logicalType") == "timestamp-millis"
+        ):
             return [f"{path}: datetime must be long/timestamp-millis, got {avro!r}"]
         return []
     if isinstance(avro, dict) and avro.get("logicalType"):
@@ -133,7 +135,7 @@ def model_problems(cls: type[Any], record: dict[str, Any], named: dict[str, Any]
     """Every difference between a model dataclass and its Avro record."""
     problems: list[str] = []
     full = _full_name(record, record.get("namespace"))
-    if cls.AVRO_NAME != full:
+    if full != cls.AVRO_NAME:
         problems.append(f"{cls.__name__}.AVRO_NAME is {cls.AVRO_NAME!r}, the record is {full!r}")
     fields = dataclasses.fields(cls)
     py_names = [f.name for f in fields]

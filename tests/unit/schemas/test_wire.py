@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 from datetime import UTC, datetime, timedelta
@@ -271,14 +272,12 @@ def test_encode_of_an_unknown_payload_type_raises_serialization_error() -> None:
 
 # --- fuzzing --------------------------------------------------------------------------------------------
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _decode_or_serialization_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(SerializationError):
         wire.decode_event(data)
-    except SerializationError:
-        pass
 
 
 @FUZZ
@@ -306,9 +305,7 @@ def test_fuzz_truncations(event: Event, data: st.DataObject) -> None:
 @given(st.sampled_from(EVENTS), st.data())
 def test_fuzz_bit_flips(event: Event, data: st.DataObject) -> None:
     encoded = bytearray(wire.encode_event(event))
-    flips = data.draw(
-        st.lists(st.tuples(st.integers(0, len(encoded) - 1), st.integers(0, 7)), min_size=1, max_size=4)
-    )
+    flips = data.draw(st.lists(st.tuples(st.integers(0, len(encoded) - 1), st.integers(0, 7)), min_size=1, max_size=4))
     for offset, bit in flips:
         encoded[offset] ^= 1 << bit
     _decode_or_serialization_error(bytes(encoded))
