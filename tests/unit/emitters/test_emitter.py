@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
 
 from jobprov.emitters.emitter import Emitter
@@ -175,7 +176,10 @@ def test_flush_hands_everything_to_the_transport(spool: Path, emitter: Emitter) 
     for i in range(50):
         emitter.emit("job-1", MetricMeasured(name="m", value=float(i)))
     assert emitter.flush(5.0)
-    assert emitter.transport._report.spooled == 50  # type: ignore[attr-defined]
+    # Without closing: the segment is still open (and locked), but every flushed block is on disk.
+    [segment] = list(spool.glob("*.avro.open"))
+    with segment.open("rb") as fh:
+        assert len(list(fastavro.reader(fh))) == 50
 
 
 # --- the Job API ------------------------------------------------------------------------------------------

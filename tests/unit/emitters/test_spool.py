@@ -117,6 +117,28 @@ def test_spooled_events_round_trip_to_the_model(tmp_path: Path) -> None:
         assert wire.SingleObjectCodec().encode(record) == wire.encode_event(event)
 
 
+def test_read_segment_records_build_model_events(tmp_path: Path) -> None:
+    """Records read back from a segment convert to the model, nested optional records included."""
+    events = [
+        make_event(
+            1,
+            ProvenanceDeclared(
+                values={"band": "r"},
+                config=ConfigRef(hash="sha256:00", snapshot_uri="file:///cfg.yaml"),
+                git=GitInfo(commit="abc", branch="main", dirty=False),
+            ),
+        ),
+        make_event(2),
+    ]
+    spool = SpoolTransport(tmp_path)
+    spool.send(framed(events))
+    spool.close(1.0)
+    [segment] = sealed(tmp_path)
+    with segment.open("rb") as fh:
+        records = read_segment(fh).records
+    assert [from_avro(Event, r) for r in records] == events
+
+
 def test_open_while_writing_sealed_on_close(tmp_path: Path) -> None:
     spool = SpoolTransport(tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing until the first event
@@ -156,15 +178,16 @@ def test_claim_skips_a_live_writer(tmp_path: Path) -> None:
 
 def test_claim_takes_a_stale_open_segment(tmp_path: Path) -> None:
     events = [make_event(i) for i in (1, 2)]
-    spool = SpoolTransport(tmp_path)
+    spool = SpoolTransport(tmp_path / "writer")
     spool.send(framed(events))
-    [path] = open_segments(tmp_path)
-    # The writer dies without sealing: its file handle (and with it the flock) goes away.
-    assert spool._fh is not None
-    spool._fh.close()
+    spool.close(1.0)
+    # What a writer that died mid-segment leaves behind: an .avro.open file whose lock nobody holds.
+    [done] = sealed(tmp_path / "writer")
+    stale = tmp_path / done.name.replace(SEALED, OPEN)
+    done.rename(stale)
     claimed = list(claim_segments(tmp_path))
     try:
-        assert [s.path for s in claimed] == [path]
+        assert [s.path for s in claimed] == [stale]
         contents = read_segment(claimed[0].handle)
         assert [r["event_id"] for r in contents.records] == [e.event_id for e in events]
         assert contents.torn_tail is None

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import io
+import json
 import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastavro
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -367,3 +370,29 @@ def test_confluent_bad_frames(mock_registry: Any, data: bytes) -> None:
 def test_confluent_codec_reads_single_object_messages_too(mock_registry: Any) -> None:
     codec = wire.ConfluentCodec("mock://test", "jobprov.events", client=mock_registry)
     assert wire.decode_event(wire.encode_event(EVENTS[3]), codec) == EVENTS[3]
+
+
+def _older_envelope() -> dict[str, Any]:
+    """A legal earlier version of the envelope: MetricMeasured without its (defaulted) ``step`` field."""
+    old = copy.deepcopy(registry.load_envelope())
+    payload = next(f for f in old["fields"] if f["name"] == "payload")
+    metric = next(b for b in payload["type"] if b["name"] == MetricMeasured.AVRO_NAME)
+    metric["fields"] = [f for f in metric["fields"] if f["name"] != "step"]
+    return old
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
+def test_confluent_decodes_events_written_with_an_older_schema(mock_registry: Any, event: Event) -> None:
+    """A reader resolves an event written under an earlier registered schema id to the current model."""
+    old = _older_envelope()
+    old_id = mock_registry.register_schema("jobprov.events-value", Schema(json.dumps(old), "AVRO"))
+    codec = wire.ConfluentCodec("mock://test", "jobprov.events", client=mock_registry)
+    assert codec.schema_id != old_id
+    record = to_avro(event)
+    if isinstance(event.payload, MetricMeasured):
+        record["payload"][1].pop("step")
+        event = dataclasses.replace(event, payload=dataclasses.replace(event.payload, step=None))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(old), record)
+    data = b"\x00" + struct.pack(">I", old_id) + buf.getvalue()
+    assert wire.decode_event(data, codec) == event
