@@ -51,7 +51,7 @@ def bench_emit(bootstrap: str, n: int, spool: Path) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     sample = Event(
         str(uuid.uuid4()), "job-bench", "MetricMeasured", now, now, ProducerInfo("b", "0", "i"), 1, 1,
-        MetricMeasured(name="AM1", value=3.2, unit="mas", tags={"band": "r"}),
+        payload=MetricMeasured(name="AM1", value=3.2, unit="mas", tags={"band": "r"}),
     )  # fmt: skip
     value = encode_event(sample)
 
@@ -140,7 +140,7 @@ def bench_run(seconds: float, spool: Path, url: str) -> None:
     probe = subprocess.run(
         [sys.executable, "-c",
          "import resource, subprocess, sys;"
-         f"subprocess.run({wrapper[:-len(child)] + ['true']!r});"
+         f"subprocess.run({[*wrapper[:-len(child)], 'true']!r});"
          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip

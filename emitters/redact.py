@@ -27,6 +27,10 @@ _TOKEN_FORMATS = re.compile(
     r"AIza[0-9A-Za-z_-]{35}|npm_[A-Za-z0-9]{36}|pypi-[A-Za-z0-9_-]{50,})"
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
+# Inside free text (a `sh -c` script, an exception message): secret-named options and assignments.
+_SECRET_WORD = r"[A-Za-z0-9_.-]*(?:pass(?:wd|word|phrase)?|secret|token|api[_-]?key|credential)[A-Za-z0-9_.-]*"  # noqa: S105
+_INLINE_OPTION = re.compile(rf"(?P<opt>(?<![\w-])--?{_SECRET_WORD})(?P<sep>=|\s+)(?P<val>[^\s&;|'\"]+)", re.I)
+_INLINE_ASSIGNMENT = re.compile(rf"(?P<name>(?<![\w-]){_SECRET_WORD})=(?P<val>[^\s&;|'\"]+)", re.I)
 _ASSIGNMENT = re.compile(r"^(?P<name>-{0,2}[A-Za-z_][A-Za-z0-9_.-]*)(?P<sep>=)(?P<value>.+)$", re.S)
 
 
@@ -40,6 +44,8 @@ def redact_text(text: str, known_secrets: Iterable[str] = ()) -> str:
         if len(secret) >= 6 and secret in text:
             text = text.replace(secret, REDACTED)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    text = _INLINE_OPTION.sub(lambda m: f"{m['opt']}{m['sep']}{REDACTED}", text)
+    text = _INLINE_ASSIGNMENT.sub(lambda m: f"{m['name']}={REDACTED}", text)
     text = _TOKEN_FORMATS.sub(REDACTED, text)
     return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
@@ -63,7 +69,7 @@ def redact_argv(argv: Iterable[str], environ: Mapping[str, str] | None = None) -
         if match and is_secret_name(match["name"]):
             out.append(f"{match['name']}={REDACTED}")
             continue
-        if arg.startswith("-") and "=" not in arg and is_secret_name(arg.lstrip("-")):
+        if arg.startswith("-") and "=" not in arg and " " not in arg and is_secret_name(arg.lstrip("-")):
             out.append(arg)
             hide_next = True
             continue

@@ -8,6 +8,7 @@ falls back to a default. Secrets are held as :class:`Secret` and never printed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -211,6 +212,10 @@ _FIELDS = {f.name: f for f in dataclasses.fields(EmitterSettings)}
 
 
 def _validate(settings: EmitterSettings) -> None:
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f.name, f"must be a finite number, got {value}")
     if settings.flush_timeout_s < 0:
         raise ConfigError("flush_timeout_s", "must be >= 0")
     if settings.delivery_timeout_ms <= 0:

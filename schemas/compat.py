@@ -3,7 +3,8 @@
 The rules (docs/schema-evolution.md):
 1. Add fields only with defaults.
 2. Never rename or remove a field (a removed field breaks old readers that have no default for it).
-3. Never change a field's type, except promotions Avro resolves (int->long->float->double, string<->bytes).
+3. Never change a field's type, not even by an Avro promotion (int->long, float->double): old readers
+   cannot read the wider type.
 4. New union branches are allowed (old readers dead-letter events of the new branch; nothing else changes).
 
 Two checks back each other: a structural diff that names the offending field, and real resolution: data is
@@ -23,17 +24,6 @@ from fastavro.schema import parse_schema
 from fastavro.utils import generate_many
 
 from jobprov.schemas.registry import Schema, load_envelope
-
-_PROMOTIONS = {
-    ("int", "long"),
-    ("int", "float"),
-    ("int", "double"),
-    ("long", "float"),
-    ("long", "double"),
-    ("float", "double"),
-    ("string", "bytes"),
-    ("bytes", "string"),
-}
 
 
 @dataclass(frozen=True)
@@ -74,7 +64,7 @@ def _compare(old: Any, new: Any, path: str, out: list[Problem]) -> None:
             else:
                 _compare(branch, new_by_name[name], f"{path}<{name.rsplit('.', 1)[-1]}>", out)
         return
-    if old_name != new_name and (old_name, new_name) not in _PROMOTIONS:
+    if old_name != new_name:
         # Named types are compared by their structure; a renamed record is a different type.
         out.append(Problem(path, f"type changed from {old_name} to {new_name}"))
         return

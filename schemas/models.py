@@ -54,7 +54,7 @@ class JobStarted:
     os: str
     kernel: str
     python: str | None = None
-    cwd: str = ""
+    cwd: str = field(kw_only=True)
     command_line: list[str] = field(default_factory=list)
     container_image: str | None = None
     pid: int | None = None
@@ -104,7 +104,7 @@ class ResourceSample:
     peak_rss_bytes: int
     io_read_bytes: int | None = None
     io_write_bytes: int | None = None
-    threads: int = 1
+    threads: int = field(kw_only=True)
     processes: int = 1
 
 
@@ -152,7 +152,7 @@ class StepFinished:
     AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.StepFinished"
     name: str
     step_attempt: int = 1
-    status: str = "succeeded"
+    status: str = field(kw_only=True)
     exception_type: str | None = None
     exception_message: str | None = None
     caveats: list[str] = field(default_factory=list)
@@ -217,8 +217,8 @@ class Event:
     emitted_at: datetime
     producer: Producer
     seq: int
-    attempt: int
-    payload: Payload
+    attempt: int = 1
+    payload: Payload = field(kw_only=True)
 
 
 # --- conversion to and from fastavro's dict form -------------------------------------------------------
@@ -267,22 +267,28 @@ def to_avro(obj: Any) -> dict[str, Any]:
     return out
 
 
-def from_avro(cls: Any, data: dict[str, Any]) -> Any:
-    """Build a model object from fastavro's dict form (read with ``return_record_name=True``)."""
+def from_avro(cls: Any, data: dict[str, Any], *, strict: bool = False) -> Any:
+    """Build a model object from fastavro's dict form (read with ``return_record_name=True``, so records in
+    unions may come as ``(name, record)``). ``strict`` rejects keys the model does not have, at any depth."""
+    plan = _plan(cls)
+    if strict:
+        unknown = set(data) - {name for name, _, _ in plan}
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {}
-    for name, kind, sub in _plan(cls):
+    for name, kind, sub in plan:
         if name not in data:
             continue
         value = data[name]
+        if kind in (_RECORD, _OPTIONAL_RECORD) and isinstance(value, tuple):
+            value = value[1]
         if kind == 0 or value is None:
             kwargs[name] = value
         elif kind == _PAYLOAD:
             branch, record = value
-            kwargs[name] = from_avro(PAYLOAD_BY_AVRO_NAME[branch], record)
+            kwargs[name] = from_avro(PAYLOAD_BY_AVRO_NAME[branch], record, strict=strict)
         elif kind == _RECORD_LIST:
-            assert sub is not None
-            kwargs[name] = [from_avro(sub, v) for v in value]
+            kwargs[name] = [from_avro(sub, v, strict=strict) for v in value]
         else:
-            assert sub is not None
-            kwargs[name] = from_avro(sub, value)
+            kwargs[name] = from_avro(sub, value, strict=strict)
     return cls(**kwargs)

@@ -274,7 +274,7 @@ def _parse_line(line: str) -> tuple[str, Any, datetime | None, int]:
     payload_fields = item.get("payload", {})
     if not isinstance(payload_fields, dict):
         raise ValueError("payload must be an object")
-    payload = from_avro(cls, payload_fields)
+    payload = from_avro(cls, payload_fields, strict=True)
     attempt = item.get("attempt", 1)
     if not isinstance(attempt, int) or attempt < 1:
         raise ValueError("attempt must be a positive integer")

@@ -268,7 +268,7 @@ def test_unknown_config_variable_is_a_usage_error(spool: Path) -> None:
     assert "JOBPROV_FLUSH_TIMOUT_S" in result.output
 
 
-def test_bad_url_is_a_usage_error(tmp_path: Path) -> None:
+def test_bad_url_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["--url", "ftp://x/y", "emit", "metric", "AM1", "1", "--job-id", "j"])
     assert result.exit_code == 2
     assert "url" in result.output
