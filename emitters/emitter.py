@@ -21,12 +21,14 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from jobprov import __version__
 from jobprov.emitters.base import DeliveryReport, Framed, Transport
-from jobprov.schemas.models import Event, Producer, to_avro
+from jobprov.schemas import registry
+from jobprov.schemas.binary import EnvelopeEncoder, timestamp_millis
+from jobprov.schemas.models import Producer
 from jobprov.schemas.wire import Codec
 from jobprov.settings import EmitterSettings
 
@@ -37,17 +39,24 @@ _LINGER_S = 0.02
 _BATCH = 512
 
 
-def to_datetime(value: datetime | float | None, default_s: float) -> datetime:
-    """An event time as an aware UTC datetime truncated to the millisecond (the wire's precision)."""
+def event_time_ms(value: datetime | float | None, default_s: float) -> int:
+    """An event time as epoch milliseconds (the wire's precision): aware datetime, epoch seconds, or now."""
     if value is None:
-        ms = int(default_s * 1000)
-        return datetime.fromtimestamp(ms / 1000, UTC)
+        return int(default_s * 1000)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("event time must be timezone-aware (naive datetimes are ambiguous)")
-        value = value.astimezone(UTC)
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
-    return datetime.fromtimestamp(int(float(value) * 1000) / 1000, UTC)
+        return timestamp_millis(value)
+    return int(float(value) * 1000)
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text; four times cheaper than ``str(uuid.uuid4())``."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Emitter:
@@ -64,6 +73,8 @@ class Emitter:
         self.transport = transport
         self.codec = codec
         self.producer = Producer(name=name, version=__version__, instance_id=str(uuid.uuid4()))
+        self._envelope = EnvelopeEncoder(registry.current().schema)
+        self._header = codec.header
         self._seq = itertools.count(1)
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._max_queue = max_queue
@@ -144,31 +155,32 @@ class Emitter:
             self._send_pending()
             self.transport.poll()
 
-    def _envelope(self, item: tuple[Any, ...]) -> Event:
+    def _frame(self, item: tuple[Any, ...]) -> Framed:
         job_id, payload, event_time, emitted_s, seq, attempt = item
-        return Event(
-            event_id=str(uuid.uuid4()),
-            job_id=job_id,
-            event_type=type(payload).__name__,
-            event_time=to_datetime(event_time, emitted_s),
-            emitted_at=to_datetime(None, emitted_s),
-            producer=self.producer,
-            seq=seq,
-            attempt=attempt,
-            payload=payload,
+        event_id = new_event_id()
+        body = self._envelope.encode(
+            event_id,
+            job_id,
+            payload.__class__.__name__,
+            event_time_ms(event_time, emitted_s),
+            int(emitted_s * 1000),
+            self.producer,
+            seq,
+            attempt,
+            payload,
         )
+        return Framed(job_id, self._header + body, event_id)
 
     def _send_pending(self) -> None:
         with self._send_lock:
             while self._queue:
                 self._idle.clear()
                 batch: list[Framed] = []
-                encode = self.codec.encode
+                frame = self._frame
                 for _ in range(min(_BATCH, len(self._queue))):
                     item = self._queue.popleft()
                     try:
-                        event = self._envelope(item)
-                        batch.append(Framed(event.job_id, encode(to_avro(event)), event.event_id))
+                        batch.append(frame(item))
                     except Exception as exc:
                         self._failures.append(f"{type(item[1]).__name__} not recorded: {exc}")
                 try:

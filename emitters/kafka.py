@@ -32,6 +32,7 @@ class _DebugOnly(logging.LoggerAdapter[logging.Logger]):
 _librdkafka_log = _DebugOnly(log, {})
 
 PROBE_INTERVAL_S = 5.0
+QUEUE_FULL_WAIT_S = 1.0
 _BROKER_DOWN = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
 
@@ -51,6 +52,7 @@ def producer_config(bootstrap: str, delivery_timeout_ms: int, security: dict[str
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
+        "queue.buffering.max.messages": 1_000_000,
         "message.timeout.ms": delivery_timeout_ms,
         # librdkafka would print connection errors on the job's stderr; route them to our logger instead.
         "logger": _librdkafka_log,
@@ -114,13 +116,20 @@ class KafkaTransport:
     def _produce(self, batch: list[Framed]) -> None:
         produce = self._producer.produce
         topic = self.topic
-        for i, item in enumerate(batch):
+        waited_until = time.monotonic() + QUEUE_FULL_WAIT_S
+        i = 0
+        while i < len(batch):
+            item = batch[i]
             try:
                 produce(topic, item.value, item.key)
+                i += 1
             except BufferError:
-                # librdkafka's queue is full: the broker is slow. Spool the rest rather than wait.
-                self._hand_off(batch[i:], "producer queue full")
-                return
+                # librdkafka's queue is full. A burst drains in moments; a slow broker does not: then
+                # spool the rest rather than wait (this may run on the job's thread under backpressure).
+                if time.monotonic() >= waited_until:
+                    self._hand_off(batch[i:], "producer queue full")
+                    return
+                self._producer.poll(0.05)
             except KafkaException as exc:
                 self._hand_off(batch[i:], str(exc))
                 return

@@ -25,7 +25,11 @@ CONFLUENT_MAGIC = b"\x00"
 
 
 class Codec(Protocol):
-    """Turns the envelope's dict form into framed bytes and back."""
+    """Turns the envelope's dict form into framed bytes and back. ``header`` frames a body encoded with
+    the current schema (header + body is a complete message)."""
+
+    @property
+    def header(self) -> bytes: ...
 
     def encode(self, record: dict[str, Any]) -> bytes: ...
 
@@ -112,6 +116,10 @@ class SingleObjectCodec:
         self._known = registry.known_versions()
         self._fast = _SplitEnvelope(self._current.schema)
 
+    @property
+    def header(self) -> bytes:
+        return self._header
+
     def encode(self, record: dict[str, Any]) -> bytes:
         try:
             return self._header + self._fast.encode(record)
@@ -156,6 +164,10 @@ class ConfluentCodec:
     @property
     def schema_id(self) -> int:
         return self._id
+
+    @property
+    def header(self) -> bytes:
+        return self._header
 
     def encode(self, record: dict[str, Any]) -> bytes:
         try:
