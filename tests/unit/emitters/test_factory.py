@@ -1,0 +1,53 @@
+"""Transports are chosen by URL; the off switch really sends nothing; the bare install stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobprov.emitters.emitter import create_emitter
+from jobprov.emitters.factory import make_transport
+from jobprov.emitters.job import Job
+from jobprov.emitters.kafka import KafkaTransport
+from jobprov.emitters.noop import NoopTransport
+from jobprov.emitters.spool import SpoolTransport
+from jobprov.errors import ConfigError
+from jobprov.settings import load_emitter_settings
+
+
+def test_urls_choose_transports(tmp_path: Path) -> None:
+    def make(**kw: object) -> object:
+        return make_transport(load_emitter_settings({"spool_dir": str(tmp_path / "s"), **kw}, env={}))
+
+    assert isinstance(make(url="noop://"), NoopTransport)
+    assert isinstance(make(url=(tmp_path / "spool").as_uri()), SpoolTransport)
+    assert isinstance(make(url="kafka://127.0.0.1:1/events"), KafkaTransport)
+    assert isinstance(make(url="kafka://127.0.0.1:1/events", enabled=False), NoopTransport)
+    with pytest.raises(ConfigError, match="url"):
+        make(url="kafka://127.0.0.1:1/")
+
+
+def test_disabled_emitter_records_nothing_anywhere(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    settings = load_emitter_settings(
+        {"url": "kafka://127.0.0.1:1/events", "enabled": False, "spool_dir": str(spool), "capture_packages": False},
+        env={},
+    )
+    emitter = create_emitter(settings)
+    with Job(name="quiet", emitter=emitter) as job:
+        job.metric("AM1", 1.0)
+    report = emitter.close()
+    assert (report.delivered, report.spooled, report.lost) == (0, 0, 0)
+    assert not spool.exists() or not any(spool.iterdir())
+
+
+def test_the_job_api_does_not_import_the_heavy_parts() -> None:
+    code = (
+        "import sys, jobprov, jobprov.emitters.job, jobprov.cli.main\n"
+        "heavy = [m for m in ('faust', 'clickhouse_connect', 'chdb', 'aiokafka') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
