@@ -29,6 +29,8 @@ _pack_double = struct.Struct("<d").pack
 def encode_long(n: int) -> bytes:
     """Zigzag varint, as Avro encodes int and long."""
     n = (n << 1) ^ (n >> 63)
+    if n < 0x4000:  # the common sizes without a loop: lengths, counts, sequence numbers
+        return bytes((n,)) if n < 0x80 else bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n & ~0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -234,6 +236,9 @@ class EnvelopeEncoder:
             self._payloads[full] = (_SMALL[i], encoder)
         self._last_producer: Any = None
         self._producer_bytes = b""
+        # Consecutive events mostly share their millisecond: keep the last timestamp's encoding.
+        self._last_ms = -1
+        self._last_ms_bytes = b""
 
     def encode(
         self,
@@ -257,8 +262,11 @@ class EnvelopeEncoder:
         _string(event_id, out)
         _string(job_id, out)
         _string(event_type, out)
-        out.append(encode_long(event_time_ms))
-        out.append(encode_long(emitted_ms))
+        if emitted_ms != self._last_ms:
+            self._last_ms = emitted_ms
+            self._last_ms_bytes = encode_long(emitted_ms)
+        out.append(self._last_ms_bytes if event_time_ms == emitted_ms else encode_long(event_time_ms))
+        out.append(self._last_ms_bytes)
         out.append(self._producer_bytes)
         _long(seq, out)
         _long(attempt, out)
