@@ -1,0 +1,58 @@
+"""Flattening provenance into the key/value pairs buckets and queries use.
+
+Keys: the declared values as they are (``dataset``, ``band``), ``datasets.<name>.version|checksum``,
+``config.hash``, ``config.snapshot_uri``, ``software.<package>``, ``git.commit|branch|dirty|remote``,
+``env.<NAME>``, and from the lifecycle ``host``, ``os``, ``kernel``, ``python``, ``container_image``,
+``job.name``, ``job.kind``, ``machine``. A single declared dataset also sets ``dataset`` (and
+``dataset.version``) unless the same declaration names ``dataset`` explicitly.
+"""
+
+from __future__ import annotations
+
+from jobprov.schemas.models import JobStarted, JobSubmitted, ProvenanceDeclared
+
+
+def flatten_declared(p: ProvenanceDeclared) -> dict[str, str]:
+    out: dict[str, str] = dict(p.values)
+    for d in p.datasets:
+        if d.version is not None:
+            out[f"datasets.{d.name}.version"] = d.version
+        if d.checksum is not None:
+            out[f"datasets.{d.name}.checksum"] = d.checksum
+    if len(p.datasets) == 1 and "dataset" not in p.values:
+        out["dataset"] = p.datasets[0].name
+        if p.datasets[0].version is not None:
+            out["dataset.version"] = p.datasets[0].version
+    if p.config is not None:
+        out["config.hash"] = p.config.hash
+        if p.config.snapshot_uri is not None:
+            out["config.snapshot_uri"] = p.config.snapshot_uri
+    for package, version in p.software.items():
+        out[f"software.{package}"] = version
+    if p.git is not None:
+        out["git.commit"] = p.git.commit
+        if p.git.branch is not None:
+            out["git.branch"] = p.git.branch
+        if p.git.dirty is not None:
+            out["git.dirty"] = "true" if p.git.dirty else "false"
+        if p.git.remote is not None:
+            out["git.remote"] = p.git.remote
+    for name, value in p.environment.items():
+        out[f"env.{name}"] = value
+    return out
+
+
+def flatten_started(p: JobStarted) -> dict[str, str]:
+    out = {"host": p.host, "os": p.os, "kernel": p.kernel}
+    if p.python is not None:
+        out["python"] = p.python
+    if p.container_image is not None:
+        out["container_image"] = p.container_image
+    return out
+
+
+def flatten_submitted(p: JobSubmitted) -> dict[str, str]:
+    out = {"job.name": p.name, "job.kind": p.kind}
+    if p.machine is not None:
+        out["machine"] = p.machine
+    return out
