@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import (
@@ -157,17 +157,17 @@ def _provenance_outputs(state: JobFoldState, context: FoldContext) -> list[Recor
 
 
 def _on_metric(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    stored = StoredMetric(event.event_id, event.payload, time_ms, event.attempt)
+    stored = StoredMetric(event.event_id, cast(MetricMeasured, event.payload), time_ms, event.attempt)
     state.metrics[event.event_id] = stored
     return [_metric_point(state, stored, context)]
 
 
 def _on_provenance(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    payload: ProvenanceDeclared = event.payload
+    payload: ProvenanceDeclared = cast(ProvenanceDeclared, event.payload)
     order = _order(event, time_ms)
-    if payload.config is not None and payload.config.snapshot_uri is not None:
-        if state.config_snapshot is None or state.config_snapshot[0] < order:
-            state.config_snapshot = (order, payload.config.snapshot_uri)
+    snapshot_uri = payload.config.snapshot_uri if payload.config is not None else None
+    if snapshot_uri is not None and (state.config_snapshot is None or state.config_snapshot[0] < order):
+        state.config_snapshot = (order, snapshot_uri)
     if _merge_provenance(state, flatten_declared(payload), order):
         return _provenance_outputs(state, context)
     return []
@@ -177,7 +177,7 @@ def _on_provenance(state: JobFoldState, event: Event, time_ms: int, context: Fol
 
 
 def _on_submitted(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    payload: JobSubmitted = event.payload
+    payload: JobSubmitted = cast(JobSubmitted, event.payload)
     facts = state.attempt(event.attempt)
     order = _order(event, time_ms)
     if facts.submitted is None or order < facts.submitted[0]:
@@ -193,7 +193,7 @@ def _on_submitted(state: JobFoldState, event: Event, time_ms: int, context: Fold
 
 
 def _on_started(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    payload: JobStarted = event.payload
+    payload: JobStarted = cast(JobStarted, event.payload)
     facts = state.attempt(event.attempt)
     order = _order(event, time_ms)
     if facts.started is None or order < facts.started[0]:
@@ -204,13 +204,13 @@ def _on_started(state: JobFoldState, event: Event, time_ms: int, context: FoldCo
 
 
 def _on_finished(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    payload: JobFinished = event.payload
+    payload: JobFinished = cast(JobFinished, event.payload)
     state.attempt(event.attempt).finished[event.event_id] = (_order(event, time_ms), payload)
     return []
 
 
 def _on_heartbeat(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    payload: Heartbeat = event.payload
+    payload: Heartbeat = cast(Heartbeat, event.payload)
     if state.heartbeat_interval_ms is None or payload.interval_ms > state.heartbeat_interval_ms:
         state.heartbeat_interval_ms = payload.interval_ms
     _activity(state, event.attempt, time_ms)
@@ -224,7 +224,7 @@ def _activity(state: JobFoldState, attempt: int, time_ms: int) -> None:
 
 
 def _on_resources(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    p: ResourceSample = event.payload
+    p: ResourceSample = cast(ResourceSample, event.payload)
     facts = state.attempt(event.attempt)
     # Samples are cumulative per attempt: the largest value is the latest, whatever the arrival order.
     facts.cpu_user_s = max(facts.cpu_user_s or 0.0, p.cpu_user_s)
@@ -259,7 +259,7 @@ def _on_resources(state: JobFoldState, event: Event, time_ms: int, context: Fold
 
 
 def _on_step(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    payload: StepStarted | StepFinished = event.payload
+    payload: StepStarted | StepFinished = cast("StepStarted | StepFinished", event.payload)
     key = (event.attempt, payload.name, payload.step_attempt)
     facts = state.steps.setdefault(key, StepFacts())
     order = _order(event, time_ms)
@@ -314,17 +314,17 @@ def _edge(
 
 
 def _on_used(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    p: ArtifactUsed = event.payload
+    p: ArtifactUsed = cast(ArtifactUsed, event.payload)
     return [_edge(state, event, time_ms, f"artifact:{p.uri}", f"job:{state.job_id}", "used", p)]
 
 
 def _on_produced(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    p: ArtifactProduced = event.payload
+    p: ArtifactProduced = cast(ArtifactProduced, event.payload)
     return [_edge(state, event, time_ms, f"job:{state.job_id}", f"artifact:{p.uri}", "produced", p)]
 
 
 def _on_annotation(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    p: Annotation = event.payload
+    p: Annotation = cast(Annotation, event.payload)
     return [
         AnnotationRecord(
             job_id=state.job_id,
