@@ -75,7 +75,8 @@ class Emitter:
         self.producer = Producer(name=name, version=__version__, instance_id=str(uuid.uuid4()))
         self._envelope = EnvelopeEncoder(registry.current().schema)
         self._header = codec.header
-        self._seq = itertools.count(1)
+        # One sequence per job: gaps are detected per (emitter instance, job).
+        self._seqs: dict[str, itertools.count[int]] = {}
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._max_queue = max_queue
         self._wake = threading.Event()
@@ -130,7 +131,10 @@ class Emitter:
             if self._closed:
                 self._failures.append(f"{type(payload).__name__} emitted after close; not recorded")
                 return
-            self._queue.append((job_id, payload, event_time, time.time(), next(self._seq), attempt))
+            seq = self._seqs.get(job_id)
+            if seq is None:
+                seq = self._seqs[job_id] = itertools.count(1)
+            self._queue.append((job_id, payload, event_time, time.time(), next(seq), attempt))
             if self._thread is None:
                 self._start()
             if len(self._queue) >= self._max_queue:

@@ -208,14 +208,36 @@ def _converter(annotation: str) -> Callable[[Any], Any]:
     return table[base]
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(EmitterSettings)}
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """Settings of the stream processor (`jobprov process`); environment ``JOBPROV_PROCESSOR_*``."""
+
+    source_url: str = "kafka://127.0.0.1:9092/jobprov.events"
+    """The events topic: kafka://host:port[,host:port]/topic."""
+    app_id: str = "jobprov-processor"
+    """faust application id, also the consumer group: workers with the same id share the partitions."""
+    partitions: int = 4
+    """Partitions of the events topic (and of every topic the processor creates)."""
+    dead_letter_topic: str = "jobprov.dead-letters"
+    derived_topic: str = "jobprov.derived"
+    """Where the Kafka-topic sink writes derived records (JSON), keyed by record key."""
+    batch_size: int = 1000
+    batch_timeout_s: float = 0.2
+    metrics_port: int = 9464
+    """Prometheus metrics on 127.0.0.1:PORT; 0 turns the endpoint off."""
+    metrics_bind: str = "127.0.0.1"
+    web_port: int = 6066
+    """faust's own web server (bound to 127.0.0.1)."""
+    data_dir: str = field(default_factory=lambda: str(Path(_default_spool_dir()).parent / "processor"))
+    comparability_registry: str | None = None
+    """TOML file of comparability keys per metric (see docs); default keys: dataset, band, config.hash."""
+    lost_after_s: float = 600.0
+    allowed_lateness_s: float = 60.0
+    """The watermark trails the newest event time seen by this much."""
+    sink_flush_timeout_s: float = 30.0
 
 
-def _validate(settings: EmitterSettings) -> None:
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f.name, f"must be a finite number, got {value}")
+def _validate_emitter(settings: EmitterSettings) -> None:
     if settings.flush_timeout_s < 0:
         raise ConfigError("flush_timeout_s", "must be >= 0")
     if settings.delivery_timeout_ms <= 0:
@@ -229,31 +251,76 @@ def _validate(settings: EmitterSettings) -> None:
         raise ConfigError("url", f"{settings.url!r}: expected kafka://host:port/topic, file:///dir or noop://")
 
 
-def load_emitter_settings(
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    config_file: str | Path | None = None,
-) -> EmitterSettings:
-    """Build emitter settings; raise :class:`ConfigError` naming the first bad or unknown key."""
+def _validate_processor(settings: ProcessorSettings) -> None:
+    if not settings.source_url.startswith("kafka://"):
+        raise ConfigError("processor.source_url", f"{settings.source_url!r}: expected kafka://host:port/topic")
+    for name in ("partitions", "batch_size"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"processor.{name}", "must be > 0")
+    for name in ("batch_timeout_s", "lost_after_s", "sink_flush_timeout_s"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"processor.{name}", "must be > 0")
+    if settings.allowed_lateness_s < 0:
+        raise ConfigError("processor.allowed_lateness_s", "must be >= 0")
+    for name in ("metrics_port", "web_port"):
+        if not 0 <= getattr(settings, name) <= 65535:
+            raise ConfigError(f"processor.{name}", "must be a port number")
+
+
+@dataclass(frozen=True)
+class _Section:
+    table: str  # TOML table
+    env_prefix: str
+    cls: type[Any]
+    validate: Callable[[Any], None]
+
+    @property
+    def fields(self) -> dict[str, dataclasses.Field[Any]]:
+        return {f.name: f for f in dataclasses.fields(self.cls)}
+
+    def env_name(self, key: str) -> str:
+        return f"{self.env_prefix}{key.upper()}"
+
+
+_SECTIONS = {
+    "emitter": _Section("emitter", ENV_PREFIX, EmitterSettings, _validate_emitter),
+    "processor": _Section("processor", f"{ENV_PREFIX}PROCESSOR_", ProcessorSettings, _validate_processor),
+}
+
+
+def known_env() -> dict[str, tuple[str, str]]:
+    """Every settings variable: name -> (section, key)."""
+    return {s.env_name(k): (name, k) for name, s in _SECTIONS.items() for k in s.fields}
+
+
+def _load(
+    section_name: str,
+    overrides: Mapping[str, Any] | None,
+    env: Mapping[str, str] | None,
+    config_file: str | Path | None,
+) -> Any:
+    section = _SECTIONS[section_name]
+    fields = section.fields
     environ = os.environ if env is None else env
     raw: dict[str, tuple[str, Any]] = {}  # field -> (where it came from, raw value)
 
     path = config_file or environ.get("JOBPROV_CONFIG")
     if path:
-        for key, value in _read_toml(Path(path)).items():
-            raw[key] = (f"{path} [emitter] {key}", value)
+        for key, value in _read_toml(Path(path), section.table).items():
+            raw[key] = (f"{path} [{section.table}] {key}", value)
 
+    known = known_env()
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name in RUNTIME_ENV:
             continue
-        key = name[len(ENV_PREFIX) :].lower()
-        if key not in _FIELDS:
+        if name not in known:
             raise ConfigError(name, "unknown setting (see `jobprov config show` for the known ones)")
-        raw[key] = (name, value)
+        owner, key = known[name]
+        if owner == section_name:
+            raw[key] = (name, value)
 
     for key, value in (overrides or {}).items():
-        if key not in _FIELDS:
+        if key not in fields:
             raise ConfigError(key, "unknown setting")
         if value is not None:
             raw[key] = (key, value)
@@ -261,15 +328,41 @@ def load_emitter_settings(
     values: dict[str, Any] = {}
     for key, (source, value) in raw.items():
         try:
-            values[key] = _converter(str(_FIELDS[key].type))(value)
+            values[key] = _converter(str(fields[key].type))(value)
         except (ValueError, TypeError) as exc:
             raise ConfigError(source, str(exc)) from exc
-    settings = EmitterSettings(**values)
-    _validate(settings)
+    settings = section.cls(**values)
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f.name, f"must be a finite number, got {value}")
+    section.validate(settings)
     return settings
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def load_emitter_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> EmitterSettings:
+    """Build emitter settings; raise :class:`ConfigError` naming the first bad or unknown key."""
+    settings: EmitterSettings = _load("emitter", overrides, env, config_file)
+    return settings
+
+
+def load_processor_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> ProcessorSettings:
+    """Build stream processor settings; raise :class:`ConfigError` naming the first bad or unknown key."""
+    settings: ProcessorSettings = _load("processor", overrides, env, config_file)
+    return settings
+
+
+def _read_toml(path: Path, table_name: str) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             document = tomllib.load(fh)
@@ -277,13 +370,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("JOBPROV_CONFIG", f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("JOBPROV_CONFIG", f"{path} is not valid TOML: {exc}") from exc
-    unknown_tables = sorted(set(document) - {"emitter"})
+    unknown_tables = sorted(set(document) - set(_SECTIONS))
     if unknown_tables:
         raise ConfigError(f"{path} [{unknown_tables[0]}]", "unknown table")
-    table = document.get("emitter", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path} emitter", "expected a table")
-    for key in table:
-        if key not in _FIELDS:
-            raise ConfigError(f"{path} [emitter] {key}", "unknown setting")
-    return table
+    for name, section in _SECTIONS.items():
+        table = document.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path} {name}", "expected a table")
+        for key in table:
+            if key not in section.fields:
+                raise ConfigError(f"{path} [{name}] {key}", "unknown setting")
+    result: dict[str, Any] = document.get(table_name, {})
+    return result

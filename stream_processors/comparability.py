@@ -61,7 +61,10 @@ def load_registry(path: str | Path) -> ComparabilityRegistry:
     if unknown:
         raise ConfigError(f"{path} {sorted(unknown)[0]}", "unknown key")
     metrics: dict[str, tuple[str, ...]] = {}
-    for name, table in document.get("metrics", {}).items():
+    tables = document.get("metrics", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path} metrics", "expected tables: [metrics.NAME] keys = [...]")
+    for name, table in tables.items():
         if not isinstance(table, dict) or set(table) != {"keys"}:
             raise ConfigError(f"{path} [metrics.{name}]", "expected exactly one entry: keys = [...]")
         metrics[name] = _keys(table["keys"], f"{path} [metrics.{name}] keys")

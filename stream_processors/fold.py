@@ -94,14 +94,15 @@ def _order(event: Event, time_ms: int) -> OrderKey:
 # --- provenance and metrics -------------------------------------------------------------------------------
 
 
-def _merge_provenance(state: JobFoldState, values: dict[str, str], order: OrderKey) -> bool:
+def _merge_provenance(state: JobFoldState, values: dict[str, str], order: OrderKey, attempt: int) -> bool:
     changed = False
     for key, value in values.items():
-        current = state.provenance.get(key)
+        by_attempt = state.provenance.setdefault(key, {})
+        current = by_attempt.get(attempt)
         if current is None or current[0] < order:
             if current is None or current[1] != value:
                 changed = True
-            state.provenance[key] = (order, value)
+            by_attempt[attempt] = (order, value)
     if changed:
         state.provenance_version += 1
     return changed
@@ -110,12 +111,14 @@ def _merge_provenance(state: JobFoldState, values: dict[str, str], order: OrderK
 def _metric_point(state: JobFoldState, metric: StoredMetric, context: FoldContext) -> MetricPoint:
     p = metric.payload
     keys = p.comparability_keys if p.comparability_keys is not None else context.registry.keys_for(p.name)
-    values = state.provenance_values()
-    memo = (tuple(keys), tuple(sorted(p.tags.items())) if p.tags else ())
+    values = state.provenance_values(metric.attempt)
+    memo = (state.provenance_version, metric.attempt, tuple(keys), tuple(sorted(p.tags.items())) if p.tags else ())
     cached = state._buckets.get(memo)
     if cached is None:
         effective = {**values, **p.tags} if p.tags else values  # metric tags refine the job's provenance
         chosen = bucket_keys(keys, effective)
+        if len(state._buckets) > 256:
+            state._buckets.clear()
         cached = state._buckets[memo] = (chosen, fingerprint(chosen))
     chosen, bucket = cached
     metric.bucket = bucket
@@ -168,7 +171,7 @@ def _on_provenance(state: JobFoldState, event: Event, time_ms: int, context: Fol
     snapshot_uri = payload.config.snapshot_uri if payload.config is not None else None
     if snapshot_uri is not None and (state.config_snapshot is None or state.config_snapshot[0] < order):
         state.config_snapshot = (order, snapshot_uri)
-    if _merge_provenance(state, flatten_declared(payload), order):
+    if _merge_provenance(state, flatten_declared(payload), order, event.attempt):
         return _provenance_outputs(state, context)
     return []
 
@@ -187,7 +190,7 @@ def _on_submitted(state: JobFoldState, event: Event, time_ms: int, context: Fold
         out.append(_edge(state, event, time_ms, f"job:{payload.parent_job_id}", f"job:{state.job_id}", "parent"))
     if payload.workflow_id:
         out.append(_edge(state, event, time_ms, f"workflow:{payload.workflow_id}", f"job:{state.job_id}", "member"))
-    if _merge_provenance(state, flatten_submitted(payload), order):
+    if _merge_provenance(state, flatten_submitted(payload), order, event.attempt):
         out += _provenance_outputs(state, context)
     return out
 
@@ -198,7 +201,7 @@ def _on_started(state: JobFoldState, event: Event, time_ms: int, context: FoldCo
     order = _order(event, time_ms)
     if facts.started is None or order < facts.started[0]:
         facts.started = (order, payload)
-    if _merge_provenance(state, flatten_started(payload), order):
+    if _merge_provenance(state, flatten_started(payload), order, event.attempt):
         return _provenance_outputs(state, context)
     return []
 

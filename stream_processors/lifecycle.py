@@ -35,7 +35,7 @@ def _anomalies(state: JobFoldState) -> list[str]:
         statuses = {f.status for _, f in facts.finished.values()}
         if len(statuses) > 1:
             found.add(f"attempt {number}: conflicting ends {sorted(statuses)}")
-        if finish is not None and facts.started is None and facts.submitted is not None:
+        if finish is not None and facts.started is None:
             found.add(f"attempt {number}: finished without a start")
         if facts.started is not None and facts.submitted is not None and facts.started[0][0] < facts.submitted[0][0]:
             found.add(f"attempt {number}: started before it was submitted")

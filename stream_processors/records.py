@@ -8,6 +8,7 @@ re-bucketed after late provenance) replace the old ones.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -177,3 +178,14 @@ RECORD_TYPES: dict[str, type[Any]] = {
     cls.KIND: cls
     for cls in (JobState, ProvenanceRecord, MetricPoint, ResourcePoint, LineageEdge, AnnotationRecord, StepState)
 }
+
+
+def to_json_dict(record: Record) -> dict[str, Any]:
+    """A record as plain JSON-able data, with its kind: ``{"kind": ..., "record": {...}}``."""
+    return {"kind": record.KIND, "record": {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}}
+
+
+def from_json_dict(data: dict[str, Any]) -> Record:
+    cls = RECORD_TYPES[data["kind"]]
+    record: Record = cls(**data["record"])
+    return record

@@ -53,14 +53,15 @@ class JobFoldState:
     last_event_ms: int = 0
     heartbeat_interval_ms: int | None = None
     attempts: dict[int, AttemptFacts] = field(default_factory=dict)
-    provenance: dict[str, tuple[OrderKey, str]] = field(default_factory=dict)
+    # key -> attempt -> (order, value): an attempt sees its own facts, else the latest earlier attempt's.
+    provenance: dict[str, dict[int, tuple[OrderKey, str]]] = field(default_factory=dict)
     provenance_version: int = 0
     config_snapshot: tuple[OrderKey, str] | None = None
     metrics: dict[str, StoredMetric] = field(default_factory=dict)
     steps: dict[tuple[int, str, int], StepFacts] = field(default_factory=dict)
     producers: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # instance -> (min, max, count)
     # Memoised views, valid for one provenance_version (deterministic: derived from the state alone).
-    _values: tuple[int, dict[str, str]] = (-1, {})
+    _values: dict[int, tuple[int, dict[str, str]]] = field(default_factory=dict)
     _buckets: dict[tuple[object, ...], tuple[dict[str, str], str]] = field(default_factory=dict)
 
     def attempt(self, number: int) -> AttemptFacts:
@@ -69,11 +70,21 @@ class JobFoldState:
             facts = self.attempts[number] = AttemptFacts()
         return facts
 
-    def provenance_values(self) -> dict[str, str]:
-        """The job's provenance as key -> value (callers must not modify the result)."""
-        version, values = self._values
-        if version != self.provenance_version:
-            values = {key: value for key, (_, value) in sorted(self.provenance.items())}
-            self._values = (self.provenance_version, values)
-            self._buckets.clear()
+    def latest_attempt(self) -> int:
+        return max(self.attempts, default=1)
+
+    def provenance_values(self, attempt: int | None = None) -> dict[str, str]:
+        """Provenance as seen by ``attempt`` (default: the latest): per key, the value declared by that
+        attempt, else by the latest earlier one. Callers must not modify the result."""
+        attempt = self.latest_attempt() if attempt is None else attempt
+        cached = self._values.get(attempt)
+        if cached is not None and cached[0] == self.provenance_version:
+            return cached[1]
+        values: dict[str, str] = {}
+        for key in sorted(self.provenance):
+            by_attempt = self.provenance[key]
+            eligible = [a for a in by_attempt if a <= attempt]
+            if eligible:
+                values[key] = by_attempt[max(eligible)][1]
+        self._values[attempt] = (self.provenance_version, values)
         return values

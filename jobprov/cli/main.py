@@ -9,6 +9,7 @@ import click
 from jobprov import __version__
 from jobprov.cli.common import settings_from
 from jobprov.cli.emit import emit
+from jobprov.cli.process import process
 from jobprov.cli.run import run
 from jobprov.cli.schemas import schemas
 from jobprov.cli.spool import spool
@@ -39,6 +40,7 @@ cli.add_command(run)
 cli.add_command(emit)
 cli.add_command(spool)
 cli.add_command(schemas)
+cli.add_command(process)
 
 
 def main() -> None:

@@ -51,3 +51,23 @@ def test_the_job_api_does_not_import_the_heavy_parts() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_sequence_numbers_are_counted_per_job(tmp_path: Path) -> None:
+    import fastavro
+
+    from jobprov.schemas.models import MetricMeasured
+
+    settings = load_emitter_settings({"url": (tmp_path / "spool").as_uri()}, env={})
+    emitter = create_emitter(settings)
+    for i in range(10):
+        emitter.emit("job-a" if i % 2 else "job-b", MetricMeasured(name="m", value=float(i)))
+    emitter.close()
+    seqs: dict[str, list[int]] = {}
+    for path in (tmp_path / "spool").iterdir():
+        with path.open("rb") as fh:
+            for record in fastavro.reader(fh):
+                seqs.setdefault(record["job_id"], []).append(record["seq"])
+    assert seqs == {"job-a": [1, 2, 3, 4, 5], "job-b": [1, 2, 3, 4, 5]}, (
+        "no false gaps when one emitter serves two jobs"
+    )

@@ -1,0 +1,55 @@
+"""`jobprov process`: run a stream processor worker."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from jobprov.errors import ConfigError, JobprovError
+from jobprov.settings import load_processor_settings
+
+
+@click.command()
+@click.option("--source", "source_url", help="Events topic, kafka://host:port/topic ($JOBPROV_PROCESSOR_SOURCE_URL).")
+@click.option("--app-id", help="Consumer group shared by cooperating workers.")
+@click.option("--partitions", type=int, help="Partitions of the events topic (created if missing).")
+@click.option("--metrics-port", type=int, help="Prometheus port on 127.0.0.1; 0 = off.")
+@click.option("--web-port", type=int, help="faust's web port (127.0.0.1).")
+@click.option("--data-dir", help="faust's data directory (one per worker).")
+@click.option("--registry", "comparability_registry", help="Comparability registry TOML file.")
+@click.option("--log-level", default="warning", show_default=True)
+@click.pass_context
+def process(ctx: click.Context, /, log_level: str, **options: object) -> None:
+    """Fold the events topic into job state and provenance records, continuously."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from jobprov.emitters.kafka import parse_kafka_url
+    from jobprov.sinks.kafka_topic import KafkaTopicSink
+    from jobprov.stream_processors.metrics import ProcessorMetrics
+    from jobprov.stream_processors.worker import build_app, ensure_topics, make_processor
+
+    config = ctx.find_root().params.get("config")
+    try:
+        settings = load_processor_settings({k: v for k, v in options.items() if v is not None}, config_file=config)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bootstrap, topic = parse_kafka_url(settings.source_url)
+    try:
+        ensure_topics(
+            bootstrap,
+            {topic: settings.partitions, settings.dead_letter_topic: 1, settings.derived_topic: settings.partitions},
+        )
+    except JobprovError as exc:
+        raise click.ClickException(str(exc)) from exc
+    registry = CollectorRegistry()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=registry)
+    sink = KafkaTopicSink(bootstrap, settings.derived_topic)
+    processor = make_processor(settings, sink, ProcessorMetrics(registry))
+    app = build_app(settings, processor)
+
+    from faust.worker import Worker
+
+    Worker(app, loglevel=log_level, quiet=True).execute_from_commandline()

@@ -1,0 +1,75 @@
+"""Prometheus metrics of the stream processor.
+
+Names carry units and ``_total`` for counters; labels are bounded (event type, reason, status): never a job
+id. ``ProcessorMetrics(None)`` records nothing (tests, replay).
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Mapping
+from typing import Any
+
+EVENT_TYPES_UNKNOWN = "unknown"
+
+
+class ProcessorMetrics:
+    def __init__(self, registry: Any | None) -> None:
+        self.enabled = registry is not None
+        if not self.enabled:
+            return
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self._consumed = Counter(
+            "jobprov_events_consumed_total", "Events decoded from the log", ["event_type"], registry=registry
+        )
+        self._folded = Counter("jobprov_events_folded_total", "Events folded", ["event_type"], registry=registry)
+        self._dead = Counter(
+            "jobprov_dead_letters_total", "Messages sent to dead letters", ["reason"], registry=registry
+        )
+        self._fold = Histogram(
+            "jobprov_fold_batch_seconds",
+            "Time to decode and fold one batch",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+        self._per_event = Histogram(
+            "jobprov_fold_event_seconds",
+            "Decode and fold time per event, averaged over its batch",
+            buckets=(1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2),
+            registry=registry,
+        )
+        self._backpressure = Counter("jobprov_sink_backpressure_total", "Times the sink pushed back", registry=registry)
+        self._jobs = Gauge("jobprov_jobs", "Jobs held by this worker, by status", ["status"], registry=registry)
+        self._statuses: set[str] = set()
+
+    def counted(self, consumed: Mapping[str, int], folded: Mapping[str, int]) -> None:
+        """Per-batch tallies by event type (one update per type per batch, not per event)."""
+        if not self.enabled:
+            return
+        for event_type, n in consumed.items():
+            self._consumed.labels(event_type).inc(n)
+        for event_type, n in folded.items():
+            self._folded.labels(event_type).inc(n)
+
+    def dead_lettered(self, reason: str) -> None:
+        if self.enabled:
+            self._dead.labels(reason).inc()
+
+    def fold_seconds(self, seconds: float, events: int) -> None:
+        if self.enabled:
+            self._fold.observe(seconds)
+            if events:
+                self._per_event.observe(seconds / events)
+
+    def backpressure(self) -> None:
+        if self.enabled:
+            self._backpressure.inc()
+
+    def jobs(self, status_of: Mapping[str, str]) -> None:
+        if not self.enabled:
+            return
+        counts = Tally(status_of.values())
+        for status in self._statuses | set(counts):
+            self._jobs.labels(status).set(counts.get(status, 0))
+        self._statuses |= set(counts)

@@ -1,0 +1,155 @@
+"""`jobprov process`: the faust-streaming worker around :class:`Processor`.
+
+- Consumes the events topic (keyed by job id, so a job's history is in one partition) with
+  ``processing_guarantee="at_least_once"``: the broker we run locally cannot do transactions, and the
+  records are idempotent anyway.
+- Before it folds the first message of a newly assigned partition, it rebuilds that partition's state from
+  the log: it reads the partition from its start up to that first offset (which is where the group's
+  committed offset resumed it). No changelog topic, no local store: the log is the truth.
+- Several workers with the same ``app_id`` share the partitions (at most one worker per partition is busy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from jobprov.emitters.kafka import parse_kafka_url
+from jobprov.errors import JobprovError
+from jobprov.settings import ProcessorSettings
+from jobprov.sinks.base import Sink
+from jobprov.stream_processors.comparability import ComparabilityRegistry, load_registry
+from jobprov.stream_processors.dead_letters import DeadLetterTopic
+from jobprov.stream_processors.fold import FoldContext
+from jobprov.stream_processors.metrics import ProcessorMetrics
+from jobprov.stream_processors.processor import Processor, RawEvent
+
+log = logging.getLogger("jobprov.worker")
+
+_PREFIX_IDLE_TIMEOUT_S = 15.0
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """Create topics with the partition counts we mean (an auto-created topic gets the broker's default)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout=15)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise JobprovError(f"cannot create topic {name}: {exc}") from exc
+
+
+def read_prefix(bootstrap: str, topic: str, partition: int, end_offset: int) -> Iterator[RawEvent]:
+    """Every message of a partition before ``end_offset``. Counts offsets; never trusts watermarks."""
+    if end_offset <= 0:
+        return
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "jobprov-rebuild",  # never joins a group: partitions are assigned by hand
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, 0)])
+        last_progress = time.monotonic()
+        while True:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                if time.monotonic() - last_progress > _PREFIX_IDLE_TIMEOUT_S:
+                    raise JobprovError(f"rebuilding {topic}[{partition}]: the log stopped before offset {end_offset}")
+                continue
+            if msg.error():
+                continue
+            last_progress = time.monotonic()
+            offset = msg.offset() or 0
+            if offset >= end_offset:
+                return
+            yield RawEvent(msg.value() or b"", topic, partition, offset)
+            if offset >= end_offset - 1:
+                return
+    finally:
+        consumer.close()
+
+
+def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMetrics) -> Processor:
+    bootstrap, _ = parse_kafka_url(settings.source_url)
+    registry = (
+        load_registry(settings.comparability_registry) if settings.comparability_registry else ComparabilityRegistry()
+    )
+    return Processor(
+        sink,
+        DeadLetterTopic(bootstrap, settings.dead_letter_topic),
+        FoldContext(registry=registry, lost_after_ms=int(settings.lost_after_s * 1000)),
+        metrics=metrics,
+        allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
+        sink_flush_timeout_s=settings.sink_flush_timeout_s,
+    )
+
+
+def build_app(settings: ProcessorSettings, processor: Processor) -> Any:
+    import faust
+
+    bootstrap, topic = parse_kafka_url(settings.source_url)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{bootstrap}",
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest",
+        datadir=settings.data_dir,
+        store="memory://",
+        web_enabled=False,
+        web_bind="127.0.0.1",  # faust listens even with the web disabled
+        web_port=settings.web_port,
+        broker_commit_interval=1.0,
+    )
+    source = app.topic(
+        topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    rebuilt: set[int] = set()
+
+    @app.agent(source, concurrency=1)
+    async def fold_events(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+            items = [RawEvent(e.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
+            firsts: dict[int, int] = {}
+            for item in items:
+                firsts.setdefault(item.partition, item.offset)
+            for partition, first in sorted(firsts.items()):
+                if partition not in rebuilt:
+                    count = await loop.run_in_executor(None, _rebuild, processor, bootstrap, topic, partition, first)
+                    log.info("rebuilt %s[%d] from %d events", topic, partition, count)
+                    rebuilt.add(partition)
+            await loop.run_in_executor(None, processor.process_batch, items)
+
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else set()
+        partitions = {tp.partition for tp in revoked if tp.topic == topic}
+        processor.drop_partitions(partitions)
+        rebuilt.difference_update(partitions)
+
+    app.on_partitions_revoked.connect(on_revoked)
+    return app
+
+
+def _rebuild(processor: Processor, bootstrap: str, topic: str, partition: int, end_offset: int) -> int:
+    return processor.rebuild(read_prefix(bootstrap, topic, partition, end_offset))
