@@ -83,8 +83,15 @@ def snapshot(state: JobFoldState, watermark_ms: int | None = None, context: Fold
 
 
 def _count_seq(state: JobFoldState, producer: str, seq: int) -> None:
-    low, high, count = state.producers.get(producer, (seq, seq, 0))
-    state.producers[producer] = (min(low, seq), max(high, seq), count + 1)
+    seen = state.producers.get(producer)
+    if seen is None:
+        state.producers[producer] = [seq, seq, 1]
+        return
+    if seq < seen[0]:
+        seen[0] = seq
+    elif seq > seen[1]:
+        seen[1] = seq
+    seen[2] += 1
 
 
 def _order(event: Event, time_ms: int) -> OrderKey:
@@ -111,10 +118,15 @@ def _merge_provenance(state: JobFoldState, values: dict[str, str], order: OrderK
 def _metric_point(state: JobFoldState, metric: StoredMetric, context: FoldContext) -> MetricPoint:
     p = metric.payload
     keys = p.comparability_keys if p.comparability_keys is not None else context.registry.keys_for(p.name)
-    values = state.provenance_values(metric.attempt)
-    memo = (state.provenance_version, metric.attempt, tuple(keys), tuple(sorted(p.tags.items())) if p.tags else ())
+    memo = (
+        state.provenance_version,
+        metric.attempt,
+        tuple(keys) if isinstance(keys, list) else keys,
+        tuple(sorted(p.tags.items())) if p.tags else (),
+    )
     cached = state._buckets.get(memo)
     if cached is None:
+        values = state.provenance_values(metric.attempt)
         effective = {**values, **p.tags} if p.tags else values  # metric tags refine the job's provenance
         chosen = bucket_keys(keys, effective)
         if len(state._buckets) > 256:
@@ -131,9 +143,9 @@ def _metric_point(state: JobFoldState, metric: StoredMetric, context: FoldContex
         time_ms=metric.time_ms,
         attempt=metric.attempt,
         step=p.step,
-        tags=dict(p.tags),
+        tags=p.tags,
         bucket=bucket,
-        bucket_keys=dict(chosen),
+        bucket_keys=chosen,
         registry_version=context.registry.version,
         state_version=state.version,
     )

@@ -4,6 +4,10 @@ Every record carries ``fold_version`` (the fold code's version) and ``state_vers
 of its job had been folded when it was made). A sink keeps, per ``key()``, the row with the highest
 ``state_version``: redelivered or replayed records then change nothing, and re-emitted records (a metric
 re-bucketed after late provenance) replace the old ones.
+
+Records are plain slotted dataclasses, not frozen ones: a frozen dataclass sets each field through
+``object.__setattr__`` and costs twice as much to build, on the fold's hottest path. Treat them as immutable;
+records may share dict values (tags, bucket keys) with the fold's state.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any, ClassVar
 FOLD_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobState:
     KIND: ClassVar[str] = "job_state"
     job_id: str
@@ -53,7 +57,7 @@ class JobState:
         return (self.job_id,)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProvenanceRecord:
     KIND: ClassVar[str] = "provenance"
     job_id: str
@@ -67,7 +71,7 @@ class ProvenanceRecord:
         return (self.job_id,)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MetricPoint:
     KIND: ClassVar[str] = "metric_point"
     job_id: str
@@ -89,7 +93,7 @@ class MetricPoint:
         return (self.job_id, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourcePoint:
     KIND: ClassVar[str] = "resource_point"
     job_id: str
@@ -111,7 +115,7 @@ class ResourcePoint:
         return (self.job_id, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LineageEdge:
     """``src -[relation]-> dst``: job produced artifact, artifact used by job, parent job spawned child job,
     workflow contains job. Nodes are ``job:<id>``, ``artifact:<uri>`` or ``workflow:<id>``."""
@@ -134,7 +138,7 @@ class LineageEdge:
         return (self.job_id, self.event_id, self.relation)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AnnotationRecord:
     KIND: ClassVar[str] = "annotation"
     job_id: str  # the job whose emitter recorded it
@@ -152,7 +156,7 @@ class AnnotationRecord:
         return (self.job_id, self.event_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepState:
     KIND: ClassVar[str] = "step_state"
     job_id: str

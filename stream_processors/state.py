@@ -59,7 +59,7 @@ class JobFoldState:
     config_snapshot: tuple[OrderKey, str] | None = None
     metrics: dict[str, StoredMetric] = field(default_factory=dict)
     steps: dict[tuple[int, str, int], StepFacts] = field(default_factory=dict)
-    producers: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # instance -> (min, max, count)
+    producers: dict[str, list[int]] = field(default_factory=dict)  # emitter instance -> [min seq, max seq, count]
     # Memoised views, valid for one provenance_version (deterministic: derived from the state alone).
     _values: dict[int, tuple[int, dict[str, str]]] = field(default_factory=dict)
     _buckets: dict[tuple[object, ...], tuple[dict[str, str], str]] = field(default_factory=dict)
