@@ -11,6 +11,7 @@ Targets (issue notes): fold >= 200k events/s; streaming >= 50k events/s. Prints 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -21,6 +22,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
@@ -44,6 +46,8 @@ from jobprov.schemas.models import (
 from jobprov.schemas.models import Producer as ProducerInfo
 from jobprov.schemas.wire import decode_event, encode_event
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
+from jobprov.stream_processors.processor import Processor, RawEvent
+from jobprov.stream_processors.records import to_json_dict
 
 
 def workload(jobs: int, per_job: int, seed: int = 1) -> list[Event]:
@@ -102,6 +106,48 @@ def bench_pure(events: list[Event]) -> None:
         decode_event(data)
     dec = (time.perf_counter() - t_dec) / len(sample)
     print(f"  decode (framed bytes -> Event): {dec * 1e6:.2f} µs/event ({1 / dec:,.0f} events/s)")
+
+
+class _JsonNullSink:
+    """Serialises records as the topic sink does, then drops them: the sink's CPU cost without the broker."""
+
+    name = "json-null"
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def write(self, records: list[Any]) -> None:
+        for record in records:
+            json.dumps(to_json_dict(record), separators=(",", ":"))
+        self.records += len(records)
+
+    def flush(self, timeout: float) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class _NoDeadLetters:
+    def send(self, *args: Any) -> None:
+        raise AssertionError("the workload has no bad events")
+
+    def flush(self, timeout: float) -> None:
+        return None
+
+
+def bench_core(events: list[Event], batch: int = 1000) -> None:
+    """The worker's per-event CPU path without faust and the broker: where the time goes."""
+    raw = [RawEvent(encode_event(e), "t", 0, i) for i, e in enumerate(events)]
+    sink = _JsonNullSink()
+    processor = Processor(sink, _NoDeadLetters(), FoldContext())
+    started = time.perf_counter()
+    for i in range(0, len(raw), batch):
+        processor.process_batch(raw[i : i + batch])
+    elapsed = time.perf_counter() - started
+    print(f"processor core in-process (decode, fold, snapshots, JSON records), batches of {batch}:")
+    print(f"  {len(raw) / elapsed:,.0f} events/s ({elapsed / len(raw) * 1e6:.1f} µs/event, "
+          f"{sink.records / len(raw):.2f} records/event)")  # fmt: skip
 
 
 def bench_streaming(events: list[Event], workdir: Path) -> None:
@@ -190,6 +236,7 @@ def main() -> None:
     args = parser.parse_args()
     events = workload(args.jobs, args.events_per_job)
     bench_pure(events)
+    bench_core(events)
     if not args.skip_streaming:
         bench_streaming(events, Path(tempfile.mkdtemp(prefix="jobprov-fold-bench-")))
 

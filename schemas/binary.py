@@ -14,7 +14,7 @@ from __future__ import annotations
 import operator
 import struct
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobprov.errors import SerializationError
@@ -273,3 +273,169 @@ class EnvelopeEncoder:
         out.append(tag)
         encoder(payload, out)
         return b"".join(out)
+
+
+# --- decoding ---------------------------------------------------------------------------------------------
+#
+# The mirror of the encoder, for events written with the current schema (the common case): it reads the
+# binary encoding straight into model objects. Events written with an older schema go through fastavro's
+# schema resolution instead (see wire.py). A decoder is ``decode(buf, pos) -> (value, new_pos)``.
+
+Decoder = Callable[[bytes, int], tuple[Any, int]]
+_unpack_double = struct.Struct("<d").unpack_from
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
+    b = buf[pos]
+    pos += 1
+    n = b & 0x7F
+    shift = 7
+    while b & 0x80:
+        b = buf[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if shift > 70:
+            raise ValueError("varint longer than 10 bytes")
+    return (n >> 1) ^ -(n & 1), pos
+
+
+def _read_string(buf: bytes, pos: int) -> tuple[str, int]:
+    n, pos = _read_long(buf, pos)
+    end = pos + n
+    if n < 0 or end > len(buf):
+        raise _Truncated("string runs past the end")
+    return buf[pos:end].decode(), end
+
+
+def _read_double(buf: bytes, pos: int) -> tuple[float, int]:
+    return _unpack_double(buf, pos)[0], pos + 8
+
+
+def _read_boolean(buf: bytes, pos: int) -> tuple[bool, int]:
+    b = buf[pos]
+    if b > 1:
+        raise ValueError(f"boolean byte {b}")
+    return b == 1, pos + 1
+
+
+def _read_timestamp(buf: bytes, pos: int) -> tuple[datetime, int]:
+    ms, pos = _read_long(buf, pos)
+    return _EPOCH + timedelta(milliseconds=ms), pos
+
+
+def _read_null(buf: bytes, pos: int) -> tuple[None, int]:
+    return None, pos
+
+
+def _read_blocks(item: Decoder, buf: bytes, pos: int, pairs: bool) -> tuple[Any, int]:
+    out_list: list[Any] = []
+    out_map: dict[str, Any] = {}
+    while True:
+        count, pos = _read_long(buf, pos)
+        if count == 0:
+            return (out_map if pairs else out_list), pos
+        if count < 0:  # a block with its byte size first
+            count = -count
+            _, pos = _read_long(buf, pos)
+        if count > len(buf):
+            raise _Truncated("block count larger than the message")
+        for _ in range(count):
+            if pairs:
+                key, pos = _read_string(buf, pos)
+                out_map[key], pos = item(buf, pos)
+            else:
+                value, pos = item(buf, pos)
+                out_list.append(value)
+
+
+class _DecoderBuilder:
+    def __init__(self, classes: dict[str, type[Any]]) -> None:
+        self.classes = classes  # Avro full name -> model class
+        self.named: dict[str, Decoder] = {}
+
+    def build(self, schema: Any, namespace: str) -> Decoder:
+        if isinstance(schema, str):
+            primitive: dict[str, Decoder] = {
+                "string": _read_string,
+                "long": _read_long,
+                "int": _read_long,
+                "double": _read_double,
+                "boolean": _read_boolean,
+                "null": _read_null,
+            }
+            if schema in primitive:
+                return primitive[schema]
+            full = schema if "." in schema else f"{namespace}.{schema}"
+            if full in self.named:
+                return lambda buf, pos: self.named[full](buf, pos)
+            raise SerializationError(f"unsupported or unknown Avro type {schema!r}")
+        if isinstance(schema, list):
+            branches = [self.build(b, namespace) for b in schema]
+
+            def union(buf: bytes, pos: int) -> tuple[Any, int]:
+                index, pos = _read_long(buf, pos)
+                if not 0 <= index < len(branches):
+                    raise ValueError(f"union branch {index} of {len(branches)}")
+                return branches[index](buf, pos)
+
+            return union
+        kind = schema.get("type")
+        if kind == "long" and schema.get("logicalType") == "timestamp-millis":
+            return _read_timestamp
+        if kind == "record":
+            return self._record(schema, namespace)
+        if kind in ("array", "map"):
+            item = self.build(schema["items" if kind == "array" else "values"], namespace)
+            pairs = kind == "map"
+            return lambda buf, pos: _read_blocks(item, buf, pos, pairs)
+        if isinstance(kind, str) and "logicalType" not in schema:
+            return self.build(kind, namespace)
+        raise SerializationError(f"unsupported Avro type {schema!r}")
+
+    def _record(self, schema: dict[str, Any], namespace: str) -> Decoder:
+        full = _name(schema, namespace)
+        inner = full.rpartition(".")[0]
+        cls = self.classes.get(full)
+        if cls is None:
+            raise SerializationError(f"no model class for record {full}")
+        self.named[full] = lambda buf, pos: (None, pos)  # placeholder while building
+        names = [f["name"] for f in schema["fields"]]
+        decoders = [self.build(f["type"], inner) for f in schema["fields"]]
+        # Slot descriptors set fields directly: a frozen dataclass's __init__ would go through
+        # object.__setattr__ once per field, which costs more than decoding the field.
+        setters = [getattr(cls, name).__set__ for name in names]
+        plan = tuple(zip(setters, decoders, strict=True))
+        new = object.__new__
+
+        def record(buf: bytes, pos: int) -> tuple[Any, int]:
+            obj = new(cls)
+            for setter, decode in plan:
+                value, pos = decode(buf, pos)
+                setter(obj, value)
+            return obj, pos
+
+        self.named[full] = record
+        return record
+
+
+def model_decoder(schema: dict[str, Any], classes: dict[str, type[Any]]) -> Callable[[bytes, int], Any]:
+    """``decode(buf, offset) -> model object`` for an expanded record schema; raises on malformed input
+    (SerializationError, or ValueError/IndexError/struct.error, which callers wrap) and on trailing bytes."""
+    namespace = schema.get("namespace") or str(schema["name"]).rpartition(".")[0]
+    decoder = _DecoderBuilder(classes).build(schema, namespace)
+
+    def decode(buf: bytes, offset: int) -> Any:
+        try:
+            value, pos = decoder(buf, offset)
+        except _Truncated as exc:
+            raise SerializationError(f"undecodable body: {exc}") from exc
+        if pos != len(buf):
+            raise SerializationError(f"{len(buf) - pos} trailing bytes after the record")
+        return value
+
+    return decode

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -18,7 +19,17 @@ from fastavro.schema import parse_schema
 
 from jobprov.errors import SerializationError, UnknownSchemaError
 from jobprov.schemas import registry
-from jobprov.schemas.models import Event, from_avro, to_avro
+from jobprov.schemas.binary import model_decoder
+from jobprov.schemas.models import (
+    PAYLOAD_BY_AVRO_NAME,
+    ConfigRef,
+    Dataset,
+    Event,
+    GitInfo,
+    Producer,
+    from_avro,
+    to_avro,
+)
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -216,8 +227,33 @@ def encode_event(event: Event, codec: Codec | None = None) -> bytes:
     return (codec or _default_codec()).encode(to_avro(event))
 
 
+_MODEL_CLASSES: dict[str, type[Any]] = {
+    cls.AVRO_NAME: cls for cls in (Event, Producer, Dataset, ConfigRef, GitInfo, *PAYLOAD_BY_AVRO_NAME.values())
+}
+_model_decode: Callable[[bytes, int], Any] | None = None
+
+
+def _decode_current(data: bytes, offset: int) -> Event:
+    """Straight into model objects, for events written with the current schema (see binary.py)."""
+    global _model_decode
+    if _model_decode is None:
+        _model_decode = model_decoder(registry.current().schema, _MODEL_CLASSES)
+    try:
+        event: Event = _model_decode(data, offset)
+    except SerializationError:
+        raise
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError, OverflowError) as exc:
+        raise SerializationError(f"undecodable body: {type(exc).__name__}: {exc}") from exc
+    return event
+
+
 def decode_event(data: bytes, codec: Codec | None = None) -> Event:
     """Decode framed bytes into an :class:`Event`; raises SerializationError (or UnknownSchemaError)."""
+    current = registry.current()
+    if data[:2] == SINGLE_OBJECT_MARKER and data[2:10] == current.fingerprint:
+        return _decode_current(data, 10)
+    if isinstance(codec, ConfluentCodec) and data[:5] == codec.header:
+        return _decode_current(data, 5)
     record = decode_any(data, codec)
     try:
         event: Event = from_avro(Event, record)

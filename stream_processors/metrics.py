@@ -41,6 +41,12 @@ class ProcessorMetrics:
         )
         self._backpressure = Counter("jobprov_sink_backpressure_total", "Times the sink pushed back", registry=registry)
         self._jobs = Gauge("jobprov_jobs", "Jobs held by this worker, by status", ["status"], registry=registry)
+        self._lag = Gauge(
+            "jobprov_consumer_lag_events",
+            "Messages behind the partition's high watermark (only as right as the broker's watermark)",
+            ["partition"],
+            registry=registry,
+        )
         self._statuses: set[str] = set()
 
     def counted(self, consumed: Mapping[str, int], folded: Mapping[str, int]) -> None:
@@ -61,6 +67,10 @@ class ProcessorMetrics:
             self._fold.observe(seconds)
             if events:
                 self._per_event.observe(seconds / events)
+
+    def lag(self, partition: int, events: int) -> None:
+        if self.enabled:
+            self._lag.labels(str(partition)).set(max(0, events))
 
     def backpressure(self) -> None:
         if self.enabled:

@@ -184,9 +184,15 @@ RECORD_TYPES: dict[str, type[Any]] = {
 }
 
 
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in RECORD_TYPES.values()
+}
+
+
 def to_json_dict(record: Record) -> dict[str, Any]:
     """A record as plain JSON-able data, with its kind: ``{"kind": ..., "record": {...}}``."""
-    return {"kind": record.KIND, "record": {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}}
+    names = _FIELD_NAMES[type(record)]
+    return {"kind": record.KIND, "record": {name: getattr(record, name) for name in names}}
 
 
 def from_json_dict(data: dict[str, Any]) -> Record:

@@ -82,3 +82,21 @@ def test_envelope_encoder_notices_a_changed_envelope() -> None:
     ]
     with pytest.raises(SerializationError, match="envelope fields changed"):
         EnvelopeEncoder(schema)
+
+
+def test_model_decoder_agrees_with_fastavro_on_random_envelopes() -> None:
+    from jobprov.schemas.wire import SINGLE_OBJECT_MARKER, decode_event
+
+    header = SINGLE_OBJECT_MARKER + registry.current().fingerprint
+    for data, event in _random_events(300):
+        assert decode_event(header + data) == event
+
+
+def test_model_decoder_rejects_what_fastavro_rejects() -> None:
+    from jobprov.schemas.wire import SINGLE_OBJECT_MARKER, decode_event
+
+    header = SINGLE_OBJECT_MARKER + registry.current().fingerprint
+    data, _ = _random_events(1)[0]
+    for bad in (data[:-1], data + b"\x00", data[: len(data) // 2]):
+        with pytest.raises(SerializationError):
+            decode_event(header + bad)
