@@ -223,6 +223,8 @@ class ProcessorSettings:
     """Where the Kafka-topic sink writes derived records (JSON), keyed by record key."""
     batch_size: int = 1000
     batch_timeout_s: float = 0.2
+    session_timeout_s: float = 10.0
+    """How long the group waits for a silent worker before its partitions move (a crashed worker's)."""
     metrics_port: int = 9464
     """Prometheus metrics on 127.0.0.1:PORT; 0 turns the endpoint off."""
     metrics_bind: str = "127.0.0.1"
@@ -235,6 +237,14 @@ class ProcessorSettings:
     allowed_lateness_s: float = 60.0
     """The watermark trails the newest event time seen by this much."""
     sink_flush_timeout_s: float = 30.0
+    sink_url: str | None = None
+    """Where derived records go: chdb:///dir (embedded ClickHouse), http(s)://host:8123 (a server), or
+    unset for the derived-records topic."""
+    clickhouse_database: str = "jobprov"
+    clickhouse_cluster: str | None = None
+    """Production: the cluster for ON CLUSTER DDL and Replicated engines."""
+    clickhouse_username: str | None = None
+    clickhouse_password: Secret | None = None
 
 
 def _validate_emitter(settings: EmitterSettings) -> None:
@@ -257,7 +267,7 @@ def _validate_processor(settings: ProcessorSettings) -> None:
     for name in ("partitions", "batch_size"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"processor.{name}", "must be > 0")
-    for name in ("batch_timeout_s", "lost_after_s", "sink_flush_timeout_s"):
+    for name in ("batch_timeout_s", "lost_after_s", "sink_flush_timeout_s", "session_timeout_s"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"processor.{name}", "must be > 0")
     if settings.allowed_lateness_s < 0:
@@ -265,6 +275,10 @@ def _validate_processor(settings: ProcessorSettings) -> None:
     for name in ("metrics_port", "web_port"):
         if not 0 <= getattr(settings, name) <= 65535:
             raise ConfigError(f"processor.{name}", "must be a port number")
+    if settings.sink_url is not None and not settings.sink_url.startswith(("chdb://", "http://", "https://")):
+        raise ConfigError("processor.sink_url", f"{settings.sink_url!r}: expected chdb:///dir or http(s)://host:port")
+    if not settings.clickhouse_database.isidentifier():
+        raise ConfigError("processor.clickhouse_database", "must be a plain identifier")
 
 
 @dataclass(frozen=True)

@@ -227,9 +227,8 @@ def encode_event(event: Event, codec: Codec | None = None) -> bytes:
     return (codec or _default_codec()).encode(to_avro(event))
 
 
-_MODEL_CLASSES: dict[str, type[Any]] = {
-    cls.AVRO_NAME: cls for cls in (Event, Producer, Dataset, ConfigRef, GitInfo, *PAYLOAD_BY_AVRO_NAME.values())
-}
+_RECORD_CLASSES: tuple[Any, ...] = (Event, Producer, Dataset, ConfigRef, GitInfo, *PAYLOAD_BY_AVRO_NAME.values())
+_MODEL_CLASSES: dict[str, type[Any]] = {cls.AVRO_NAME: cls for cls in _RECORD_CLASSES}
 _model_decode: Callable[[bytes, int], Any] | None = None
 
 

@@ -167,6 +167,7 @@ def _provenance_outputs(state: JobFoldState, context: FoldContext) -> list[Recor
         before = metric.bucket
         point = _metric_point(state, metric, context)
         if point.bucket != before:
+            point.replaces_bucket = before
             out.append(point)
     return out
 

@@ -26,7 +26,7 @@ from jobprov.sinks.base import Sink, SinkBackpressure
 from jobprov.stream_processors.dead_letters import DeadLetters
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
 from jobprov.stream_processors.metrics import ProcessorMetrics
-from jobprov.stream_processors.records import Record
+from jobprov.stream_processors.records import EventRecord, Record
 from jobprov.stream_processors.state import JobFoldState
 
 log = logging.getLogger("jobprov.processor")
@@ -62,6 +62,7 @@ class Processor:
         self._allowed_lateness_ms = allowed_lateness_ms
         self._flush_timeout = sink_flush_timeout_s
         self._lock = threading.Lock()
+        self._keep_events = bool(getattr(sink, "wants_events", False))
 
     @property
     def watermark_ms(self) -> int | None:
@@ -102,6 +103,8 @@ class Processor:
                 self.states[event.job_id] = state
                 self.partition_of[event.job_id] = item.partition
                 touched.add(event.job_id)
+                if self._keep_events:
+                    outputs.append(_event_record(event, item.value))
                 outputs += records
                 self._max_event_ms = max(self._max_event_ms, timestamp_millis(event.event_time))
                 folded[event.event_type] += 1
@@ -172,6 +175,21 @@ class Processor:
                 self.states.pop(job_id, None)
                 self.partition_of.pop(job_id, None)
                 self.status_of.pop(job_id, None)
+
+
+def _event_record(event: Event, raw: bytes) -> EventRecord:
+    return EventRecord(
+        event_id=event.event_id,
+        job_id=event.job_id,
+        event_type=event.event_type,
+        event_time_ms=timestamp_millis(event.event_time),
+        emitted_at_ms=timestamp_millis(event.emitted_at),
+        producer=f"{event.producer.name}/{event.producer.version}",
+        producer_instance=event.producer.instance_id,
+        seq=event.seq,
+        attempt=event.attempt,
+        raw=raw,
+    )
 
 
 __all__ = ["Processor", "RawEvent", "SinkError"]

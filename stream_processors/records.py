@@ -88,6 +88,9 @@ class MetricPoint:
     registry_version: str
     state_version: int
     fold_version: int = FOLD_VERSION
+    replaces_bucket: str | None = None
+    """Set when late provenance moved the point: the bucket it was emitted in before (sinks ordered by
+    bucket delete the old row)."""
 
     def key(self) -> tuple[str, ...]:
         return (self.job_id, self.event_id)
@@ -177,10 +180,43 @@ class StepState:
         return (self.job_id, str(self.attempt), self.name, str(self.step_attempt))
 
 
-Record = JobState | ProvenanceRecord | MetricPoint | ResourcePoint | LineageEdge | AnnotationRecord | StepState
+@dataclass(slots=True)
+class EventRecord:
+    """The raw event, as the log has it: the sinks' durable copy of the log (replay can start from it)."""
+
+    KIND: ClassVar[str] = "event"
+    event_id: str
+    job_id: str
+    event_type: str
+    event_time_ms: int
+    emitted_at_ms: int
+    producer: str
+    producer_instance: str
+    seq: int
+    attempt: int
+    raw: bytes
+    state_version: int = 0
+    fold_version: int = FOLD_VERSION
+
+    def key(self) -> tuple[str, ...]:
+        return (self.job_id, self.event_id)
+
+
+Record = (
+    EventRecord | JobState | ProvenanceRecord | MetricPoint | ResourcePoint | LineageEdge | AnnotationRecord | StepState
+)
 RECORD_TYPES: dict[str, type[Any]] = {
     cls.KIND: cls
-    for cls in (JobState, ProvenanceRecord, MetricPoint, ResourcePoint, LineageEdge, AnnotationRecord, StepState)
+    for cls in (
+        EventRecord,
+        JobState,
+        ProvenanceRecord,
+        MetricPoint,
+        ResourcePoint,
+        LineageEdge,
+        AnnotationRecord,
+        StepState,
+    )
 }
 
 

@@ -84,6 +84,23 @@ def read_prefix(bootstrap: str, topic: str, partition: int, end_offset: int) -> 
         consumer.close()
 
 
+def make_sink(settings: ProcessorSettings) -> Sink:
+    """The sink the settings name: ClickHouse (migrated on start) or the derived-records topic."""
+    bootstrap, _ = parse_kafka_url(settings.source_url)
+    if settings.sink_url is None:
+        from jobprov.sinks.kafka_topic import KafkaTopicSink
+
+        return KafkaTopicSink(bootstrap, settings.derived_topic)
+    from jobprov.sinks.clickhouse.client import connect
+    from jobprov.sinks.clickhouse.ddl import Target
+    from jobprov.sinks.clickhouse.migrate import migrate
+    from jobprov.sinks.clickhouse.sink import ClickHouseSink
+
+    client = connect(settings.sink_url, username=settings.clickhouse_username, password=settings.clickhouse_password)
+    migrate(client, Target(settings.clickhouse_database, settings.clickhouse_cluster))
+    return ClickHouseSink(client, settings.clickhouse_database)
+
+
 def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMetrics) -> Processor:
     bootstrap, _ = parse_kafka_url(settings.source_url)
     registry = (
@@ -115,6 +132,8 @@ def build_app(settings: ProcessorSettings, processor: Processor) -> Any:
         web_bind="127.0.0.1",  # faust listens even with the web disabled
         web_port=settings.web_port,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 5),
         broker_max_poll_records=settings.batch_size * 4,
         stream_buffer_maxsize=settings.batch_size * 8,
         consumer_max_fetch_size=16 * 1024 * 1024,

@@ -8,6 +8,7 @@ import click
 
 from jobprov import __version__
 from jobprov.cli.common import settings_from
+from jobprov.cli.db import db
 from jobprov.cli.emit import emit
 from jobprov.cli.process import process
 from jobprov.cli.run import run
@@ -41,6 +42,7 @@ cli.add_command(emit)
 cli.add_command(spool)
 cli.add_command(schemas)
 cli.add_command(process)
+cli.add_command(db)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from jobprov.settings import load_processor_settings
 @click.option("--web-port", type=int, help="faust's web port (127.0.0.1).")
 @click.option("--data-dir", help="faust's data directory (one per worker).")
 @click.option("--registry", "comparability_registry", help="Comparability registry TOML file.")
+@click.option("--sink", "sink_url", help="chdb:///dir or http(s)://host:8123; default: the derived-records topic.")
 @click.option("--log-level", default="warning", show_default=True)
 @click.pass_context
 def process(ctx: click.Context, /, log_level: str, **options: object) -> None:
@@ -25,9 +26,8 @@ def process(ctx: click.Context, /, log_level: str, **options: object) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from jobprov.emitters.kafka import parse_kafka_url
-    from jobprov.sinks.kafka_topic import KafkaTopicSink
     from jobprov.stream_processors.metrics import ProcessorMetrics
-    from jobprov.stream_processors.worker import build_app, ensure_topics, make_processor
+    from jobprov.stream_processors.worker import build_app, ensure_topics, make_processor, make_sink
 
     config = ctx.find_root().params.get("config")
     try:
@@ -43,10 +43,13 @@ def process(ctx: click.Context, /, log_level: str, **options: object) -> None:
         )
     except JobprovError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        sink = make_sink(settings)
+    except JobprovError as exc:
+        raise click.ClickException(str(exc)) from exc
     registry = CollectorRegistry()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=registry)
-    sink = KafkaTopicSink(bootstrap, settings.derived_topic)
     processor = make_processor(settings, sink, ProcessorMetrics(registry))
     app = build_app(settings, processor)
 

@@ -1,0 +1,54 @@
+"""`jobprov db migrate|tables`: the ClickHouse schema."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from jobprov.errors import ConfigError, JobprovError
+from jobprov.settings import load_processor_settings
+
+
+@click.group()
+def db() -> None:
+    """The ClickHouse tables."""
+
+
+def _settings(ctx: click.Context, url: str | None, database: str | None, cluster: str | None) -> object:
+    overrides = {"sink_url": url, "clickhouse_database": database, "clickhouse_cluster": cluster}
+    try:
+        settings = load_processor_settings(
+            {k: v for k, v in overrides.items() if v is not None}, config_file=ctx.find_root().params.get("config")
+        )
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
+    if settings.sink_url is None:
+        raise click.UsageError(
+            "no ClickHouse: pass --url chdb:///dir or http(s)://host:8123 (or JOBPROV_PROCESSOR_SINK_URL)"
+        )
+    return settings
+
+
+@db.command()
+@click.option("--url", help="chdb:///dir or http(s)://host:8123 ($JOBPROV_PROCESSOR_SINK_URL).")
+@click.option("--database", help="Database name (default jobprov).")
+@click.option("--cluster", help="Production: ON CLUSTER name, Replicated engines.")
+@click.pass_context
+def migrate(ctx: click.Context, url: str | None, database: str | None, cluster: str | None) -> None:
+    """Create or upgrade the tables; safe to run again."""
+    from jobprov.settings import ProcessorSettings
+    from jobprov.sinks.clickhouse.client import connect
+    from jobprov.sinks.clickhouse.ddl import Target
+    from jobprov.sinks.clickhouse.migrate import migrate as apply
+
+    settings = _settings(ctx, url, database, cluster)
+    assert isinstance(settings, ProcessorSettings) and settings.sink_url is not None
+    try:
+        client = connect(
+            settings.sink_url, username=settings.clickhouse_username, password=settings.clickhouse_password
+        )
+        applied = apply(client, Target(settings.clickhouse_database, settings.clickhouse_cluster))
+    except JobprovError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({"database": settings.clickhouse_database, "applied": applied}))

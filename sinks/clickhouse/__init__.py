@@ -1,0 +1,1 @@
+"""ClickHouse tables for derived records: the embedded engine (chdb) or a server, through clickhouse-connect."""

@@ -1,0 +1,92 @@
+"""Connecting to ClickHouse by URL: ``chdb:///path/to/dir`` (embedded engine) or ``http(s)://host:8123``.
+
+clickhouse-connect is imported lazily: the emitter's install does not carry it
+(``pip install 'jobprov[clickhouse]'``). One process owns an embedded store; a second one gets a clear
+message naming the store, not the engine's lock error.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from jobprov.errors import ConfigError, JobprovError, SinkError
+from jobprov.settings import Secret
+
+
+class StoreBusyError(JobprovError):
+    """The embedded store is open in another process."""
+
+
+# Stores this process has opened: its own lock on them is not "another process".
+_OPENED_HERE: set[str] = set()
+
+
+def connect(url: str, *, username: str | None = None, password: Secret | None = None) -> Any:
+    try:
+        import clickhouse_connect
+    except ImportError as exc:
+        raise JobprovError("ClickHouse support needs: pip install 'jobprov[clickhouse]'") from exc
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        path = unquote(parts.path)
+        if not path or not path.startswith("/"):
+            raise ConfigError("clickhouse_url", f"{url!r}: expected chdb:///absolute/dir")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        if path not in _OPENED_HERE and _store_in_use(Path(path)):
+            raise StoreBusyError(
+                f"the store {path} is open in another jobprov process; ask that process (its query API) "
+                "or stop it first"
+            )
+        try:
+            client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            client.command("SELECT 1")  # the engine takes the store's lock on first use: fail here, clearly
+            _OPENED_HERE.add(path)
+            return client
+        except Exception as exc:
+            if "lock" in str(exc).lower() or "status" in str(exc).lower():
+                raise StoreBusyError(
+                    f"the store {path} is open in another jobprov process; ask that process (its query API) "
+                    "or stop it first"
+                ) from exc
+            raise SinkError(f"cannot open the embedded store {path}: {exc}") from exc
+    if parts.scheme in ("http", "https"):
+        if not parts.hostname:
+            raise ConfigError("clickhouse_url", f"{url!r}: no host")
+        try:
+            return clickhouse_connect.get_client(
+                host=parts.hostname,
+                port=parts.port or (8443 if parts.scheme == "https" else 8123),
+                secure=parts.scheme == "https",
+                username=username or unquote(parts.username or "") or "default",
+                password=password.get() if password else unquote(parts.password or ""),
+            )
+        except Exception as exc:
+            raise SinkError(f"cannot reach ClickHouse at {parts.hostname}:{parts.port}: {exc}") from exc
+    raise ConfigError("clickhouse_url", f"{url!r}: expected chdb:///dir or http(s)://host:port")
+
+
+def _store_in_use(path: Path) -> bool:
+    """The engine holds an exclusive flock on ``<store>/status`` while it runs; probe it without keeping it."""
+    status = path / "status"
+    if not status.exists():
+        return False
+    with status.open("rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Errors worth waiting out (connection refused, timeouts, too many parts): backpressure, not failure."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError | ConnectionError | TimeoutError) or any(
+        marker in text for marker in ("too many parts", "timeout", "connection refused", "memory limit")
+    )

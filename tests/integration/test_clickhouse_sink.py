@@ -1,0 +1,189 @@
+"""The ClickHouse sink on the real engine (embedded chdb): migrations, idempotency, re-bucketing, backpressure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobprov.schemas.models import (
+    ArtifactProduced,
+    ArtifactUsed,
+    Event,
+    JobFinished,
+    JobStarted,
+    JobSubmitted,
+    MetricMeasured,
+    Producer,
+    ProvenanceDeclared,
+    StepFinished,
+    StepStarted,
+)
+from jobprov.schemas.wire import encode_event
+from jobprov.sinks.base import SinkBackpressure
+from jobprov.sinks.clickhouse.client import connect
+from jobprov.sinks.clickhouse.ddl import Target, migrations
+from jobprov.sinks.clickhouse.migrate import migrate
+from jobprov.sinks.clickhouse.sink import ClickHouseSink
+from jobprov.stream_processors.fold import FoldContext
+from jobprov.stream_processors.processor import Processor, RawEvent
+from tests.integration.processing import ListDeadLetters
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+PRODUCER = Producer("test", "0", "p")
+
+
+def _job(job_id: str, dataset: str, values: list[float], late_provenance: bool = False) -> list[Event]:
+    payloads: list[Any] = [
+        JobSubmitted(name="validate", kind="ci"),
+        JobStarted(host="h1", os="linux", kernel="6", cwd="/"),
+        ArtifactUsed(uri=f"file:///in/{job_id}"),
+        StepStarted(name="measure"),
+        *[MetricMeasured(name="AM1", value=v, unit="mas") for v in values],
+        StepFinished(name="measure", status="succeeded"),
+        ArtifactProduced(uri=f"file:///out/{job_id}"),
+        JobFinished(status="succeeded", exit_code=0),
+    ]
+    provenance = ProvenanceDeclared(values={"dataset": dataset, "band": "r"})
+    payloads.insert(len(payloads) if late_provenance else 2, provenance)
+    events = []
+    for seq, payload in enumerate(payloads, 1):
+        t = T0 + timedelta(seconds=seq)
+        events.append(Event(f"{job_id}-{seq}", job_id, type(payload).__name__, t, t, PRODUCER, seq, payload=payload))
+    return events
+
+
+def _raw(events: list[Event]) -> list[RawEvent]:
+    return [RawEvent(encode_event(e), "events", 0, i) for i, e in enumerate(events)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Any]:
+    """A fresh embedded store in its own process-wide path (chdb allows one path per process, so each test's
+    database has its own name instead)."""
+    client = connect(f"chdb://{_shared_store()}")
+    database = f"t_{tmp_path.name.replace('-', '_')[-40:]}"
+    migrate(client, Target(database))
+    client.jobprov_database = database
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+_STORE: list[str] = []
+
+
+def _shared_store() -> str:
+    if not _STORE:
+        import tempfile
+
+        _STORE.append(tempfile.mkdtemp(prefix="jobprov-chdb-"))
+    return _STORE[0]
+
+
+def _count(client: Any, table: str, where: str = "1") -> int:
+    db = client.jobprov_database
+    return int(client.query(f"SELECT count() FROM {db}.{table} FINAL WHERE {where}").result_rows[0][0])
+
+
+def test_migrations_are_idempotent_and_create_every_table(store: Any) -> None:
+    db = store.jobprov_database
+    assert migrate(store, Target(db)) == [], "already applied: nothing to do"
+    tables = {r[0] for r in store.query(f"SHOW TABLES FROM {db}").result_rows}
+    assert tables >= {"events", "jobs", "provenance", "metric_points", "resources", "lineage", "annotations",
+                      "steps", "dead_letters", "schema_migrations"}  # fmt: skip
+    columns = dict(store.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'jobs'")
+                   .result_rows)  # fmt: skip
+    assert columns["last_event_at"] == "DateTime64(3, 'UTC')"
+
+
+def test_production_ddl_uses_cluster_and_replicated_engines() -> None:
+    statements = [s for _, _, group in migrations(Target("jp", cluster="prod")) for s in group]
+    assert all("ON CLUSTER prod" in s for s in statements)
+    assert all("ReplicatedReplacingMergeTree" in s for s in statements if "ENGINE" in s)
+    embedded = [s for _, _, group in migrations(Target("jp")) for s in group]
+    assert not any("Replicated" in s or "ON CLUSTER" in s for s in embedded)
+
+
+def test_redelivered_batches_leave_no_duplicates(store: Any) -> None:
+    sink = ClickHouseSink(store, store.jobprov_database)
+    processor = Processor(sink, ListDeadLetters(), FoldContext())
+    events = _job("j1", "hsc", [1.0, 2.0, 3.0]) + _job("j2", "cfht", [4.0])
+    processor.process_batch(_raw(events))
+    # The same messages again (a redelivery after a crash before commit), through a fresh processor.
+    Processor(sink, ListDeadLetters(), FoldContext()).process_batch(_raw(events))
+    processor.process_batch(_raw(events))  # and duplicates into the same state
+    assert _count(store, "events") == len(events)
+    assert _count(store, "jobs") == 2
+    assert _count(store, "metric_points") == 4
+    assert _count(store, "lineage") == 4
+    assert _count(store, "steps") == 2
+    db = store.jobprov_database
+    status = store.query(f"SELECT job_id, status, event_count FROM {db}.jobs FINAL ORDER BY job_id").result_rows
+    assert status == [("j1", "succeeded", 11), ("j2", "succeeded", 9)]
+
+
+def test_late_provenance_moves_points_to_their_bucket(store: Any) -> None:
+    sink = ClickHouseSink(store, store.jobprov_database)
+    processor = Processor(sink, ListDeadLetters(), FoldContext())
+    events = _job("late", "hsc", [1.0, 2.0], late_provenance=True)
+    for event in events:  # one event per batch: the points are written before the provenance arrives
+        processor.process_batch(_raw([event]))
+    db = store.jobprov_database
+    rows = store.query(f"SELECT bucket_keys['dataset'], count() FROM {db}.metric_points FINAL GROUP BY 1").result_rows
+    assert rows == [("hsc", 2)], "the rows in the provisional bucket were deleted"
+    raw_rows = store.query(f"SELECT count() FROM {db}.metric_points").result_rows[0][0]
+    assert raw_rows >= 4, "the provisional rows existed and were superseded, not updated in place"
+
+
+class _Flaky:
+    """The real sink behind a switch that makes flushes fail as if the server were down."""
+
+    name = "flaky"
+    wants_events = True
+
+    def __init__(self, inner: ClickHouseSink, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    def write(self, records: Any) -> None:
+        self.inner.write(records)
+
+    def flush(self, timeout: float) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise SinkBackpressure("simulated outage", retry_after=0.05)
+        self.inner.flush(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_store_unavailable_pushes_back_and_loses_nothing(store: Any) -> None:
+    flaky = _Flaky(ClickHouseSink(store, store.jobprov_database), failures=3)
+    processor = Processor(flaky, ListDeadLetters(), FoldContext())
+    events = _job("slow", "hsc", [1.0, 2.0, 3.0])
+    processor.process_batch(_raw(events))
+    assert flaky.failures == 0, "the batch waited through every failed flush"
+    assert _count(store, "events") == len(events)
+    assert _count(store, "metric_points") == 3
+
+
+def test_second_process_on_the_store_gets_a_clear_message(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from jobprov.sinks.clickhouse.client import connect, StoreBusyError\n"
+        f"owner = connect('chdb://{tmp_path}/store')\n"
+        "import subprocess\n"
+        "child = subprocess.run([sys.executable, '-c', "
+        f"\"from jobprov.sinks.clickhouse.client import connect; connect('chdb://{tmp_path}/store')\"], "
+        "capture_output=True, text=True)\n"
+        "print(child.returncode); print(child.stderr[-600:])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.splitlines()[0] != "0"
+    assert "is open in another jobprov process" in done.stdout
