@@ -20,7 +20,7 @@ from jobprov.stream_processors.state import JobFoldState
 
 
 def start_worker(
-    bootstrap: str, topic: str, partitions: int, workdir: Path, name: str = "w"
+    bootstrap: str, topic: str, partitions: int, workdir: Path, name: str = "w", sink_url: str | None = None
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")}
     metrics_port = free_port()
@@ -35,6 +35,8 @@ def start_worker(
         JOBPROV_PROCESSOR_DEAD_LETTER_TOPIC=f"{topic}.dlq",
         JOBPROV_PROCESSOR_BATCH_SIZE="200",
     )
+    if sink_url:
+        env["JOBPROV_PROCESSOR_SINK_URL"] = sink_url
     log = (workdir / f"worker-{name}.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobprov.cli.main", "process", "--log-level", "info"],
@@ -158,3 +160,16 @@ class Collector:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def query_store(path: Path, sql: str) -> list[list[Any]]:
+    """Rows of a query on an embedded store, from a separate process (chdb opens one store per process)."""
+    code = (
+        "import json, sys\n"
+        "from jobprov.sinks.clickhouse.client import connect\n"
+        f"rows = connect('chdb://{path}').query(sys.argv[1]).result_rows\n"
+        "print(json.dumps([list(r) for r in rows], default=str))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, sql], capture_output=True, text=True, timeout=120, check=True)
+    result: list[list[Any]] = json.loads(done.stdout)
+    return result
