@@ -22,7 +22,7 @@ lint: install
 typecheck: install
 	@rm -rf build/typecheck && mkdir -p build/typecheck/jobprov
 	@for f in jobprov/*; do ln -s "$$PWD/$$f" build/typecheck/jobprov/; done
-	@for d in emitters schemas stream_processors sinks; do ln -s "$$PWD/$$d" build/typecheck/jobprov/$$d; done
+	@for d in emitters schemas stream_processors sinks query; do ln -s "$$PWD/$$d" build/typecheck/jobprov/$$d; done
 	cd build/typecheck && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p jobprov
 
 unit: install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,28 @@ def settings_for(tmp_path: Path) -> Callable[..., EmitterSettings]:
         return load_emitter_settings(base, env={})
 
     return make
+
+
+_CHDB_STORE: list[str] = []
+
+
+@pytest.fixture
+def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A migrated database of its own on the embedded ClickHouse engine. chdb opens one store per process,
+    so every test shares the process's store and gets a fresh database in it."""
+    from jobprov.sinks.clickhouse.client import connect
+    from jobprov.sinks.clickhouse.ddl import Target
+    from jobprov.sinks.clickhouse.migrate import migrate
+
+    if not _CHDB_STORE:
+        _CHDB_STORE.append(str(tmp_path_factory.mktemp("chdb")))
+    client = connect(f"chdb://{_CHDB_STORE[0]}")
+    database = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:60]
+    client.command(f"DROP DATABASE IF EXISTS {database}")
+    migrate(client, Target(database))
+    client.jobprov_database = database
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS {database}")
 
 
 @pytest.fixture

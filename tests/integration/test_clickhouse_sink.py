@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from jobprov.schemas.models import (
 )
 from jobprov.schemas.wire import encode_event
 from jobprov.sinks.base import SinkBackpressure
-from jobprov.sinks.clickhouse.client import connect
 from jobprov.sinks.clickhouse.ddl import Target, migrations
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
@@ -60,29 +58,6 @@ def _job(job_id: str, dataset: str, values: list[float], late_provenance: bool =
 
 def _raw(events: list[Event]) -> list[RawEvent]:
     return [RawEvent(encode_event(e), "events", 0, i) for i, e in enumerate(events)]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Any]:
-    """A fresh embedded store in its own process-wide path (chdb allows one path per process, so each test's
-    database has its own name instead)."""
-    client = connect(f"chdb://{_shared_store()}")
-    database = f"t_{tmp_path.name.replace('-', '_')[-40:]}"
-    migrate(client, Target(database))
-    client.jobprov_database = database
-    yield client
-    client.command(f"DROP DATABASE IF EXISTS {database}")
-
-
-_STORE: list[str] = []
-
-
-def _shared_store() -> str:
-    if not _STORE:
-        import tempfile
-
-        _STORE.append(tempfile.mkdtemp(prefix="jobprov-chdb-"))
-    return _STORE[0]
 
 
 def _count(client: Any, table: str, where: str = "1") -> int:

@@ -1,0 +1,72 @@
+"""Everything about one job: state, attempts, steps, resources, provenance, annotations, lineage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobprov.errors import QueryError
+from jobprov.query.store import Store, to_utc
+
+_JOB_COLUMNS = (
+    "job_id, name, kind, status, attempts, submitted_at, started_at, finished_at, last_event_at, exit_code, "
+    "signal, exception_type, exception_message, host, duration_ms, cpu_user_s, cpu_system_s, peak_rss_bytes, "
+    "io_read_bytes, io_write_bytes, parent_job_id, workflow_id, dag_node, submitter, scheduler_ids, "
+    "attempt_statuses, anomalies, event_count"
+)
+
+
+def _record(columns: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    names = [c.strip() for c in columns.split(",")]
+    out = dict(zip(names, row, strict=True))
+    for key, value in out.items():
+        if hasattr(value, "tzinfo"):
+            out[key] = to_utc(value)
+    return out
+
+
+def job_detail(store: Store, job_id: str) -> dict[str, Any]:
+    rows = store.rows(f"SELECT {_JOB_COLUMNS} FROM {{db}}.jobs FINAL WHERE job_id = {{job:String}}", job=job_id)
+    if not rows:
+        raise QueryError(f"no job {job_id!r}")
+    detail = _record(_JOB_COLUMNS, rows[0])
+    provenance = store.rows("SELECT values FROM {db}.provenance FINAL WHERE job_id = {job:String}", job=job_id)
+    detail["provenance"] = dict(provenance[0][0]) if provenance else {}
+    step_columns = "attempt, name, step_attempt, status, started_at, finished_at, exception_type, caveats"
+    detail["steps"] = [
+        _record(step_columns, r)
+        for r in store.rows(
+            f"SELECT {step_columns} FROM {{db}}.steps FINAL WHERE job_id = {{job:String}} "
+            "ORDER BY attempt, started_at, name",
+            job=job_id,
+        )
+    ]
+    annotation_columns = "key_name, value, author, time, job_id"
+    detail["annotations"] = [
+        _record(annotation_columns, r)
+        for r in store.rows(
+            f"SELECT {annotation_columns} FROM {{db}}.annotations FINAL "
+            "WHERE target_type = 'job' AND target = {job:String} ORDER BY time",
+            job=job_id,
+        )
+    ]
+    edge_columns = "src, dst, relation, role, checksum"
+    node = f"job:{job_id}"
+    detail["lineage"] = [
+        _record(edge_columns, r)
+        for r in store.rows(
+            f"SELECT {edge_columns} FROM {{db}}.lineage FINAL WHERE src = {{node:String}} OR dst = {{node:String}} "
+            "ORDER BY relation, src, dst",
+            node=node,
+        )
+    ]
+    peak = store.rows(
+        "SELECT max(peak_rss_bytes), max(cpu_user_s + cpu_system_s), count() FROM {db}.resources FINAL "
+        "WHERE job_id = {job:String}",
+        job=job_id,
+    )[0]
+    detail["resource_samples"] = {"count": peak[2], "max_peak_rss_bytes": peak[0], "max_cpu_s": peak[1]}
+    return detail
+
+
+def status_counts(store: Store) -> dict[str, int]:
+    return {r[0]: int(r[1]) for r in store.rows("SELECT status, count() FROM {db}.jobs FINAL GROUP BY status")}

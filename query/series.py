@@ -1,0 +1,274 @@
+"""Regression series, bucket lookup and baselines, and what changed between runs.
+
+- :func:`series`: a metric over time, one line per provenance bucket or per chosen provenance keys, with a
+  time window, provenance filters, and jobs annotated as bad left out.
+- :func:`which_bucket` / :func:`baseline`: the bucket a (metric, provenance) belongs to and its statistics.
+- :func:`compare_jobs`: the provenance keys whose values differ between two jobs, inside the bucket or not.
+- :func:`regressions`: per bucket, points outside a rolling robust baseline (median ± k·MAD of the previous
+  points), each with what changed since the previous point of its bucket.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jobprov.errors import QueryError
+from jobprov.query.store import Store, to_utc
+from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_keys, fingerprint
+
+_MAX_KEYS = 8
+
+
+@dataclass
+class Point:
+    time: datetime
+    value: float
+    job_id: str
+    event_id: str
+
+
+@dataclass
+class Line:
+    """One series: a bucket (or a group of chosen provenance keys) and its points in time order."""
+
+    label: dict[str, str]
+    bucket: str | None
+    unit: str | None
+    points: list[Point] = field(default_factory=list)
+
+
+def _check_keys(keys: Sequence[str], what: str) -> None:
+    if len(keys) > _MAX_KEYS:
+        raise QueryError(f"{what}: at most {_MAX_KEYS} keys")
+    for key in keys:
+        if not key or len(key) > 200:
+            raise QueryError(f"{what}: bad key {key!r}")
+
+
+def _filters(filters: Mapping[str, str], exclude: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """SQL conditions on the job's provenance and annotations, with their parameters."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if filters:
+        _check_keys(list(filters), "filter")
+        parts = []
+        for i, (key, value) in enumerate(sorted(filters.items())):
+            parts.append(f"values[{{fk{i}:String}}] = {{fv{i}:String}}")
+            params[f"fk{i}"], params[f"fv{i}"] = key, value
+        clauses.append(f"m.job_id IN (SELECT job_id FROM {{db}}.provenance FINAL WHERE {' AND '.join(parts)})")
+    for i, (key, value) in enumerate(sorted(exclude.items())):
+        clauses.append(
+            "m.job_id NOT IN (SELECT target FROM {db}.annotations FINAL WHERE target_type = 'job' "
+            f"AND key_name = {{xk{i}:String}} AND value = {{xv{i}:String}})"
+        )
+        params[f"xk{i}"], params[f"xv{i}"] = key, value
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def series(
+    store: Store,
+    metric: str,
+    *,
+    group_by: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    filters: Mapping[str, str] | None = None,
+    exclude_annotated: Mapping[str, str] | None = None,
+    bucket: str | None = None,
+) -> list[Line]:
+    """The metric's points, one line per bucket (default) or per combination of ``group_by`` keys."""
+    if not metric:
+        raise QueryError("metric: required")
+    where, params = _filters(filters or {}, exclude_annotated or {})
+    params.update(metric=metric)
+    if since is not None:
+        where += " AND m.time >= {since:DateTime64(3, 'UTC')}"
+        params["since"] = since
+    if until is not None:
+        where += " AND m.time < {until:DateTime64(3, 'UTC')}"
+        params["until"] = until
+    if bucket is not None:
+        where += " AND m.bucket = {bucket:String}"
+        params["bucket"] = bucket
+    if group_by:
+        _check_keys(group_by, "group_by")
+        label_sql = ", ".join(f"p.values[{{g{i}:String}}]" for i in range(len(group_by)))
+        params.update({f"g{i}": key for i, key in enumerate(group_by)})
+        sql = (
+            f"SELECT [{label_sql}] AS label, '' AS bucket, m.unit, m.time, m.value, m.job_id, m.event_id "
+            "FROM {db}.metric_points AS m FINAL "
+            "INNER JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = m.job_id "
+            f"WHERE m.metric = {{metric:String}}{where} ORDER BY label, m.time, m.job_id"
+        )
+    else:
+        sql = (
+            "SELECT mapValues(m.bucket_keys) AS label, m.bucket, m.unit, m.time, m.value, m.job_id, m.event_id, "
+            "mapKeys(m.bucket_keys) AS label_keys "
+            f"FROM {{db}}.metric_points AS m FINAL WHERE m.metric = {{metric:String}}{where} "
+            "ORDER BY m.bucket, m.time, m.job_id"
+        )
+    lines: dict[tuple[Any, ...], Line] = {}
+    for row in store.rows(sql, **params):
+        label_values, bucket_id, unit, time, value, job_id, event_id = row[:7]
+        keys = list(group_by) if group_by else list(row[7])
+        ident = (tuple(label_values), bucket_id)
+        line = lines.get(ident)
+        if line is None:
+            line = lines[ident] = Line(dict(zip(keys, label_values, strict=True)), bucket_id or None, unit)
+        line.points.append(Point(to_utc(time) or time, float(value), job_id, event_id))
+    return list(lines.values())
+
+
+def which_bucket(
+    metric: str,
+    provenance: Mapping[str, str],
+    registry: ComparabilityRegistry | None = None,
+    keys: Sequence[str] | None = None,
+) -> tuple[str, dict[str, str]]:
+    """The bucket id and its key values for a metric computed with this provenance (no store needed)."""
+    registry = registry or ComparabilityRegistry()
+    chosen = bucket_keys(keys if keys is not None else registry.keys_for(metric), provenance)
+    return fingerprint(chosen), chosen
+
+
+@dataclass
+class Baseline:
+    metric: str
+    bucket: str
+    count: int
+    mean: float | None
+    median: float | None
+    mad: float | None
+    stdev: float | None
+    minimum: float | None
+    maximum: float | None
+    last_time: datetime | None
+
+
+def baseline(store: Store, metric: str, bucket: str, last: int = 50) -> Baseline:
+    """Statistics of the bucket's last ``last`` points."""
+    if not 1 <= last <= 100_000:
+        raise QueryError("last: between 1 and 100000")
+    rows = store.rows(
+        "SELECT value, time FROM {db}.metric_points FINAL WHERE metric = {metric:String} "
+        "AND bucket = {bucket:String} ORDER BY time DESC LIMIT {last:UInt32}",
+        metric=metric,
+        bucket=bucket,
+        last=last,
+    )
+    values = [float(r[0]) for r in rows]
+    if not values:
+        return Baseline(metric, bucket, 0, None, None, None, None, None, None, None)
+    median = statistics.median(values)
+    return Baseline(
+        metric,
+        bucket,
+        len(values),
+        statistics.fmean(values),
+        median,
+        statistics.median(abs(v - median) for v in values),
+        statistics.stdev(values) if len(values) > 1 else 0.0,
+        min(values),
+        max(values),
+        to_utc(rows[0][1]),
+    )
+
+
+@dataclass
+class Change:
+    key: str
+    before: str | None
+    after: str | None
+    in_bucket: bool
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.before} → {self.after}"
+
+
+def _provenance(store: Store, job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    rows = store.rows(
+        "SELECT job_id, values FROM {db}.provenance FINAL WHERE job_id IN {ids:Array(String)}", ids=list(job_ids)
+    )
+    return {r[0]: dict(r[1]) for r in rows}
+
+
+def compare_jobs(
+    store: Store, job_a: str, job_b: str, bucket_key_names: Sequence[str] = (), ignore: Sequence[str] = ("env.",)
+) -> list[Change]:
+    """Provenance keys whose values differ between two jobs (``ignore``: key prefixes left out)."""
+    found = _provenance(store, [job_a, job_b])
+    for job in (job_a, job_b):
+        if job not in found:
+            raise QueryError(f"no provenance for job {job!r}")
+    a, b = found[job_a], found[job_b]
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        if any(key.startswith(prefix) for prefix in ignore):
+            continue
+        if a.get(key) != b.get(key):
+            changes.append(Change(key, a.get(key), b.get(key), key in bucket_key_names))
+    return changes
+
+
+@dataclass
+class Regression:
+    metric: str
+    bucket: str
+    label: dict[str, str]
+    point: Point
+    median: float
+    mad: float
+    deviation: float  # in robust standard deviations (1.4826 MAD)
+    previous_job: str
+    changes: list[Change]
+    onset: bool  # the first point of a run of outliers: where the regression started
+
+
+def regressions(
+    store: Store,
+    metric: str,
+    *,
+    window: int = 10,
+    k: float = 4.0,
+    min_points: int = 5,
+    since: datetime | None = None,
+    exclude_annotated: Mapping[str, str] | None = None,
+) -> list[Regression]:
+    """Points further than ``k`` robust deviations from the median of the previous ``window`` points of their
+    bucket, each with what changed since the previous point."""
+    if window < 2 or min_points < 2 or k <= 0:
+        raise QueryError("window and min_points must be >= 2, k > 0")
+    found: list[Regression] = []
+    for line in series(store, metric, since=since, exclude_annotated=exclude_annotated):
+        points = line.points
+        flagged_previous = False
+        for i in range(min_points, len(points)):
+            history = [p.value for p in points[max(0, i - window) : i]]
+            median = statistics.median(history)
+            mad = statistics.median(abs(v - median) for v in history)
+            scale = 1.4826 * mad if mad > 0 else max(abs(median) * 1e-3, 1e-12)
+            deviation = (points[i].value - median) / scale
+            flagged = abs(deviation) > k
+            if flagged:
+                previous = points[i - 1]
+                changes = compare_jobs(store, previous.job_id, points[i].job_id, list(line.label))
+                found.append(
+                    Regression(
+                        metric,
+                        line.bucket or "",
+                        line.label,
+                        points[i],
+                        median,
+                        mad,
+                        deviation,
+                        previous.job_id,
+                        changes,
+                        onset=not flagged_previous,
+                    )
+                )
+            flagged_previous = flagged
+    return found

@@ -1,0 +1,44 @@
+"""A handle on the tables: a clickhouse-connect client and the database name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from jobprov.errors import QueryError
+from jobprov.sinks.clickhouse.ddl import Target
+
+
+@dataclass
+class Store:
+    client: Any
+    database: str = "jobprov"
+
+    def __post_init__(self) -> None:
+        Target(self.database)  # rejects anything but a plain identifier: the name is spliced into SQL
+
+    def rows(self, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
+        """Run a query; ``{db}`` in the text is the database, values come only through ``parameters``."""
+        try:
+            result = self.client.query(sql.replace("{db}", self.database), parameters=parameters)
+        except Exception as exc:
+            raise QueryError(f"query failed: {exc}") from exc
+        return [tuple(r) for r in result.result_rows]
+
+
+def to_utc(value: datetime | None) -> datetime | None:
+    """Times from the store come back naive (UTC); make them explicit."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_time(raw: str | None, what: str) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise QueryError(f"{what}: {raw!r} is not an ISO 8601 time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

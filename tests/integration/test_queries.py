@@ -1,0 +1,169 @@
+"""The query layer on the real engine, over a generated campaign whose answers are known by construction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from jobprov.errors import QueryError
+from jobprov.query.jobs import job_detail, status_counts
+from jobprov.query.series import baseline, compare_jobs, regressions, series, which_bucket
+from jobprov.query.store import Store
+from jobprov.schemas.models import (
+    Annotation,
+    ArtifactProduced,
+    ArtifactUsed,
+    Event,
+    JobFinished,
+    JobStarted,
+    JobSubmitted,
+    MetricMeasured,
+    Producer,
+    ProvenanceDeclared,
+    StepFinished,
+    StepStarted,
+)
+from jobprov.schemas.wire import encode_event
+from jobprov.sinks.clickhouse.sink import ClickHouseSink
+from jobprov.stream_processors.fold import FoldContext
+from jobprov.stream_processors.processor import Processor, RawEvent
+from tests.integration.processing import ListDeadLetters
+
+NIGHTS = 12
+UPGRADE = 7  # from this night on numpy is 2.0.1 and AM1 on hsc is 1.5 higher
+T0 = datetime(2026, 9, 1, 2, 0, tzinfo=UTC)
+BASE = {"hsc": 10.0, "cfht": 14.0}
+PRODUCER = Producer("test", "0", "p")
+
+
+def am1(night: int, dataset: str, band: str) -> float:
+    """Deterministic small noise, no randomness: the expected answers follow from this function."""
+    noise = ((night * 7 + len(band) * 3 + len(dataset)) % 5 - 2) * 0.05
+    return BASE[dataset] + (1.5 if dataset == "hsc" and night >= UPGRADE else 0.0) + noise
+
+
+def job_id(night: int, dataset: str, band: str) -> str:
+    return f"n{night:02d}-{dataset}-{band}"
+
+
+def campaign() -> list[Event]:
+    events: list[Event] = []
+    for night in range(NIGHTS):
+        numpy = "2.0.1" if night >= UPGRADE else "1.26.4"
+        for dataset in ("hsc", "cfht"):
+            for band in ("r", "all"):
+                jid = job_id(night, dataset, band)
+                start = T0 + timedelta(days=night)
+                payloads: list[Any] = [
+                    JobSubmitted(name="validate_drp", kind="ci"),
+                    JobStarted(host="ci-runner-1", os="linux", kernel="6.1", cwd="/w"),
+                    ProvenanceDeclared(values={"dataset": dataset, "band": band}, software={"numpy": numpy}),
+                    ArtifactUsed(uri=f"butler://{dataset}/raw"),
+                    StepStarted(name="measure"),
+                    MetricMeasured(name="AM1", value=am1(night, dataset, band), unit="mas"),
+                    StepFinished(name="measure", status="succeeded"),
+                    ArtifactProduced(uri=f"file:///out/{jid}.parq"),
+                    JobFinished(status="succeeded", exit_code=0),
+                ]
+                for seq, payload in enumerate(payloads, 1):
+                    t = start + timedelta(minutes=seq)
+                    events.append(Event(f"{jid}-{seq}", jid, type(payload).__name__, t, t, PRODUCER, seq,
+                                        payload=payload))  # fmt: skip
+    bad = job_id(3, "cfht", "r")
+    t = T0 + timedelta(days=20)
+    events.append(Event("bad-1", bad, "Annotation", t, t, PRODUCER, 99, payload=Annotation(key="quality", value="bad")))
+    return events
+
+
+@pytest.fixture
+def loaded(store: Any) -> Store:
+    sink = ClickHouseSink(store, store.jobprov_database)
+    processor = Processor(sink, ListDeadLetters(), FoldContext())
+    processor.process_batch([RawEvent(encode_event(e), "events", 0, i) for i, e in enumerate(campaign())])
+    return Store(store, store.jobprov_database)
+
+
+def test_series_has_one_line_per_bucket_in_time_order(loaded: Store) -> None:
+    lines = series(loaded, "AM1")
+    assert len(lines) == 4
+    by_label = {(line.label["dataset"], line.label["band"]): line for line in lines}
+    assert set(by_label) == {("hsc", "r"), ("hsc", "all"), ("cfht", "r"), ("cfht", "all")}
+    hsc_r = by_label[("hsc", "r")]
+    assert [p.value for p in hsc_r.points] == pytest.approx([am1(n, "hsc", "r") for n in range(NIGHTS)])
+    assert [p.job_id for p in hsc_r.points] == [job_id(n, "hsc", "r") for n in range(NIGHTS)]
+    assert hsc_r.unit == "mas"
+    assert hsc_r.points[0].time == T0 + timedelta(minutes=6)
+
+
+def test_series_grouped_filtered_windowed_and_without_bad_jobs(loaded: Store) -> None:
+    grouped = series(loaded, "AM1", group_by=["dataset"])
+    assert sorted((line.label["dataset"], len(line.points)) for line in grouped) == [("cfht", 24), ("hsc", 24)]
+    only_r = series(loaded, "AM1", filters={"band": "r"})
+    assert sorted(line.label["dataset"] for line in only_r) == ["cfht", "hsc"]
+    window = series(loaded, "AM1", since=T0 + timedelta(days=2), until=T0 + timedelta(days=5))
+    assert all(len(line.points) == 3 for line in window)
+    clean = series(loaded, "AM1", filters={"band": "r", "dataset": "cfht"}, exclude_annotated={"quality": "bad"})
+    assert [p.job_id for p in clean[0].points] == [job_id(n, "cfht", "r") for n in range(NIGHTS) if n != 3]
+
+
+def test_which_bucket_and_its_baseline(loaded: Store) -> None:
+    bucket, keys = which_bucket("AM1", {"dataset": "hsc", "band": "r", "software.numpy": "9"})
+    assert keys == {"dataset": "hsc", "band": "r", "config.hash": ""}
+    (line,) = [line for line in series(loaded, "AM1") if line.label == keys]
+    assert line.bucket == bucket
+    stats = baseline(loaded, "AM1", bucket, last=5)
+    recent = [am1(n, "hsc", "r") for n in range(NIGHTS - 5, NIGHTS)]
+    assert stats.count == 5
+    assert stats.mean == pytest.approx(sum(recent) / 5)
+    assert stats.minimum == pytest.approx(min(recent))
+    assert stats.last_time == T0 + timedelta(days=NIGHTS - 1, minutes=6)
+
+
+def test_compare_two_runs_names_what_changed(loaded: Store) -> None:
+    changes = compare_jobs(loaded, job_id(UPGRADE - 1, "hsc", "r"), job_id(UPGRADE, "hsc", "r"), ["dataset", "band"])
+    assert [str(c) for c in changes] == ["software.numpy: 1.26.4 → 2.0.1"]
+    assert changes[0].in_bucket is False
+    assert compare_jobs(loaded, job_id(1, "hsc", "r"), job_id(2, "hsc", "r")) == []
+    with pytest.raises(QueryError, match="no provenance"):
+        compare_jobs(loaded, "nope", job_id(1, "hsc", "r"))
+
+
+def test_regressions_find_the_upgrade_on_hsc_only(loaded: Store) -> None:
+    found = regressions(loaded, "AM1", window=6, k=4.0, min_points=4)
+    onsets = [r for r in found if r.onset]
+    assert sorted((r.label["dataset"], r.label["band"], r.point.job_id) for r in onsets) == [
+        ("hsc", "all", job_id(UPGRADE, "hsc", "all")),
+        ("hsc", "r", job_id(UPGRADE, "hsc", "r")),
+    ]
+    for r in onsets:
+        assert [str(c) for c in r.changes] == ["software.numpy: 1.26.4 → 2.0.1"]
+        assert r.deviation > 4
+    assert not [r for r in found if r.label["dataset"] == "cfht"]
+
+
+def test_job_detail_and_status_counts(loaded: Store) -> None:
+    detail = job_detail(loaded, job_id(3, "cfht", "r"))
+    assert detail["status"] == "succeeded"
+    assert detail["provenance"]["dataset"] == "cfht"
+    assert [s["name"] for s in detail["steps"]] == ["measure"]
+    assert [(a["key_name"], a["value"]) for a in detail["annotations"]] == [("quality", "bad")]
+    relations = sorted((e["relation"], e["src"], e["dst"]) for e in detail["lineage"])
+    jid = job_id(3, "cfht", "r")
+    assert relations == [("produced", f"job:{jid}", f"artifact:file:///out/{jid}.parq"),
+                         ("used", "artifact:butler://cfht/raw", f"job:{jid}")]  # fmt: skip
+    assert status_counts(loaded) == {"succeeded": NIGHTS * 4}
+    with pytest.raises(QueryError, match="no job"):
+        job_detail(loaded, "missing")
+
+
+def test_bad_parameters_are_refused_before_any_sql(loaded: Store) -> None:
+    with pytest.raises(QueryError, match="metric"):
+        series(loaded, "")
+    with pytest.raises(QueryError, match="at most"):
+        series(loaded, "AM1", group_by=[f"k{i}" for i in range(9)])
+    with pytest.raises(QueryError, match="last"):
+        baseline(loaded, "AM1", "b", last=0)
+    # Values travel as parameters: quotes in them are data, not SQL.
+    assert series(loaded, "AM1'; DROP TABLE x; --") == []
