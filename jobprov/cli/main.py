@@ -11,6 +11,7 @@ from jobprov.cli.common import settings_from
 from jobprov.cli.db import db
 from jobprov.cli.emit import emit
 from jobprov.cli.process import process
+from jobprov.cli.query import query
 from jobprov.cli.run import run
 from jobprov.cli.schemas import schemas
 from jobprov.cli.spool import spool
@@ -43,6 +44,7 @@ cli.add_command(spool)
 cli.add_command(schemas)
 cli.add_command(process)
 cli.add_command(db)
+cli.add_command(query)
 
 
 def main() -> None:

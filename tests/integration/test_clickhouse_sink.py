@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from jobprov.schemas.models import (
     ArtifactProduced,
     ArtifactUsed,

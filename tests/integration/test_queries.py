@@ -167,3 +167,41 @@ def test_bad_parameters_are_refused_before_any_sql(loaded: Store) -> None:
         baseline(loaded, "AM1", "b", last=0)
     # Values travel as parameters: quotes in them are data, not SQL.
     assert series(loaded, "AM1'; DROP TABLE x; --") == []
+
+
+def test_query_cli_answers_in_table_json_and_csv(loaded: Store) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from jobprov.cli.main import cli
+    from tests.integration.conftest import _CHDB_STORE
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    base = ["query", "--store", f"chdb://{_CHDB_STORE[0]}"]
+    runner = CliRunner()
+
+    result = runner.invoke(cli, [*base, "regressions", "AM1", "--window", "6"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("software.numpy: 1.26.4 → 2.0.1") == 2
+    assert job_id(UPGRADE, "hsc", "r") in result.output
+
+    result = runner.invoke(cli, [*base, "series", "AM1", "--filter", "dataset=hsc", "--format", "json"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = json.loads(result.output)
+    assert sorted(line["label"]["band"] for line in lines) == ["all", "r"]
+
+    result = runner.invoke(cli, [*base, "series", "AM1", "--group-by", "dataset", "--format", "csv"], env=env)
+    assert result.output.splitlines()[0] == "label,bucket,time,value,unit,job_id"
+    assert len(result.output.splitlines()) == 1 + NIGHTS * 4
+
+    result = runner.invoke(
+        cli, [*base, "compare", job_id(UPGRADE - 1, "cfht", "r"), job_id(UPGRADE, "cfht", "r")], env=env
+    )
+    assert "software.numpy" in result.output and "2.0.1" in result.output
+
+    result = runner.invoke(cli, [*base, "bucket", "AM1", "dataset=cfht", "band=all", "--format", "json"], env=env)
+    assert json.loads(result.output)["count"] == NIGHTS
+
+    result = runner.invoke(cli, [*base, "series", "AM1", "--since", "yesterday"], env=env)
+    assert result.exit_code == 2 and "--since" in result.output

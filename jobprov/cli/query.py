@@ -1,0 +1,237 @@
+"""`jobprov query …`: series, buckets, comparisons, regressions and jobs, as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from jobprov.cli.common import parse_pairs
+from jobprov.errors import ConfigError, JobprovError, QueryError
+from jobprov.settings import load_processor_settings
+
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def _store(ctx: click.Context) -> Any:
+    from jobprov.query.store import Store
+    from jobprov.sinks.clickhouse.client import connect
+
+    root = ctx.find_root()
+    url = ctx.obj.get("store") if ctx.obj else None
+    try:
+        settings = load_processor_settings({"sink_url": url} if url else {}, config_file=root.params.get("config"))
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
+    if settings.sink_url is None:
+        raise click.UsageError(
+            "no store: pass --store chdb:///dir or http(s)://host:8123 (or JOBPROV_PROCESSOR_SINK_URL)"
+        )
+    try:
+        client = connect(
+            settings.sink_url, username=settings.clickhouse_username, password=settings.clickhouse_password
+        )
+    except JobprovError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return Store(client, settings.clickhouse_database)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _emit(rows: Sequence[dict[str, Any]], fmt: str, document: Any = None) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(_plain(document if document is not None else rows), indent=2))
+        return
+    if not rows:
+        click.echo("(no rows)" if fmt == "table" else "")
+        return
+    columns = list(rows[0])
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(cells)
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    plain = _plain(value)
+    if isinstance(plain, dict):
+        return ",".join(f"{k}={v}" for k, v in plain.items())
+    if isinstance(plain, float):
+        return f"{plain:.6g}"
+    return "" if plain is None else str(plain)
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except QueryError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.group()
+@click.option("--store", help="chdb:///dir or http(s)://host:8123 ($JOBPROV_PROCESSOR_SINK_URL).")
+@click.pass_context
+def query(ctx: click.Context, store: str | None) -> None:
+    """Ask the tables: series, buckets, comparisons, regressions, jobs."""
+    ctx.obj = {"store": store}
+
+
+@query.command()
+@click.argument("metric")
+@click.option("--group-by", multiple=True, help="Group by these provenance keys instead of the bucket.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Only jobs with this provenance.")
+@click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE", help="Leave out jobs annotated so.")
+@click.option("--since", help="ISO 8601 time.")
+@click.option("--until", help="ISO 8601 time.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def series(
+    ctx: click.Context,
+    metric: str,
+    group_by: tuple[str, ...],
+    filters: tuple[str, ...],
+    exclude_annotated: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    fmt: str,
+) -> None:
+    """METRIC over time, one line per provenance bucket (or per --group-by keys)."""
+    from jobprov.query import series as q
+    from jobprov.query.store import parse_time
+
+    store = _store(ctx)
+    lines = _run(
+        lambda: q.series(
+            store,
+            metric,
+            group_by=list(group_by) or None,
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
+            filters=parse_pairs(filters, "--filter"),
+            exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated"),
+        )
+    )
+    rows = [
+        {"label": line.label, "bucket": line.bucket or "", "time": p.time, "value": p.value, "unit": line.unit,
+         "job_id": p.job_id}
+        for line in lines
+        for p in line.points
+    ]  # fmt: skip
+    _emit(rows, fmt, lines)
+
+
+@query.command()
+@click.argument("metric")
+@click.argument("provenance", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--last", type=int, default=50, show_default=True, help="Points in the baseline.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def bucket(ctx: click.Context, metric: str, provenance: tuple[str, ...], last: int, fmt: str) -> None:
+    """The bucket METRIC with this provenance belongs to, and its baseline statistics."""
+    from jobprov.query import series as q
+
+    bucket_id, keys = q.which_bucket(metric, parse_pairs(provenance, "KEY=VALUE"))
+    stats = _run(lambda: q.baseline(_store(ctx), metric, bucket_id, last))
+    row = {"bucket": bucket_id, "keys": keys, **{k: v for k, v in dataclasses.asdict(stats).items() if k != "bucket"}}
+    _emit([row], fmt, row)
+
+
+@query.command()
+@click.argument("job_a")
+@click.argument("job_b")
+@click.option("--all", "show_all", is_flag=True, help="Include environment variables.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, fmt: str) -> None:
+    """Provenance keys whose values differ between JOB_A and JOB_B."""
+    from jobprov.query import series as q
+
+    store = _store(ctx)
+    changes = _run(lambda: q.compare_jobs(store, job_a, job_b, ignore=() if show_all else ("env.",)))
+    _emit([{"key": c.key, job_a: c.before, job_b: c.after} for c in changes], fmt, changes)
+
+
+@query.command()
+@click.argument("metric")
+@click.option("--window", type=int, default=10, show_default=True)
+@click.option("-k", "k", type=float, default=4.0, show_default=True, help="Robust deviations that count.")
+@click.option("--all", "show_all", is_flag=True, help="Every outlier, not only where a run of them starts.")
+@click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def regressions(
+    ctx: click.Context,
+    metric: str,
+    window: int,
+    k: float,
+    show_all: bool,
+    exclude_annotated: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """Points of METRIC outside their bucket's robust baseline, with what changed."""
+    from jobprov.query import series as q
+
+    store = _store(ctx)
+    found = _run(
+        lambda: q.regressions(
+            store, metric, window=window, k=k, exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated")
+        )
+    )
+    found = [r for r in found if show_all or r.onset]
+    rows = [
+        {"label": r.label, "time": r.point.time, "value": r.point.value, "baseline": r.median,
+         "deviation": round(r.deviation, 1), "job_id": r.point.job_id,
+         "what_changed": "; ".join(str(c) for c in r.changes) or "(no provenance change)"}
+        for r in found
+    ]  # fmt: skip
+    _emit(rows, fmt, found)
+
+
+@query.command()
+@click.argument("job_id")
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
+@click.pass_context
+def job(ctx: click.Context, job_id: str, fmt: str) -> None:
+    """Everything about JOB_ID: state, steps, provenance, annotations, lineage."""
+    from jobprov.query.jobs import job_detail
+
+    detail = _run(lambda: job_detail(_store(ctx), job_id))
+    if fmt == "json":
+        _emit([], "json", detail)
+    else:
+        _emit([{"field": k, "value": v} for k, v in detail.items()], "table")
+
+
+@query.command()
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def status(ctx: click.Context, fmt: str) -> None:
+    """Jobs by status."""
+    from jobprov.query.jobs import status_counts
+
+    counts = _run(lambda: status_counts(_store(ctx)))
+    _emit([{"status": s, "jobs": n} for s, n in sorted(counts.items())], fmt, counts)
