@@ -135,7 +135,8 @@ class KafkaTransport:
                 return
 
     def poll(self) -> None:
-        self._producer.poll(0)
+        if self._producer is not None:
+            self._producer.poll(0)
 
     def close(self, timeout: float) -> DeliveryReport:
         deadline = time.monotonic() + timeout
@@ -150,6 +151,9 @@ class KafkaTransport:
             self._producer.purge(in_queue=True, in_flight=True, blocking=False)
             self._producer.flush(0)
             self._producer.poll(0)
+        # Drop the handle: a live librdkafka client keeps reconnecting and asking for metadata, which makes
+        # some brokers auto-create the topic behind the operator's back.
+        self._producer = None  # type: ignore[assignment]
         report = DeliveryReport(delivered=self._report.delivered, lost=self._report.lost)
         report.errors.extend(self._report.errors)
         if self._fallback is not None:

@@ -225,6 +225,14 @@ _FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {
 }
 
 
+def content_of(record: Record) -> Record:
+    """The part of a record that must converge whatever the arrival order: without ``state_version`` (how
+    many events had been folded when it was made) and ``replaces_bucket`` (the move that produced it)."""
+    if isinstance(record, MetricPoint):
+        return dataclasses.replace(record, state_version=0, replaces_bucket=None)
+    return dataclasses.replace(record, state_version=0)
+
+
 def to_json_dict(record: Record) -> dict[str, Any]:
     """A record as plain JSON-able data, with its kind: ``{"kind": ..., "record": {...}}``."""
     names = _FIELD_NAMES[type(record)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ from typing import Any
 from jobprov.embedded.tansu import free_port
 from jobprov.schemas.models import Event
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
-from jobprov.stream_processors.records import Record, from_json_dict
+from jobprov.stream_processors.records import Record, content_of, from_json_dict
 from jobprov.stream_processors.state import JobFoldState
 
 
@@ -71,7 +70,7 @@ def latest_by_key(records: Iterable[Record]) -> dict[tuple[str, tuple[str, ...]]
         key = (record.KIND, record.key())
         if key not in best or best[key].state_version <= record.state_version:
             best[key] = record
-    return {k: dataclasses.replace(r, state_version=0) for k, r in best.items()}
+    return {k: content_of(r) for k, r in best.items()}
 
 
 def expected_records(

@@ -6,7 +6,6 @@ Nothing here does I/O: event ids and times are derived from the job id and a log
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
@@ -37,7 +36,7 @@ from jobprov.schemas.models import (
 )
 from jobprov.stream_processors.comparability import ComparabilityRegistry
 from jobprov.stream_processors.fold import FoldContext, fold
-from jobprov.stream_processors.records import Record
+from jobprov.stream_processors.records import Record, content_of
 from jobprov.stream_processors.state import JobFoldState
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -304,7 +303,7 @@ def latest_per_key(outputs: Iterable[Record]) -> dict[tuple[str, ...], Record]:
             assert current == record, f"two different records for {key} at one state_version"
         if current is None or record.state_version >= current.state_version:
             latest[key] = record
-    return {key: dataclasses.replace(record, state_version=0) for key, record in latest.items()}
+    return {key: content_of(record) for key, record in latest.items()}
 
 
 @pytest.fixture(scope="session")
