@@ -1,8 +1,11 @@
-"""A small verification campaign through the real emitters and a real local broker.
+"""A small verification campaign through the real emitters, a real local broker, the stream processor and the
+embedded ClickHouse engine.
 
 Starts a Tansu broker, records two weeks of nightly jobs (datasets testdata_hsc and testdata_cfht, bands r and
-all) with the Python API and `jobprov run`, including a software upgrade, a failed job, a job killed with
-SIGTERM and a broker outage covered by the spool, then reads the topic back and prints what it holds.
+all) with the Python API and `jobprov run`, including a software upgrade that shifts AM1 on one dataset, a
+failed job and a job killed with SIGTERM; folds the log with `jobprov process` into an embedded ClickHouse
+store; asks it for job statuses and for regressions with what changed; and finally shows a broker outage
+covered by the spool.
 
 Run it with `make demo`.
 """
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -25,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import jobprov
-from jobprov.embedded.tansu import start_broker
+from jobprov.embedded.tansu import free_port, start_broker
 from jobprov.emitters.emitter import create_emitter
 from jobprov.schemas.models import Event, JobFinished, MetricMeasured, ProvenanceDeclared
 from jobprov.schemas.wire import decode_event
@@ -139,6 +143,56 @@ def report(events: list[Event]) -> None:
         print(f"  {dataset:<15} {band:<5} {numpy:<7} {len(values):>3} {sum(values) / len(values):>7.2f}")
 
 
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jobprov.cli.main", *args], env=env, check=True, capture_output=True, text=True
+    )
+
+
+def fold_into_store(bootstrap: str, workdir: Path, expected_events: int) -> None:
+    """Run the stream processor into an embedded ClickHouse store, then query the store."""
+    store = f"chdb://{workdir / 'store'}"
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        "JOBPROV_PROCESSOR_SOURCE_URL": f"kafka://{bootstrap}/{TOPIC}",
+        "JOBPROV_PROCESSOR_SINK_URL": store,
+        "JOBPROV_PROCESSOR_METRICS_PORT": str(metrics_port),
+        "JOBPROV_PROCESSOR_WEB_PORT": str(free_port()),
+        "JOBPROV_PROCESSOR_DATA_DIR": str(workdir / "processor"),
+    }
+    print(f"\nfolding the log with `jobprov process --sink {store}` ...")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobprov.cli.main", "process"],
+        env=env,
+        stdout=(workdir / "processor.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while _folded(metrics_port) < expected_events:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the processor stopped early; see {workdir / 'processor.log'}")
+            time.sleep(0.5)
+    finally:
+        worker.terminate()  # the worker owns the embedded store: let it go before querying
+        worker.wait(60)
+    print("\n$ jobprov query status")
+    print(_cli("query", "status", env=env).stdout)
+    print("$ jobprov query regressions AM1")
+    print(_cli("query", "regressions", "AM1", env=env).stdout)
+
+
+def _folded(port: int) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("jobprov_events_folded_total{")
+    )
+
+
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="jobprov-demo-"))
     broker = start_broker(log_path=workdir / "tansu.log")
@@ -151,7 +205,9 @@ def main() -> None:
         overrides = {"url": url, "spool_dir": spool, "capture_packages": False}
         nightly_jobs(overrides)
         wrapped_jobs(env)
-        report(consume_all(broker.bootstrap))
+        events = consume_all(broker.bootstrap)
+        report(events)
+        fold_into_store(broker.bootstrap, workdir, len(events))
 
         print("\nbroker outage: stopping the broker, running a job, restarting, draining the spool")
         broker.stop()
