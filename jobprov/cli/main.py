@@ -14,6 +14,7 @@ from jobprov.cli.process import process
 from jobprov.cli.query import query
 from jobprov.cli.run import run
 from jobprov.cli.schemas import schemas
+from jobprov.cli.serve import serve
 from jobprov.cli.spool import spool
 
 
@@ -45,6 +46,7 @@ cli.add_command(schemas)
 cli.add_command(process)
 cli.add_command(db)
 cli.add_command(query)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -205,3 +205,35 @@ def test_query_cli_answers_in_table_json_and_csv(loaded: Store) -> None:
 
     result = runner.invoke(cli, [*base, "series", "AM1", "--since", "yesterday"], env=env)
     assert result.exit_code == 2 and "--since" in result.output
+
+
+def test_http_api_answers_and_refuses_bad_parameters(loaded: Store) -> None:
+    from fastapi.testclient import TestClient
+
+    from jobprov.query.api import create_app
+
+    client = TestClient(create_app(loaded))
+    assert client.get("/readyz").json()["status"] == "ready"
+    lines = client.get("/api/v1/series/AM1", params={"filter": "dataset=hsc"}).json()
+    assert sorted(line["label"]["band"] for line in lines) == ["all", "r"]
+    assert all(len(line["points"]) == NIGHTS for line in lines)
+    found = client.get("/api/v1/regressions/AM1", params={"window": 6}).json()
+    assert sorted(r["point"]["job_id"] for r in found) == sorted(job_id(UPGRADE, "hsc", b) for b in ("r", "all"))
+    assert found[0]["changes"][0]["key"] == "software.numpy"
+    bucket = client.get("/api/v1/buckets/AM1", params={"provenance": ["dataset=cfht", "band=r"]}).json()
+    assert bucket["baseline"]["count"] == NIGHTS
+    changes = client.get("/api/v1/compare", params={"a": job_id(1, "hsc", "r"), "b": job_id(9, "hsc", "r")}).json()
+    assert [c["key"] for c in changes] == ["software.numpy"]
+    assert client.get(f"/api/v1/jobs/{job_id(2, 'hsc', 'all')}").json()["status"] == "succeeded"
+    assert client.get("/api/v1/status").json() == {"succeeded": NIGHTS * 4}
+
+    missing = client.get("/api/v1/jobs/nope")
+    assert missing.status_code == 404 and "no job" in missing.json()["detail"]
+    bad_pair = client.get("/api/v1/series/AM1", params={"filter": "no-equals-sign"})
+    assert bad_pair.status_code == 422 and "KEY=VALUE" in bad_pair.json()["detail"]
+    bad_window = client.get("/api/v1/regressions/AM1", params={"window": 1})
+    assert bad_window.status_code == 422
+    too_many = client.get("/api/v1/series/AM1", params={"group_by": [f"k{i}" for i in range(9)]})
+    assert too_many.status_code == 400 and "at most" in too_many.json()["detail"]
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/series/{metric}" in spec["paths"]
