@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from jobprov import __version__
 from jobprov.errors import QueryError
+from jobprov.query import lineage
 from jobprov.query import series as q
 from jobprov.query.jobs import job_detail, status_counts
 from jobprov.query.store import Store
@@ -105,6 +106,16 @@ def create_app(store: Store) -> FastAPI:
     ) -> Any:
         found = q.regressions(store, metric, window=window, k=k)
         return _plain([r for r in found if r.onset or not onset_only])
+
+    @app.get("/api/v1/lineage", summary="Ancestors or descendants of a job or an artifact")
+    def get_lineage(
+        ref: str,
+        direction: Annotated[str, Query(pattern="^(up|down)$")] = "up",
+        depth: Annotated[int, Query(ge=1, le=50)] = 10,
+        stop_at: Annotated[list[str] | None, Query(description="KEY=VALUE: do not go past such jobs")] = None,
+    ) -> Any:
+        walk = lineage.descendants if direction == "down" else lineage.ancestors
+        return _plain(walk(store, ref, depth=depth, stop_at=_pairs(stop_at, "stop_at")))
 
     @app.get("/api/v1/jobs/{job_id}", summary="Everything about one job")
     def get_job(job_id: str) -> Any:

@@ -212,6 +212,23 @@ def regressions(
 
 
 @query.command()
+@click.argument("ref")
+@click.option("--down", is_flag=True, help="Descendants instead of ancestors.")
+@click.option("--depth", type=int, default=10, show_default=True)
+@click.option("--stop-at", multiple=True, metavar="KEY=VALUE", help="Do not go past jobs with this provenance.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def lineage(ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple[str, ...], fmt: str) -> None:
+    """Ancestors (or --down: descendants) of REF: a job id, an artifact URI, or job:/artifact: node."""
+    from jobprov.query import lineage as lq
+
+    store = _store(ctx)
+    walk = lq.descendants if down else lq.ancestors
+    steps = _run(lambda: walk(store, ref, depth=depth, stop_at=parse_pairs(stop_at, "--stop-at")))
+    _emit([dataclasses.asdict(s) for s in steps], fmt, steps)
+
+
+@query.command()
 @click.argument("job_id")
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
 @click.pass_context

@@ -1,0 +1,95 @@
+"""Lineage: what a job or artifact came from, and what came of it.
+
+Nodes are ``job:<id>``, ``artifact:<uri>`` and ``workflow:<id>``; edges are ``produced`` (job → artifact),
+``used`` (artifact → job), ``parent`` (job → child job) and ``member`` (workflow → job). :func:`ancestors`
+walks edges backwards, :func:`descendants` forwards, breadth first, one query per level, up to ``depth``
+levels, optionally not expanding past jobs whose provenance matches ``stop_at`` (those jobs are included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jobprov.errors import QueryError
+from jobprov.query.store import Store
+
+MAX_DEPTH = 50
+MAX_NODES = 100_000
+
+
+@dataclass(frozen=True)
+class Step:
+    node: str  # the node reached
+    via: str  # the relation of the edge that reached it
+    origin: str  # the node it was reached from
+    depth: int
+
+
+def node_of(ref: str) -> str:
+    """``job:<id>``/``artifact:<uri>`` as given; a bare value is a job id unless it looks like a URI."""
+    if ref.startswith(("job:", "artifact:", "workflow:")):
+        return ref
+    return f"artifact:{ref}" if "://" in ref else f"job:{ref}"
+
+
+def _stopping_jobs(store: Store, jobs: list[str], stop_at: Mapping[str, str]) -> set[str]:
+    if not jobs or not stop_at:
+        return set()
+    params: dict[str, object] = {"ids": [j.removeprefix("job:") for j in jobs]}
+    conditions = []
+    for i, (key, value) in enumerate(sorted(stop_at.items())):
+        conditions.append(f"values[{{k{i}:String}}] = {{v{i}:String}}")
+        params[f"k{i}"], params[f"v{i}"] = key, value
+    where = " AND ".join(["job_id IN {ids:Array(String)}", *conditions])
+    rows = store.rows(f"SELECT job_id FROM {{db}}.provenance FINAL WHERE {where}", **params)
+    return {f"job:{r[0]}" for r in rows}
+
+
+def _walk(store: Store, start: str, depth: int, stop_at: Mapping[str, str] | None, backwards: bool) -> list[Step]:
+    if not 1 <= depth <= MAX_DEPTH:
+        raise QueryError(f"depth: between 1 and {MAX_DEPTH}")
+    near, far = ("dst", "src") if backwards else ("src", "dst")
+    seen = {start}
+    frontier = [start]
+    steps: list[Step] = []
+    for level in range(1, depth + 1):
+        if not frontier:
+            break
+        rows = store.rows(
+            f"SELECT DISTINCT {near}, {far}, relation FROM {{db}}.lineage FINAL "
+            f"WHERE {near} IN {{frontier:Array(String)}} ORDER BY {near}, {far}, relation",
+            frontier=frontier,
+        )
+        reached: list[str] = []
+        for origin, node, relation in rows:
+            if node in seen:
+                continue
+            seen.add(node)
+            steps.append(Step(node, relation, origin, level))
+            reached.append(node)
+        if len(seen) > MAX_NODES:
+            raise QueryError(f"more than {MAX_NODES} nodes: narrow the query (depth, stop_at)")
+        stops = _stopping_jobs(store, [n for n in reached if n.startswith("job:")], stop_at or {})
+        frontier = [n for n in reached if n not in stops]
+    return steps
+
+
+def ancestors(store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None) -> list[Step]:
+    """Everything ``ref`` (a job or an artifact) came from, nearest first."""
+    return _walk(store, node_of(ref), depth, stop_at, backwards=True)
+
+
+def descendants(store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None) -> list[Step]:
+    """Everything that came of ``ref``, nearest first."""
+    return _walk(store, node_of(ref), depth, stop_at, backwards=False)
+
+
+def producers(store: Store, uri: str) -> list[str]:
+    """The jobs that produced an artifact (usually one)."""
+    rows = store.rows(
+        "SELECT DISTINCT job_id FROM {db}.lineage FINAL WHERE dst = {node:String} AND relation = 'produced' "
+        "ORDER BY job_id",
+        node=f"artifact:{uri}",
+    )
+    return [r[0] for r in rows]

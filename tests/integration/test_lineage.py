@@ -1,0 +1,113 @@
+"""Lineage queries on the real engine over a small workflow: align_warp -> reslice -> softmean."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from jobprov.errors import QueryError
+from jobprov.query.lineage import ancestors, descendants, producers
+from jobprov.query.store import Store
+from jobprov.schemas.models import (
+    ArtifactProduced,
+    ArtifactUsed,
+    Event,
+    JobFinished,
+    JobSubmitted,
+    Producer,
+    ProvenanceDeclared,
+)
+from jobprov.schemas.wire import encode_event
+from jobprov.sinks.clickhouse.sink import ClickHouseSink
+from jobprov.stream_processors.fold import FoldContext
+from jobprov.stream_processors.processor import Processor, RawEvent
+from tests.integration.processing import ListDeadLetters
+
+T0 = datetime(2026, 2, 1, tzinfo=UTC)
+P = Producer("test", "0", "p")
+
+# job: (program, inputs, outputs, parent)
+WORKFLOW = {
+    "a1": ("align_warp", ["file:///raw/anatomy1.img", "file:///raw/reference.img"], ["file:///w/warp1"], None),
+    "r1": ("reslice", ["file:///w/warp1"], ["file:///w/resliced1"], "a1"),
+    "s1": ("softmean", ["file:///w/resliced1"], ["file:///w/atlas.img"], None),
+    "c1": ("convert", ["file:///w/atlas.img"], ["file:///w/atlas.gif"], None),
+}
+
+
+def _events() -> list[Event]:
+    out: list[Event] = []
+    for n, (job, (program, inputs, outputs, parent)) in enumerate(WORKFLOW.items()):
+        payloads: list[Any] = [
+            JobSubmitted(name=program, kind="pipeline", parent_job_id=parent, workflow_id="atlas-wf"),
+            ProvenanceDeclared(values={"program": program, "model": "12" if program == "align_warp" else ""}),
+            *[ArtifactUsed(uri=u) for u in inputs],
+            *[ArtifactProduced(uri=u) for u in outputs],
+            JobFinished(status="succeeded"),
+        ]
+        for seq, payload in enumerate(payloads, 1):
+            t = T0 + timedelta(hours=n, seconds=seq)
+            out.append(Event(f"{job}-{seq}", job, type(payload).__name__, t, t, P, seq, payload=payload))
+    return out
+
+
+@pytest.fixture
+def graph(store: Any) -> Store:
+    processor = Processor(ClickHouseSink(store, store.jobprov_database), ListDeadLetters(), FoldContext())
+    processor.process_batch([RawEvent(encode_event(e), "t", 0, i) for i, e in enumerate(_events())])
+    return Store(store, store.jobprov_database)
+
+
+def test_ancestors_of_an_artifact_walk_back_to_the_raw_inputs(graph: Store) -> None:
+    steps = ancestors(graph, "file:///w/atlas.gif")
+    nodes = [(s.depth, s.node) for s in steps]
+    assert nodes[:2] == [(1, "job:c1"), (2, "artifact:file:///w/atlas.img")]
+    reached = {s.node for s in steps}
+    assert {"job:s1", "job:r1", "job:a1", "artifact:file:///raw/anatomy1.img", "workflow:atlas-wf"} <= reached
+    # atlas.gif <- c1 <- atlas.img <- s1 <- resliced1 <- r1 <- warp1 <- a1
+    assert next(s for s in steps if s.node == "job:r1").depth == 5
+    assert next(s for s in steps if s.node == "job:a1").depth == 6, "r1's parent, one level above r1"
+
+
+def test_depth_limit_and_stop_condition(graph: Store) -> None:
+    near = ancestors(graph, "file:///w/atlas.gif", depth=2)
+    assert {s.node for s in near} == {"job:c1", "artifact:file:///w/atlas.img", "workflow:atlas-wf"}
+    stopped = ancestors(graph, "file:///w/atlas.gif", depth=20, stop_at={"program": "softmean"})
+    reached = {s.node for s in stopped}
+    assert "job:s1" in reached, "the matching job is included"
+    assert "job:r1" not in reached and "job:a1" not in reached, "and nothing beyond it"
+    with pytest.raises(QueryError, match="depth"):
+        ancestors(graph, "job:c1", depth=0)
+
+
+def test_descendants_and_producers(graph: Store) -> None:
+    down = descendants(graph, "file:///raw/anatomy1.img")
+    reached = [s.node for s in down]
+    assert reached[0] == "job:a1"
+    assert reached.index("artifact:file:///w/atlas.gif") > reached.index("job:s1")
+    assert "job:r1" in reached  # through the produced warp and as a child job
+    assert producers(graph, "file:///w/atlas.img") == ["s1"]
+    child = descendants(graph, "job:a1", depth=1)
+    assert {(s.via, s.node) for s in child} == {("produced", "artifact:file:///w/warp1"), ("parent", "job:r1")}
+
+
+def test_lineage_over_cli_and_http(graph: Store) -> None:
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from tests.integration.conftest import _CHDB_STORE
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": graph.database}
+    result = CliRunner().invoke(
+        cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "lineage", "a1", "--down", "--depth", "1"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "artifact:file:///w/warp1" in result.output and "job:r1" in result.output
+    client = TestClient(create_app(graph))
+    up = client.get("/api/v1/lineage", params={"ref": "file:///w/atlas.gif", "stop_at": "program=softmean"}).json()
+    assert "job:s1" in {s["node"] for s in up} and "job:a1" not in {s["node"] for s in up}
+    assert client.get("/api/v1/lineage", params={"ref": "c1", "direction": "sideways"}).status_code == 422
