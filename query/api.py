@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from jobprov import __version__
 from jobprov.errors import QueryError
-from jobprov.query import lineage
+from jobprov.query import attributes, lineage
 from jobprov.query import series as q
 from jobprov.query.jobs import job_detail, status_counts
 from jobprov.query.store import Store
@@ -116,6 +116,20 @@ def create_app(store: Store) -> FastAPI:
     ) -> Any:
         walk = lineage.descendants if direction == "down" else lineage.ancestors
         return _plain(walk(store, ref, depth=depth, stop_at=_pairs(stop_at, "stop_at")))
+
+    @app.get("/api/v1/jobs", summary="Jobs matching every where-group (ATTR OP VALUE | …)")
+    def get_jobs(
+        where: Annotated[list[str], Query(description='e.g. "job.name = softmean", "band = r | band = i"')],
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> list[str]:
+        return attributes.find_jobs(store, where, limit)
+
+    @app.get("/api/v1/artifacts", summary="Artifacts matching every where-group")
+    def get_artifacts(
+        where: Annotated[list[str], Query(description='e.g. "relation = produced", "uri ~ s3://bucket/"')],
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> list[str]:
+        return attributes.find_artifacts(store, where, limit)
 
     @app.get("/api/v1/jobs/{job_id}", summary="Everything about one job")
     def get_job(job_id: str) -> Any:

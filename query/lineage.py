@@ -8,7 +8,7 @@ levels, optionally not expanding past jobs whose provenance matches ``stop_at`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobprov.errors import QueryError
@@ -93,3 +93,22 @@ def producers(store: Store, uri: str) -> list[str]:
         node=f"artifact:{uri}",
     )
     return [r[0] for r in rows]
+
+
+def outputs_preceded_by(
+    store: Store, jobs_query: Sequence[str], ancestor_query: Sequence[str], depth: int = 20
+) -> dict[str, list[str]]:
+    """For every job matching ``jobs_query`` that has, directly or not, an ancestor job matching
+    ``ancestor_query``: the artifacts it produced. E.g. the outputs of every softmean preceded by an
+    align_warp run with model 12: ``(["job.name = softmean"], ["job.name = align_warp", "prov.model = 12"])``."""
+    from jobprov.query.attributes import find_jobs
+
+    wanted = {f"job:{j}" for j in find_jobs(store, ancestor_query, limit=100_000)}
+    result: dict[str, list[str]] = {}
+    if not wanted:
+        return result
+    for job in find_jobs(store, jobs_query, limit=100_000):
+        if any(step.node in wanted for step in ancestors(store, f"job:{job}", depth=depth)):
+            produced = descendants(store, f"job:{job}", depth=1)
+            result[job] = sorted(s.node.removeprefix("artifact:") for s in produced if s.via == "produced")
+    return result

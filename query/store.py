@@ -26,7 +26,6 @@ class Store:
             raise QueryError(f"query failed: {exc}") from exc
         return [tuple(r) for r in result.result_rows]
 
-
     def columns(self, sql: str, **parameters: Any) -> list[list[Any]]:
         """Like :meth:`rows`, column by column (no tuple per row: cheaper for long series)."""
         try:

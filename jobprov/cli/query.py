@@ -212,6 +212,22 @@ def regressions(
 
 
 @query.command()
+@click.option("--where", "groups", multiple=True, required=True, help='A group: "ATTR OP VALUE | …" (groups AND).')
+@click.option("--artifacts", is_flag=True, help="Find artifacts instead of jobs.")
+@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def find(ctx: click.Context, groups: tuple[str, ...], artifacts: bool, limit: int, fmt: str) -> None:
+    """Jobs (or --artifacts) matching every --where group: --where "job.name = softmean" --where "time.dow >= 6"."""
+    from jobprov.query.attributes import find_artifacts, find_jobs
+
+    store = _store(ctx)
+    found = _run(lambda: (find_artifacts if artifacts else find_jobs)(store, list(groups), limit))
+    column = "uri" if artifacts else "job_id"
+    _emit([{column: f} for f in found], fmt, found)
+
+
+@query.command()
 @click.argument("ref")
 @click.option("--down", is_flag=True, help="Descendants instead of ancestors.")
 @click.option("--depth", type=int, default=10, show_default=True)

@@ -111,3 +111,46 @@ def test_lineage_over_cli_and_http(graph: Store) -> None:
     up = client.get("/api/v1/lineage", params={"ref": "file:///w/atlas.gif", "stop_at": "program=softmean"}).json()
     assert "job:s1" in {s["node"] for s in up} and "job:a1" not in {s["node"] for s in up}
     assert client.get("/api/v1/lineage", params={"ref": "c1", "direction": "sideways"}).status_code == 422
+
+
+def test_outputs_of_softmean_preceded_by_align_warp_model_12(graph: Store) -> None:
+    from jobprov.query.lineage import outputs_preceded_by
+
+    found = outputs_preceded_by(graph, ["job.name = softmean"], ["job.name = align_warp", "prov.model = 12"])
+    assert found == {"s1": ["file:///w/atlas.img"]}
+    assert outputs_preceded_by(graph, ["job.name = softmean"], ["job.name = align_warp", "prov.model = 9"]) == {}
+    assert outputs_preceded_by(graph, ["job.name = align_warp"], ["job.name = softmean"]) == {}, "not upstream"
+
+
+def test_artifacts_by_attribute(graph: Store) -> None:
+    from jobprov.query.attributes import find_artifacts
+
+    assert find_artifacts(graph, ["relation = produced", "job.name = softmean | job.name = convert"]) == [
+        "file:///w/atlas.gif",
+        "file:///w/atlas.img",
+    ]
+    assert find_artifacts(graph, ["uri ~ file:///raw/"]) == ["file:///raw/anatomy1.img", "file:///raw/reference.img"]
+
+
+def test_find_over_cli_and_http(graph: Store) -> None:
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from tests.integration.conftest import _CHDB_STORE
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": graph.database}
+    result = CliRunner().invoke(
+        cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "find", "--where", "prov.model = 12"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == ["job_id", "a1"]
+    client = TestClient(create_app(graph))
+    assert client.get("/api/v1/jobs", params={"where": ["job.name = reslice | job.name = convert"]}).json() == [
+        "c1",
+        "r1",
+    ]
+    assert client.get("/api/v1/artifacts", params={"where": "role = nothing"}).json() == []
+    bad = client.get("/api/v1/jobs", params={"where": "nonsense"})
+    assert bad.status_code == 400 and "cannot read" in bad.json()["detail"]

@@ -237,3 +237,27 @@ def test_http_api_answers_and_refuses_bad_parameters(loaded: Store) -> None:
     assert too_many.status_code == 400 and "at most" in too_many.json()["detail"]
     spec = client.get("/openapi.json").json()
     assert "/api/v1/series/{metric}" in spec["paths"]
+
+
+def test_jobs_by_attribute_query(loaded: Store) -> None:
+    from jobprov.query.attributes import find_jobs
+
+    hsc_r = find_jobs(loaded, ["dataset = hsc", "band = r"])
+    assert hsc_r == sorted(job_id(n, "hsc", "r") for n in range(NIGHTS))
+    either = find_jobs(loaded, ["prov.dataset = cfht", "band = r | band = all", "software.numpy = 2.0.1"])
+    assert len(either) == (NIGHTS - UPGRADE) * 2
+    assert find_jobs(loaded, ["ann.quality = bad"]) == [job_id(3, "cfht", "r")]
+    assert find_jobs(loaded, ["job.name ~ validate", "job.exit_code = 0", "job.attempts <= 1", "dataset = hsc",
+                              "band = all"]) == sorted(job_id(n, "hsc", "all") for n in range(NIGHTS))  # fmt: skip
+    # 2026-09-01 is a Tuesday (2): nights 4, 5 and 11 fall on a Saturday or a Sunday.
+    weekend = find_jobs(loaded, ["time.dow >= 6", "dataset = hsc", "band = r"])
+    assert weekend == [job_id(4, "hsc", "r"), job_id(5, "hsc", "r"), job_id(11, "hsc", "r")]
+    assert find_jobs(loaded, ["time.date = 2026-09-03", "dataset = hsc", "band = r"]) == [job_id(2, "hsc", "r")]
+    for bad, message in [
+        (["dataset"], "cannot read"),
+        (["job.colour = red"], "unknown job attribute"),
+        (["time.week = 3"], "unknown time field"),
+        (["job.exit_code > zero"], "not a number"),
+    ]:
+        with pytest.raises(QueryError, match=message):
+            find_jobs(loaded, bad)

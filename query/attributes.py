@@ -1,0 +1,163 @@
+"""Finding jobs and artifacts by attribute: AND-ed groups of OR-ed comparisons, compiled to SQL.
+
+A query is a list of groups; a group is comparisons joined by ``|``; all groups must hold::
+
+    ["job.name = softmean", "prov.model = 12 | prov.model = 9", "time.dow >= 6"]
+
+Attributes of jobs:
+- ``job.<column>``: status, name, kind, host, submitter, workflow_id, dag_node, parent_job_id, exit_code,
+  attempts, duration_ms, cpu_user_s, peak_rss_bytes, event_count (numeric ones compare as numbers);
+- ``prov.<key>`` (or a bare key): the job's provenance, e.g. ``prov.software.numpy``, ``band``;
+- ``ann.<key>``: an annotation of the job;
+- ``time.<field>`` of the job's start: ``dow`` (1 = Monday … 7), ``hour``, ``date`` (YYYY-MM-DD).
+Attributes of artifacts: ``uri``, ``role``, ``checksum``, ``relation`` (used/produced), ``job.<…>`` of the job
+on the edge, and ``ann.<key>`` (an annotation of the artifact).
+
+Operators: ``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``~`` (prefix). Values are text; every value and
+key reaches ClickHouse as a query parameter, every column name comes from the fixed tables above.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from jobprov.errors import QueryError
+from jobprov.query.store import Store
+
+_OPS = ("<=", ">=", "!=", "=", "<", ">", "~")
+_COMPARISON = re.compile(r"^\s*(?P<attr>[A-Za-z_][\w.\-:]*)\s*(?P<op><=|>=|!=|=|<|>|~)\s*(?P<value>.*?)\s*$")
+_JOB_TEXT = {"status", "name", "kind", "host", "submitter", "workflow_id", "dag_node", "parent_job_id", "job_id"}
+_JOB_NUMBER = {"exit_code", "attempts", "duration_ms", "cpu_user_s", "cpu_system_s", "peak_rss_bytes", "event_count"}
+_TIME = {"dow": "toDayOfWeek(j.started_at)", "hour": "toHour(j.started_at)", "date": "toString(toDate(j.started_at))"}
+_ARTIFACT_TEXT = {"uri": "a.uri", "role": "a.role", "checksum": "a.checksum", "relation": "a.relation"}
+MAX_GROUPS = 20
+MAX_COMPARISONS = 100
+
+
+@dataclass(frozen=True)
+class Comparison:
+    attribute: str
+    op: str
+    value: str
+
+
+def parse(groups: Sequence[str]) -> list[list[Comparison]]:
+    """Parse groups of ``attr op value`` joined by ``|``; raises QueryError naming the bad part."""
+    if len(groups) > MAX_GROUPS:
+        raise QueryError(f"at most {MAX_GROUPS} groups")
+    parsed: list[list[Comparison]] = []
+    total = 0
+    for group in groups:
+        comparisons = []
+        for part in group.split("|"):
+            match = _COMPARISON.match(part)
+            if match is None or not match["value"]:
+                raise QueryError(
+                    f"cannot read {part.strip()!r}: expected ATTRIBUTE OP VALUE, OP one of {' '.join(_OPS)}"
+                )
+            comparisons.append(Comparison(match["attr"], match["op"], match["value"]))
+        total += len(comparisons)
+        parsed.append(comparisons)
+    if total > MAX_COMPARISONS:
+        raise QueryError(f"at most {MAX_COMPARISONS} comparisons")
+    return parsed
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.params: dict[str, object] = {}
+
+    def param(self, value: object, type_: str = "String") -> str:
+        name = f"q{len(self.params)}"
+        self.params[name] = value
+        return f"{{{name}:{type_}}}"
+
+    def compare(self, expr: str, op: str, value: str, numeric: bool = False) -> str:
+        if op == "~":
+            return f"startsWith(toString({expr}), {self.param(value)})"
+        if numeric:
+            try:
+                number = float(value)
+            except ValueError as exc:
+                raise QueryError(f"{value!r} is not a number") from exc
+            return f"{expr} {op} {self.param(number, 'Float64')}"
+        return f"{expr} {op} {self.param(value)}"
+
+    def annotation(self, target_type: str, target_expr: str, key: str, op: str, value: str) -> str:
+        # "!=" means "annotated with another value", "not annotated so" is NOT ("=")
+        inner = self.compare("value", op, value)
+        return (
+            f"{target_expr} IN (SELECT target FROM {{db}}.annotations FINAL WHERE target_type = '{target_type}' "
+            f"AND key_name = {self.param(key)} AND {inner})"
+        )
+
+    def job_condition(self, c: Comparison) -> str:
+        attr = c.attribute
+        if attr.startswith("job."):
+            column = attr.removeprefix("job.")
+            if column in _JOB_TEXT:
+                return self.compare(f"j.{column}", c.op, c.value)
+            if column in _JOB_NUMBER:
+                return self.compare(f"j.{column}", c.op, c.value, numeric=True)
+            raise QueryError(f"unknown job attribute {attr!r}; known: {', '.join(sorted(_JOB_TEXT | _JOB_NUMBER))}")
+        if attr.startswith("time."):
+            field = attr.removeprefix("time.")
+            if field not in _TIME:
+                raise QueryError(f"unknown time field {attr!r}; known: {', '.join(sorted(_TIME))}")
+            return self.compare(_TIME[field], c.op, c.value, numeric=field != "date")
+        if attr.startswith("ann."):
+            return self.annotation("job", "j.job_id", attr.removeprefix("ann."), c.op, c.value)
+        key = attr.removeprefix("prov.")
+        return self.compare(f"p.values[{self.param(key)}]", c.op, c.value)
+
+    def artifact_condition(self, c: Comparison) -> str:
+        attr = c.attribute
+        if attr in _ARTIFACT_TEXT:
+            return self.compare(_ARTIFACT_TEXT[attr], c.op, c.value)
+        if attr.startswith("ann."):
+            return self.annotation("artifact", "a.uri", attr.removeprefix("ann."), c.op, c.value)
+        if attr.startswith("job."):
+            return self.job_condition(c)
+        raise QueryError(f"unknown artifact attribute {attr!r}; known: uri, role, checksum, relation, job.*, ann.*")
+
+
+def _where(groups: list[list[Comparison]], condition: Callable[[Comparison], str]) -> str:
+    clauses = ["(" + " OR ".join(condition(c) for c in group) + ")" for group in groups]
+    return " AND ".join(clauses) if clauses else "1"
+
+
+def find_jobs(store: Store, query: Sequence[str], limit: int = 1000) -> list[str]:
+    """Ids of the jobs matching every group of the query."""
+    if not 1 <= limit <= 100_000:
+        raise QueryError("limit: between 1 and 100000")
+    compiler = _Compiler()
+    where = _where(parse(query), compiler.job_condition)
+    sql = (
+        "SELECT j.job_id FROM {db}.jobs AS j FINAL "
+        "LEFT JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = j.job_id "
+        f"WHERE {where} ORDER BY j.job_id LIMIT {compiler.param(limit, 'UInt32')}"
+    )
+    return [r[0] for r in store.rows(sql, **compiler.params)]
+
+
+def find_artifacts(store: Store, query: Sequence[str], limit: int = 1000) -> list[str]:
+    """URIs of artifacts matching every group (``job.*`` refers to a job that used or produced them)."""
+    if not 1 <= limit <= 100_000:
+        raise QueryError("limit: between 1 and 100000")
+    compiler = _Compiler()
+    where = _where(parse(query), compiler.artifact_condition)
+    sql = (
+        "SELECT DISTINCT a.uri FROM ("
+        "  SELECT substring(dst, 10) AS uri, relation, role, checksum, job_id FROM {db}.lineage FINAL"
+        "  WHERE relation = 'produced' AND startsWith(dst, 'artifact:')"
+        "  UNION ALL"
+        "  SELECT substring(src, 10) AS uri, relation, role, checksum, job_id FROM {db}.lineage FINAL"
+        "  WHERE relation = 'used' AND startsWith(src, 'artifact:')"
+        ") AS a "
+        "LEFT JOIN {db}.jobs AS j FINAL ON j.job_id = a.job_id "
+        "LEFT JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = a.job_id "
+        f"WHERE {where} ORDER BY a.uri LIMIT {compiler.param(limit, 'UInt32')}"
+    )
+    return [r[0] for r in store.rows(sql, **compiler.params)]
