@@ -7,7 +7,6 @@ The process that serves the API owns the store; run it with ``jobprov serve``.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from jobprov.errors import QueryError
 from jobprov.query import attributes, lineage
 from jobprov.query import series as q
 from jobprov.query.jobs import job_detail, status_counts
-from jobprov.query.store import Store
+from jobprov.query.store import Store, to_plain
 
 
 def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
@@ -32,16 +31,7 @@ def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
     return out
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+_plain = to_plain
 
 
 def create_app(store: Store) -> FastAPI:

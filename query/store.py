@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,19 @@ class Store:
         except Exception as exc:
             raise QueryError(f"query failed: {exc}") from exc
         return [list(c) for c in result.result_columns] if result.result_rows else []
+
+
+def to_plain(value: Any) -> Any:
+    """Query results as JSON-able data: datetimes as ISO 8601 text, dataclasses as dicts."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: to_plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
 
 
 def to_utc(value: datetime | None) -> datetime | None:

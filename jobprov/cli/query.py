@@ -7,13 +7,13 @@ import dataclasses
 import io
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import click
 
 from jobprov.cli.common import parse_pairs
 from jobprov.errors import ConfigError, JobprovError, QueryError
+from jobprov.query.store import to_plain
 from jobprov.settings import load_processor_settings
 
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -42,16 +42,7 @@ def _store(ctx: click.Context) -> Any:
     return Store(client, settings.clickhouse_database)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+_plain = to_plain
 
 
 def _emit(rows: Sequence[dict[str, Any]], fmt: str, document: Any = None) -> None:
