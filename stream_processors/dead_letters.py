@@ -23,6 +23,21 @@ class DeadLetters(Protocol):
     def flush(self, timeout: float) -> None: ...
 
 
+class FanOut:
+    """Dead letters to several places (the topic, and the store's table when there is one)."""
+
+    def __init__(self, *targets: DeadLetters) -> None:
+        self.targets = targets
+
+    def send(self, value: bytes, reason: str, detail: str, topic: str, partition: int, offset: int) -> None:
+        for target in self.targets:
+            target.send(value, reason, detail, topic, partition, offset)
+
+    def flush(self, timeout: float) -> None:
+        for target in self.targets:
+            target.flush(timeout)
+
+
 class DeadLetterTopic:
     def __init__(self, bootstrap: str, topic: str, security: dict[str, str] | None = None) -> None:
         self.topic = topic

@@ -25,8 +25,9 @@ from jobprov.emitters.kafka import parse_kafka_url
 from jobprov.errors import JobprovError
 from jobprov.settings import ProcessorSettings
 from jobprov.sinks.base import Sink
+from jobprov.sinks.clickhouse.sink import ClickHouseDeadLetters, ClickHouseSink
 from jobprov.stream_processors.comparability import ComparabilityRegistry, load_registry
-from jobprov.stream_processors.dead_letters import DeadLetterTopic
+from jobprov.stream_processors.dead_letters import DeadLetters, DeadLetterTopic, FanOut
 from jobprov.stream_processors.fold import FoldContext
 from jobprov.stream_processors.metrics import ProcessorMetrics
 from jobprov.stream_processors.processor import Processor, RawEvent
@@ -106,9 +107,12 @@ def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMe
     registry = (
         load_registry(settings.comparability_registry) if settings.comparability_registry else ComparabilityRegistry()
     )
+    dead_letters: DeadLetters = DeadLetterTopic(bootstrap, settings.dead_letter_topic)
+    if isinstance(sink, ClickHouseSink):
+        dead_letters = FanOut(dead_letters, ClickHouseDeadLetters(sink.client, sink.database))
     return Processor(
         sink,
-        DeadLetterTopic(bootstrap, settings.dead_letter_topic),
+        dead_letters,
         FoldContext(registry=registry, lost_after_ms=int(settings.lost_after_s * 1000)),
         metrics=metrics,
         allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),

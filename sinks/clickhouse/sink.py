@@ -375,3 +375,28 @@ class ClickHouseSink:
             self.client.close()
         except Exception as exc:  # closing is best effort
             log.debug("closing the ClickHouse client: %s", exc)
+
+
+class ClickHouseDeadLetters:
+    """Dead letters into ``dead_letters`` (keyed by source position, so a redelivery is one row)."""
+
+    _COLUMNS = ("source_topic", "source_partition", "source_offset", "reason", "detail", "raw")
+
+    def __init__(self, client: Any, database: str = "jobprov") -> None:
+        self.client = client
+        self.database = database
+        self._rows: list[Row] = []
+
+    def send(self, value: bytes, reason: str, detail: str, topic: str, partition: int, offset: int) -> None:
+        self._rows.append((topic, partition, offset, reason, detail[:1000], value))
+
+    def flush(self, timeout: float) -> None:
+        if not self._rows:
+            return
+        try:
+            self.client.insert(f"{self.database}.dead_letters", self._rows, column_names=list(self._COLUMNS))
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise SinkBackpressure(f"ClickHouse unavailable: {exc}", retry_after=1.0) from exc
+            raise SinkError(f"insert into {self.database}.dead_letters failed: {exc}") from exc
+        self._rows = []

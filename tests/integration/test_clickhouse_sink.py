@@ -160,3 +160,27 @@ def test_second_process_on_the_store_gets_a_clear_message(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.splitlines()[0] != "0"
     assert "is open in another jobprov process" in done.stdout
+
+
+def test_dead_letters_land_in_the_table_once_each(store: Any) -> None:
+    from jobprov.sinks.clickhouse.sink import ClickHouseDeadLetters
+    from jobprov.stream_processors.dead_letters import FanOut
+
+    kept = ListDeadLetters()
+    dead = FanOut(kept, ClickHouseDeadLetters(store, store.jobprov_database))
+    processor = Processor(ClickHouseSink(store, store.jobprov_database), dead, FoldContext())
+    good = _raw(_job("ok", "hsc", [1.0]))
+    garbage = [
+        RawEvent(b"\xc3\x01" + b"\x00" * 8 + b"junk", "events", 0, 100),
+        RawEvent(b"plain text", "events", 0, 101),
+    ]
+    processor.process_batch(good + garbage)
+    processor.process_batch(garbage)  # redelivered
+    db = store.jobprov_database
+    rows = store.query(
+        f"SELECT source_offset, reason, raw FROM {db}.dead_letters FINAL ORDER BY source_offset"
+    ).result_rows
+    assert [(r[0], r[1]) for r in rows] == [(100, "unknown_schema"), (101, "undecodable")]
+    assert rows[1][2] in (b"plain text", "plain text")
+    assert len(kept.items) == 4, "the other target got every dead letter too"
+    assert _count(store, "jobs") == 1
