@@ -30,6 +30,7 @@ from jobprov.emitters.redact import capture_environment, redact_text
 from jobprov.emitters.sampler import TreeSampler
 from jobprov.schemas.models import (
     JOB_KINDS,
+    JOB_WAIT_STATUSES,
     Annotation,
     ArtifactProduced,
     ArtifactUsed,
@@ -37,6 +38,7 @@ from jobprov.schemas.models import (
     Dataset,
     Heartbeat,
     JobFinished,
+    JobStatusChanged,
     JobSubmitted,
     MetricMeasured,
     ProvenanceDeclared,
@@ -377,6 +379,13 @@ class Job:
             ),
             time,
         )
+
+    @_safe
+    def status(self, status: str, *, reason: str | None = None, time: Time = None) -> None:
+        """A scheduler-side state of this job: queued, held, or released (from a hold)."""
+        if status not in JOB_WAIT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(JOB_WAIT_STATUSES)}, got {status!r}")
+        self._emit(JobStatusChanged(status=status, reason=reason), time)
 
     @_safe
     def annotate(

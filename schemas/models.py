@@ -20,6 +20,7 @@ from jobprov.schemas.registry import NAMESPACE
 
 JOB_KINDS = ("ci", "batch", "hpc", "pipeline", "interactive")
 JOB_STATUSES = ("succeeded", "failed", "aborted", "preempted")
+JOB_WAIT_STATUSES = ("queued", "held", "released")
 STEP_STATUSES = ("succeeded", "failed", "skipped", "aborted")
 ANNOTATION_TARGETS = ("job", "artifact")
 
@@ -185,6 +186,13 @@ class JobFinished:
     duration_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class JobStatusChanged:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.JobStatusChanged"
+    status: str
+    reason: str | None = None
+
+
 Payload = Union[  # noqa: UP007 - a runtime alias that get_args() can walk
     JobSubmitted,
     JobStarted,
@@ -198,6 +206,7 @@ Payload = Union[  # noqa: UP007 - a runtime alias that get_args() can walk
     Annotation,
     Heartbeat,
     JobFinished,
+    JobStatusChanged,
 ]
 
 PAYLOAD_TYPES: tuple[type[Any], ...] = typing.get_args(Payload)

@@ -28,6 +28,7 @@ from jobprov.schemas.models import (
     Heartbeat,
     JobFinished,
     JobStarted,
+    JobStatusChanged,
     JobSubmitted,
     MetricMeasured,
     ProvenanceDeclared,
@@ -225,6 +226,12 @@ def _on_finished(state: JobFoldState, event: Event, time_ms: int, context: FoldC
     return []
 
 
+def _on_status_changed(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
+    payload: JobStatusChanged = cast(JobStatusChanged, event.payload)
+    state.attempt(event.attempt).waits[event.event_id] = (_order(event, time_ms), payload.status)
+    return []
+
+
 def _on_heartbeat(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
     payload: Heartbeat = cast(Heartbeat, event.payload)
     if state.heartbeat_interval_ms is None or payload.interval_ms > state.heartbeat_interval_ms:
@@ -369,4 +376,5 @@ _HANDLERS: dict[type[Any], Handler] = {
     Annotation: _on_annotation,
     Heartbeat: _on_heartbeat,
     JobFinished: _on_finished,
+    JobStatusChanged: _on_status_changed,
 }

@@ -1,6 +1,7 @@
 """A job's lifecycle, derived from the facts of all its attempts.
 
-    submitted -> (queued) -> running -> (preempted -> retried)* -> succeeded | failed | aborted
+    submitted -> queued -> running -> (preempted -> retried)* -> succeeded | failed | aborted
+    queued | running -> held -> (released) queued | running
     running -> lost        when nothing was heard for the timeout, measured against the watermark
 
 The status is a function of the facts, not of the order events came in. Transitions that should not happen
@@ -21,8 +22,13 @@ def _attempt_status(facts: AttemptFacts) -> str:
     finish = facts.latest_finish()
     if finish is not None:
         return finish[1].status
+    wait = max(facts.waits.values(), default=None)  # the latest scheduler-side state, by event time
     if facts.started is not None:
-        return "running"
+        # A hold after the start suspends the job until it is released.
+        held = wait is not None and wait[1] == "held" and wait[0] > facts.started[0]
+        return "held" if held else "running"
+    if wait is not None:
+        return "queued" if wait[1] == "released" else wait[1]
     if facts.submitted is not None:
         return "submitted"
     return "unknown"

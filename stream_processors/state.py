@@ -18,6 +18,7 @@ class AttemptFacts:
     submitted: tuple[OrderKey, JobSubmitted] | None = None
     started: tuple[OrderKey, JobStarted] | None = None
     finished: dict[str, tuple[OrderKey, JobFinished]] = field(default_factory=dict)  # by event id
+    waits: dict[str, tuple[OrderKey, str]] = field(default_factory=dict)  # queued/held/released, by event id
     last_activity_ms: int | None = None  # heartbeats, samples, steps: to flag activity after the end
     cpu_user_s: float | None = None
     cpu_system_s: float | None = None

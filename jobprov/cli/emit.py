@@ -16,12 +16,14 @@ from jobprov.emitters.job import config_ref
 from jobprov.schemas.models import (
     JOB_KINDS,
     JOB_STATUSES,
+    JOB_WAIT_STATUSES,
     PAYLOAD_BY_NAME,
     Annotation,
     ArtifactProduced,
     ArtifactUsed,
     Dataset,
     JobFinished,
+    JobStatusChanged,
     JobSubmitted,
     MetricMeasured,
     ProvenanceDeclared,
@@ -210,6 +212,18 @@ def submitted(
         submitter=submitter,
         machine=machine,
     )
+    _send(ctx, [(_require(job_id), payload, parse_time(when), _attempt())])
+
+
+@emit.command("status")
+@click.argument("state", type=click.Choice(JOB_WAIT_STATUSES))
+@click.option("--reason")
+@job_id_option
+@time_option
+@click.pass_context
+def status_changed(ctx: click.Context, state: str, reason: str | None, job_id: str | None, when: str | None) -> None:
+    """Record a scheduler-side state of the job: queued, held or released."""
+    payload = JobStatusChanged(status=state, reason=reason)
     _send(ctx, [(_require(job_id), payload, parse_time(when), _attempt())])
 
 

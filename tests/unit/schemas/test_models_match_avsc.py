@@ -178,7 +178,7 @@ def test_every_record_has_a_model_class_and_back(envelope: dict[str, Any]) -> No
     records = set(collect_records(envelope))
     classes = {cls.AVRO_NAME for cls in MODEL_CLASSES}
     assert records == classes
-    assert len(records) == 17  # the 17 .avsc files
+    assert len(records) == len(list(registry.schema_dir().glob("*.avsc")))  # one record per .avsc file
     assert len({p.name for p in registry.schema_dir().glob("*.avsc")}) == len(records)
 
 

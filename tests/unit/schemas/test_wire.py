@@ -32,6 +32,7 @@ from jobprov.schemas.models import (
     Heartbeat,
     JobFinished,
     JobStarted,
+    JobStatusChanged,
     JobSubmitted,
     MetricMeasured,
     Producer,
@@ -110,6 +111,7 @@ PAYLOADS: list[Any] = [
     JobFinished(
         status="failed", exit_code=1, signal=None, exception_type="ValueError", exception_message="x", duration_ms=1234
     ),
+    JobStatusChanged(status="held", reason="node maintenance"),
 ]
 
 
@@ -157,6 +159,7 @@ def test_round_trip_with_defaults_only(payload_type: type[Any]) -> None:
         Annotation: {"key": "k", "value": ""},
         Heartbeat: {"interval_ms": 0},
         JobFinished: {"status": "succeeded"},
+        JobStatusChanged: {"status": "queued"},
     }
     event = make_event(payload_type(**required[payload_type]))
     assert wire.decode_event(wire.encode_event(event)) == event
