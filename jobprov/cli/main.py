@@ -12,6 +12,7 @@ from jobprov.cli.db import db
 from jobprov.cli.emit import emit
 from jobprov.cli.process import process
 from jobprov.cli.query import query
+from jobprov.cli.replay import replay
 from jobprov.cli.run import run
 from jobprov.cli.schemas import schemas
 from jobprov.cli.serve import serve
@@ -47,6 +48,7 @@ cli.add_command(process)
 cli.add_command(db)
 cli.add_command(query)
 cli.add_command(serve)
+cli.add_command(replay)
 
 
 def main() -> None:
