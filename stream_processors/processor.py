@@ -110,8 +110,9 @@ class Processor:
                 folded[event.event_type] += 1
             outputs += self._snapshots(touched)
             self.metrics.fold_seconds(time.perf_counter() - started, len(items))
-            self.metrics.counted(consumed, folded)
             self._hand_off(outputs)
+            # Counted once durable: a scrape never shows work the sink could still lose.
+            self.metrics.counted(consumed, folded)
             self.metrics.jobs(self.status_of)
             return outputs
 

@@ -150,6 +150,8 @@ def test_worker_exports_prometheus_metrics(kafka: Endpoint, settings_for: Settin
     worker = start_worker(kafka.bootstrap, topic, 1, tmp_path)
     try:
         _wait_for_metric(worker, 'jobprov_events_folded_total{event_type="JobFinished"}', 3, timeout=90)
+        # The gauges are set once the batch is durable, a moment after the counters.
+        _wait_for_metric(worker, 'jobprov_jobs{status="succeeded"}', 3, timeout=30)
         assert _metric(worker, 'jobprov_jobs{status="succeeded"}') == 3
         assert _metric(worker, "jobprov_fold_batch_seconds_count") >= 1
         assert _metric(worker, 'jobprov_dead_letters_total{reason="undecodable"}') == 0
