@@ -23,7 +23,6 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from jobprov.embedded.tansu import start_broker
 from jobprov.emitters.emitter import create_emitter
@@ -31,11 +30,11 @@ from jobprov.schemas.models import Event, MetricMeasured
 from jobprov.schemas.models import Producer as ProducerInfo
 from jobprov.schemas.wire import encode_event
 from jobprov.settings import load_emitter_settings
+from jobprov.stream_processors.worker import ensure_topics
 
 
 def _create_topic(bootstrap: str, name: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(timeout=10)
+    ensure_topics(bootstrap, {name: 1})
 
 
 def _percentiles(samples_ns: list[int]) -> tuple[float, float, float]:

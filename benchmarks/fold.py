@@ -18,15 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from jobprov.embedded.tansu import free_port, start_broker
 from jobprov.schemas.models import (
@@ -46,8 +43,10 @@ from jobprov.schemas.models import (
 from jobprov.schemas.models import Producer as ProducerInfo
 from jobprov.schemas.wire import decode_event, encode_event
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
+from jobprov.stream_processors.metrics import scrape_sum
 from jobprov.stream_processors.processor import Processor, RawEvent
 from jobprov.stream_processors.records import to_json_dict
+from jobprov.stream_processors.worker import ensure_topics
 
 
 def workload(jobs: int, per_job: int, seed: int = 1) -> list[Event]:
@@ -154,9 +153,7 @@ def bench_streaming(events: list[Event], workdir: Path) -> None:
     broker = start_broker(log_path=workdir / "tansu.log")
     try:
         topic, partitions = f"bench-{uuid.uuid4().hex[:8]}", 2
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
-        for name, n in ((topic, partitions), (f"{topic}.derived", partitions), (f"{topic}.dlq", 1)):
-            admin.create_topics([NewTopic(name, num_partitions=n, replication_factor=1)])[name].result(15)
+        ensure_topics(broker.bootstrap, {topic: partitions, f"{topic}.derived": partitions, f"{topic}.dlq": 1})
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20, "log_level": 0,
                              "queue.buffering.max.messages": 2_000_000})  # fmt: skip
         for event in events:
@@ -219,13 +216,7 @@ def bench_streaming(events: list[Event], workdir: Path) -> None:
 
 
 def _folded(port: int) -> float:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("jobprov_events_folded_total{")
-    )
+    return scrape_sum(port, "jobprov_events_folded_total{")
 
 
 def main() -> None:

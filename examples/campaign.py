@@ -19,14 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer
 
 import jobprov
 from jobprov.embedded.tansu import free_port, start_broker
@@ -34,6 +32,8 @@ from jobprov.emitters.emitter import create_emitter
 from jobprov.schemas.models import Event, JobFinished, MetricMeasured, ProvenanceDeclared
 from jobprov.schemas.wire import decode_event
 from jobprov.settings import load_emitter_settings
+from jobprov.stream_processors.metrics import scrape_sum
+from jobprov.stream_processors.worker import ensure_topics
 
 TOPIC = "jobprov.events"
 NIGHTS = 14
@@ -41,12 +41,7 @@ UPGRADE_NIGHT = 8  # numpy 1.26.4 -> 2.0.1; shifts AM1 on testdata_hsc only
 
 
 def create_topic(bootstrap: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})  # must outlive the future
-    try:
-        admin.create_topics([NewTopic(TOPIC, num_partitions=4, replication_factor=1)])[TOPIC].result(timeout=10)
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise
+    ensure_topics(bootstrap, {TOPIC: 4})
 
 
 def consume_all(bootstrap: str, idle: float = 3.0) -> list[Event]:
@@ -184,13 +179,7 @@ def fold_into_store(bootstrap: str, workdir: Path, expected_events: int) -> None
 
 
 def _folded(port: int) -> float:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("jobprov_events_folded_total{")
-    )
+    return scrape_sum(port, "jobprov_events_folded_total{")
 
 
 def main() -> None:

@@ -19,20 +19,19 @@ class Store:
     def __post_init__(self) -> None:
         Target(self.database)  # rejects anything but a plain identifier: the name is spliced into SQL
 
-    def rows(self, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
-        """Run a query; ``{db}`` in the text is the database, values come only through ``parameters``."""
+    def _query(self, sql: str, parameters: dict[str, Any]) -> Any:
+        """``{db}`` in the text is the database; values come only through ``parameters``."""
         try:
-            result = self.client.query(sql.replace("{db}", self.database), parameters=parameters)
+            return self.client.query(sql.replace("{db}", self.database), parameters=parameters)
         except Exception as exc:
             raise QueryError(f"query failed: {exc}") from exc
-        return [tuple(r) for r in result.result_rows]
+
+    def rows(self, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._query(sql, parameters).result_rows]
 
     def columns(self, sql: str, **parameters: Any) -> list[list[Any]]:
         """Like :meth:`rows`, column by column (no tuple per row: cheaper for long series)."""
-        try:
-            result = self.client.query(sql.replace("{db}", self.database), parameters=parameters)
-        except Exception as exc:
-            raise QueryError(f"query failed: {exc}") from exc
+        result = self._query(sql, parameters)
         return [list(c) for c in result.result_columns] if result.result_rows else []
 
 

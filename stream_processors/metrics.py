@@ -13,6 +13,17 @@ from typing import Any
 EVENT_TYPES_UNKNOWN = "unknown"
 
 
+def scrape_sum(port: int, prefix: str, host: str = "127.0.0.1") -> float:
+    """The sum of every sample whose line starts with ``prefix`` on a worker's /metrics; 0 if unreachable."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
 class ProcessorMetrics:
     def __init__(self, registry: Any | None) -> None:
         self.enabled = registry is not None

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from jobprov.errors import ConfigError
-from jobprov.settings import EmitterSettings, load_emitter_settings
+from jobprov.settings import EmitterSettings, ProcessorSettings, load_emitter_settings, load_processor_settings
 
 
 def settings_from(ctx: click.Context, **overrides: Any) -> EmitterSettings:
@@ -19,6 +19,19 @@ def settings_from(ctx: click.Context, **overrides: Any) -> EmitterSettings:
         return load_emitter_settings(merged, config_file=root.get("config"))
     except ConfigError as exc:
         raise click.UsageError(f"configuration error: {exc}") from exc
+
+
+def processor_settings_from(ctx: click.Context, *, need_store: bool = False, **overrides: Any) -> ProcessorSettings:
+    """Processor settings from the group's --config plus overrides (None values ignored); a bad key exits 2
+    naming it; ``need_store`` exits 2 when no ClickHouse URL is configured."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        settings = load_processor_settings(values, config_file=ctx.find_root().params.get("config"))
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
+    if need_store and settings.sink_url is None:
+        raise click.UsageError("no store: pass chdb:///dir or http(s)://host:8123 (or set JOBPROV_PROCESSOR_SINK_URL)")
+    return settings
 
 
 def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:

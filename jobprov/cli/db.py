@@ -6,28 +6,13 @@ import json
 
 import click
 
-from jobprov.errors import ConfigError, JobprovError
-from jobprov.settings import load_processor_settings
+from jobprov.cli.common import processor_settings_from
+from jobprov.errors import JobprovError
 
 
 @click.group()
 def db() -> None:
     """The ClickHouse tables."""
-
-
-def _settings(ctx: click.Context, url: str | None, database: str | None, cluster: str | None) -> object:
-    overrides = {"sink_url": url, "clickhouse_database": database, "clickhouse_cluster": cluster}
-    try:
-        settings = load_processor_settings(
-            {k: v for k, v in overrides.items() if v is not None}, config_file=ctx.find_root().params.get("config")
-        )
-    except ConfigError as exc:
-        raise click.UsageError(f"configuration error: {exc}") from exc
-    if settings.sink_url is None:
-        raise click.UsageError(
-            "no ClickHouse: pass --url chdb:///dir or http(s)://host:8123 (or JOBPROV_PROCESSOR_SINK_URL)"
-        )
-    return settings
 
 
 @db.command()
@@ -37,13 +22,14 @@ def _settings(ctx: click.Context, url: str | None, database: str | None, cluster
 @click.pass_context
 def migrate(ctx: click.Context, url: str | None, database: str | None, cluster: str | None) -> None:
     """Create or upgrade the tables; safe to run again."""
-    from jobprov.settings import ProcessorSettings
     from jobprov.sinks.clickhouse.client import connect
     from jobprov.sinks.clickhouse.ddl import Target
     from jobprov.sinks.clickhouse.migrate import migrate as apply
 
-    settings = _settings(ctx, url, database, cluster)
-    assert isinstance(settings, ProcessorSettings) and settings.sink_url is not None
+    settings = processor_settings_from(
+        ctx, need_store=True, sink_url=url, clickhouse_database=database, clickhouse_cluster=cluster
+    )
+    assert settings.sink_url is not None
     try:
         client = connect(
             settings.sink_url, username=settings.clickhouse_username, password=settings.clickhouse_password

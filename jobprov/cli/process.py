@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
-from jobprov.errors import ConfigError, JobprovError
-from jobprov.settings import load_processor_settings
+from jobprov.cli.common import processor_settings_from
+from jobprov.errors import JobprovError
 
 
 @click.command()
@@ -21,7 +22,7 @@ from jobprov.settings import load_processor_settings
 @click.option("--sink", "sink_url", help="chdb:///dir or http(s)://host:8123; default: the derived-records topic.")
 @click.option("--log-level", default="warning", show_default=True)
 @click.pass_context
-def process(ctx: click.Context, /, log_level: str, **options: object) -> None:
+def process(ctx: click.Context, /, log_level: str, **options: Any) -> None:
     """Fold the events topic into job state and provenance records, continuously."""
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -29,11 +30,7 @@ def process(ctx: click.Context, /, log_level: str, **options: object) -> None:
     from jobprov.stream_processors.metrics import ProcessorMetrics
     from jobprov.stream_processors.worker import build_app, ensure_topics, make_processor, make_sink
 
-    config = ctx.find_root().params.get("config")
-    try:
-        settings = load_processor_settings({k: v for k, v in options.items() if v is not None}, config_file=config)
-    except ConfigError as exc:
-        raise click.UsageError(f"configuration error: {exc}") from exc
+    settings = processor_settings_from(ctx, **options)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bootstrap, topic = parse_kafka_url(settings.source_url)
     try:

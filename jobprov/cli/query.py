@@ -11,10 +11,9 @@ from typing import Any
 
 import click
 
-from jobprov.cli.common import parse_pairs
-from jobprov.errors import ConfigError, JobprovError, QueryError
+from jobprov.cli.common import parse_pairs, processor_settings_from
+from jobprov.errors import JobprovError, QueryError
 from jobprov.query.store import to_plain
-from jobprov.settings import load_processor_settings
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
@@ -23,16 +22,8 @@ def _store(ctx: click.Context) -> Any:
     from jobprov.query.store import Store
     from jobprov.sinks.clickhouse.client import connect
 
-    root = ctx.find_root()
-    url = ctx.obj.get("store") if ctx.obj else None
-    try:
-        settings = load_processor_settings({"sink_url": url} if url else {}, config_file=root.params.get("config"))
-    except ConfigError as exc:
-        raise click.UsageError(f"configuration error: {exc}") from exc
-    if settings.sink_url is None:
-        raise click.UsageError(
-            "no store: pass --store chdb:///dir or http(s)://host:8123 (or JOBPROV_PROCESSOR_SINK_URL)"
-        )
+    settings = processor_settings_from(ctx, need_store=True, sink_url=ctx.obj.get("store") if ctx.obj else None)
+    assert settings.sink_url is not None
     try:
         client = connect(
             settings.sink_url, username=settings.clickhouse_username, password=settings.clickhouse_password

@@ -331,6 +331,16 @@ TABLES: dict[type[Any], tuple[str, tuple[str, ...], Callable[[Any], list[Row]]]]
 }
 
 
+def _insert(client: Any, table: str, rows: list[Row], columns: Sequence[str]) -> None:
+    """Insert rows; an unreachable or overloaded store is backpressure, anything else a sink error."""
+    try:
+        client.insert(table, rows, column_names=list(columns))
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise SinkBackpressure(f"ClickHouse unavailable: {exc}", retry_after=1.0) from exc
+        raise SinkError(f"insert into {table} failed: {exc}") from exc
+
+
 class ClickHouseSink:
     name = "clickhouse"
     wants_events = True  # the events table is the store's durable copy of the log
@@ -356,12 +366,7 @@ class ClickHouseSink:
             rows = self._buffers[table]
             if not rows:
                 continue
-            try:
-                self.client.insert(f"{self.database}.{table}", rows, column_names=list(columns[table]))
-            except Exception as exc:
-                if is_unavailable(exc):
-                    raise SinkBackpressure(f"ClickHouse unavailable: {exc}", retry_after=1.0) from exc
-                raise SinkError(f"insert into {self.database}.{table} failed: {exc}") from exc
+            _insert(self.client, f"{self.database}.{table}", rows, columns[table])
             self.inserted += len(rows)
             del self._buffers[table]  # only what was inserted leaves the buffer
         self._buffered = 0
@@ -393,10 +398,5 @@ class ClickHouseDeadLetters:
     def flush(self, timeout: float) -> None:
         if not self._rows:
             return
-        try:
-            self.client.insert(f"{self.database}.dead_letters", self._rows, column_names=list(self._COLUMNS))
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise SinkBackpressure(f"ClickHouse unavailable: {exc}", retry_after=1.0) from exc
-            raise SinkError(f"insert into {self.database}.dead_letters failed: {exc}") from exc
+        _insert(self.client, f"{self.database}.dead_letters", self._rows, self._COLUMNS)
         self._rows = []

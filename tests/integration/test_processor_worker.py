@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from jobprov.emitters.emitter import create_emitter
 from jobprov.emitters.job import Job
 from jobprov.schemas.wire import decode_event
 from jobprov.settings import EmitterSettings
+from jobprov.stream_processors.metrics import scrape_sum
 from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume, create_topic
 from tests.integration.processing import Collector, expected_from_raw, latest_by_key, records_of, start_worker, stop
@@ -160,11 +160,7 @@ def test_worker_exports_prometheus_metrics(kafka: Endpoint, settings_for: Settin
 
 
 def _metric(worker: Any, line_prefix: str) -> float:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix))
+    return scrape_sum(worker.metrics_port, line_prefix)
 
 
 def _wait_for_metric(worker: Any, line_prefix: str, at_least: float, timeout: float) -> None:
