@@ -3,7 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install test lint typecheck unit integration bench demo clean
+.PHONY: install tools test lint typecheck unit integration bench demo clean
+# helm lives in .tools/bin (see .ci/tools); the tests find it on PATH.
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -12,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 install: $(VENV)/.installed
+
+# helm, Prometheus/promtool and Chromium: the chart, alert-rule and browser tests drive them for real.
+tools:
+	bash .ci/tools
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -28,18 +34,18 @@ typecheck: install
 unit: install
 	$(PY) -m pytest tests/unit
 
-integration: install
+integration: install tools
 	$(PY) -m pytest tests/integration
 
 # The test command: style, types, then every test (unit and integration on a real broker).
-test: lint typecheck
+test: lint typecheck tools
 	$(PY) -m pytest
 
 bench: install
 	$(PY) benchmarks/emit.py
 
 clean:
-	rm -rf build .mypy_cache .pytest_cache .ruff_cache
+	rm -rf build .tools .mypy_cache .pytest_cache .ruff_cache
 
 # The demo: a local broker, two weeks of nightly jobs through the real emitters, read back and summarised.
 demo: install
