@@ -29,6 +29,8 @@ RUNTIME_ENV = frozenset(
         "JOBPROV_ATTEMPT",
         "JOBPROV_PARENT_STEP",
         "JOBPROV_TEST_BACKEND",
+        "JOBPROV_HOME",
+        "JOBPROV_API_URL",
     }
 )
 
@@ -56,9 +58,18 @@ class Secret:
         return hash(self._value)
 
 
-def _default_spool_dir() -> str:
+def state_home() -> Path:
+    """Where this user's local jobprov keeps its state: the spool, and `jobprov up`'s store and broker log.
+    ``$JOBPROV_HOME``, else ``$XDG_STATE_HOME/jobprov``, else ``~/.local/state/jobprov``."""
+    explicit = os.environ.get("JOBPROV_HOME")
+    if explicit:
+        return Path(explicit)
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(state) / "jobprov" / "spool")
+    return Path(state) / "jobprov"
+
+
+def _default_spool_dir() -> str:
+    return str(state_home() / "spool")
 
 
 def _parse_bool(raw: str) -> bool:

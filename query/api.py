@@ -1,24 +1,25 @@
-"""The read-only HTTP API over the query layer (FastAPI; the OpenAPI document is at ``/openapi.json``).
+"""The read-only HTTP API over the query layer (FastAPI; the OpenAPI document is at ``/openapi.json``), and the
+web page that reads it (``/``: a metric's series per bucket with regressions; ``/jobs/{id}``: one job).
 
-Every endpoint is a thin shell over ``jobprov.query``: parameters are validated by FastAPI and by the query
-functions (a bad parameter is a 4xx with the reason), values reach ClickHouse only as query parameters.
-The process that serves the API owns the store; run it with ``jobprov serve``.
+Every endpoint is a thin shell over :class:`jobprov.query.backend.LocalBackend`, whose documents the CLI also
+reads back through :class:`~jobprov.query.backend.HttpBackend`: parameters are validated by FastAPI and by the
+query functions (a bad parameter is a 4xx with the reason), values reach ClickHouse only as query parameters.
+The process that serves the API owns the store; run it with ``jobprov serve`` or ``jobprov up``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from jobprov import __version__
 from jobprov.errors import QueryError
-from jobprov.query import attributes, lineage
-from jobprov.query import series as q
-from jobprov.query.jobs import job_detail, status_counts
-from jobprov.query.store import Store, to_plain
+from jobprov.query.backend import LocalBackend
+from jobprov.query.store import Store
 
 
 def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
@@ -31,7 +32,9 @@ def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
     return out
 
 
-_plain = to_plain
+def web_asset(name: str) -> str:
+    """A file of the web page (HTML, JS, CSS), shipped inside the package."""
+    return (resources.files("jobprov.query") / "web" / name).read_text(encoding="utf-8")
 
 
 def create_app(store: Store) -> FastAPI:
@@ -40,6 +43,7 @@ def create_app(store: Store) -> FastAPI:
         version=__version__,
         description="Job provenance: regression series per provenance bucket, comparisons, regressions, jobs.",
     )
+    backend = LocalBackend(store)
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Any, exc: QueryError) -> JSONResponse:
@@ -54,6 +58,10 @@ def create_app(store: Store) -> FastAPI:
         store.rows("SELECT 1")
         return {"status": "ready", "database": store.database}
 
+    @app.get("/api/v1/metrics", summary="Every metric with points: unit, points, buckets, newest point")
+    def get_metrics() -> Any:
+        return backend.metrics()
+
     @app.get("/api/v1/series/{metric}", summary="A metric over time, one line per bucket or chosen keys")
     def get_series(
         metric: str,
@@ -63,16 +71,14 @@ def create_app(store: Store) -> FastAPI:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Any:
-        lines = q.series(
-            store,
+        return backend.series(
             metric,
-            group_by=group_by or None,
+            group_by=group_by or (),
             since=since,
             until=until,
             filters=_pairs(filter, "filter"),
             exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
         )
-        return _plain(lines)
 
     @app.get("/api/v1/buckets/{metric}", summary="Which bucket this provenance belongs to, and its baseline")
     def get_bucket(
@@ -80,12 +86,11 @@ def create_app(store: Store) -> FastAPI:
         provenance: Annotated[list[str] | None, Query(description="KEY=VALUE")] = None,
         last: Annotated[int, Query(ge=1, le=100_000)] = 50,
     ) -> Any:
-        bucket, keys = q.which_bucket(metric, _pairs(provenance, "provenance"))
-        return {"bucket": bucket, "keys": keys, "baseline": _plain(q.baseline(store, metric, bucket, last))}
+        return backend.bucket(metric, _pairs(provenance, "provenance"), last)
 
     @app.get("/api/v1/compare", summary="Provenance keys that differ between two jobs")
     def get_compare(a: str, b: str, include_env: bool = False) -> Any:
-        return _plain(q.compare_jobs(store, a, b, ignore=() if include_env else ("env.",)))
+        return backend.compare(a, b, include_env)
 
     @app.get("/api/v1/regressions/{metric}", summary="Points outside their bucket's robust baseline")
     def get_regressions(
@@ -93,9 +98,15 @@ def create_app(store: Store) -> FastAPI:
         window: Annotated[int, Query(ge=2, le=1000)] = 10,
         k: Annotated[float, Query(gt=0)] = 4.0,
         onset_only: bool = True,
+        exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
     ) -> Any:
-        found = q.regressions(store, metric, window=window, k=k)
-        return _plain([r for r in found if r.onset or not onset_only])
+        return backend.regressions(
+            metric,
+            window=window,
+            k=k,
+            onset_only=onset_only,
+            exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
+        )
 
     @app.get("/api/v1/lineage", summary="Ancestors or descendants of a job or an artifact")
     def get_lineage(
@@ -104,32 +115,55 @@ def create_app(store: Store) -> FastAPI:
         depth: Annotated[int, Query(ge=1, le=50)] = 10,
         stop_at: Annotated[list[str] | None, Query(description="KEY=VALUE: do not go past such jobs")] = None,
     ) -> Any:
-        walk = lineage.descendants if direction == "down" else lineage.ancestors
-        return _plain(walk(store, ref, depth=depth, stop_at=_pairs(stop_at, "stop_at")))
+        return backend.lineage(ref, down=direction == "down", depth=depth, stop_at=_pairs(stop_at, "stop_at"))
 
     @app.get("/api/v1/jobs", summary="Jobs matching every where-group (ATTR OP VALUE | …)")
     def get_jobs(
         where: Annotated[list[str], Query(description='e.g. "job.name = softmean", "band = r | band = i"')],
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     ) -> list[str]:
-        return attributes.find_jobs(store, where, limit)
+        return backend.find(where, limit=limit)
 
     @app.get("/api/v1/artifacts", summary="Artifacts matching every where-group")
     def get_artifacts(
         where: Annotated[list[str], Query(description='e.g. "relation = produced", "uri ~ s3://bucket/"')],
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     ) -> list[str]:
-        return attributes.find_artifacts(store, where, limit)
+        return backend.find(where, artifacts=True, limit=limit)
 
     @app.get("/api/v1/jobs/{job_id}", summary="Everything about one job")
     def get_job(job_id: str) -> Any:
         try:
-            return _plain(job_detail(store, job_id))
+            return backend.job(job_id)
         except QueryError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
 
+    @app.get("/api/v1/jobs/{job_id}/resources", summary="A job's resource samples in time order")
+    def get_resources(job_id: str) -> Any:
+        return backend.resources(job_id)
+
     @app.get("/api/v1/status", summary="Jobs by status")
     def get_status() -> dict[str, int]:
-        return status_counts(store)
+        return backend.status()
+
+    # The web page: static files that read the API above (no build step, no third-party scripts).
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(web_asset("index.html"))
+
+    @app.get("/jobs/{job_id}", include_in_schema=False)
+    def job_page(job_id: str) -> HTMLResponse:
+        return HTMLResponse(web_asset("job.html"))
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        types = {"js": "text/javascript", "css": "text/css"}
+        kind = name.rsplit(".", 1)[-1]
+        if kind not in types or "/" in name or name.startswith("."):
+            raise HTTPException(status_code=404, detail=f"no static file {name!r}")
+        try:
+            return Response(web_asset(name), media_type=types[kind])
+        except FileNotFoundError as exc:
+            raise HTTPException(status_code=404, detail=f"no static file {name!r}") from exc
 
     return app

@@ -70,3 +70,19 @@ def job_detail(store: Store, job_id: str) -> dict[str, Any]:
 
 def status_counts(store: Store) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in store.rows("SELECT status, count() FROM {db}.jobs FINAL GROUP BY status")}
+
+
+_RESOURCE_COLUMNS = "time, attempt, cpu_user_s, cpu_system_s, rss_bytes, peak_rss_bytes, threads, processes"
+
+
+def resource_samples(store: Store, job_id: str, limit: int = 2000) -> list[dict[str, Any]]:
+    """A job's resource samples in time order (the first ``limit``)."""
+    return [
+        _record(_RESOURCE_COLUMNS, r)
+        for r in store.rows(
+            f"SELECT {_RESOURCE_COLUMNS} FROM {{db}}.resources FINAL WHERE job_id = {{job:String}} "
+            "ORDER BY time LIMIT {limit:UInt32}",
+            job=job_id,
+            limit=limit,
+        )
+    ]

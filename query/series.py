@@ -288,3 +288,21 @@ def regressions(
                 )
             flagged_previous = flagged
     return found
+
+
+@dataclass
+class MetricSummary:
+    metric: str
+    unit: str | None
+    points: int
+    buckets: int
+    last_time: datetime | None
+
+
+def metric_names(store: Store) -> list[MetricSummary]:
+    """Every metric with points, for pickers: its unit, how many points and buckets, its newest point."""
+    rows = store.rows(
+        "SELECT metric, any(unit), count(), uniqExact(bucket), max(time) FROM {db}.metric_points FINAL "
+        "GROUP BY metric ORDER BY metric"
+    )
+    return [MetricSummary(r[0], r[1], int(r[2]), int(r[3]), to_utc(r[4])) for r in rows]

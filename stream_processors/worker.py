@@ -102,6 +102,25 @@ def make_sink(settings: ProcessorSettings) -> Sink:
     return ClickHouseSink(client, settings.clickhouse_database)
 
 
+def run_worker(settings: ProcessorSettings, sink: Sink, *, log_level: str = "warning") -> None:
+    """Create the topics, serve the metrics, and run a faust worker until it is stopped (SIGINT/SIGTERM).
+
+    Ends by raising ``SystemExit`` (faust's worker does); callers clean up in ``finally``."""
+    from faust.worker import Worker
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    bootstrap, topic = parse_kafka_url(settings.source_url)
+    ensure_topics(
+        bootstrap,
+        {topic: settings.partitions, settings.dead_letter_topic: 1, settings.derived_topic: settings.partitions},
+    )
+    registry = CollectorRegistry()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=registry)
+    app = build_app(settings, make_processor(settings, sink, ProcessorMetrics(registry)))
+    Worker(app, loglevel=log_level, quiet=True).execute_from_commandline()
+
+
 def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMetrics) -> Processor:
     bootstrap, _ = parse_kafka_url(settings.source_url)
     registry = (

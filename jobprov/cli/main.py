@@ -17,6 +17,7 @@ from jobprov.cli.run import run
 from jobprov.cli.schemas import schemas
 from jobprov.cli.serve import serve
 from jobprov.cli.spool import spool
+from jobprov.cli.up import up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +50,7 @@ cli.add_command(db)
 cli.add_command(query)
 cli.add_command(serve)
 cli.add_command(replay)
+cli.add_command(up)
 
 
 def main() -> None:

@@ -24,32 +24,15 @@ from jobprov.errors import JobprovError
 @click.pass_context
 def process(ctx: click.Context, /, log_level: str, **options: Any) -> None:
     """Fold the events topic into job state and provenance records, continuously."""
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from jobprov.emitters.kafka import parse_kafka_url
-    from jobprov.stream_processors.metrics import ProcessorMetrics
-    from jobprov.stream_processors.worker import build_app, ensure_topics, make_processor, make_sink
+    from jobprov.stream_processors.worker import make_sink, run_worker
 
     settings = processor_settings_from(ctx, **options)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    bootstrap, topic = parse_kafka_url(settings.source_url)
-    try:
-        ensure_topics(
-            bootstrap,
-            {topic: settings.partitions, settings.dead_letter_topic: 1, settings.derived_topic: settings.partitions},
-        )
-    except JobprovError as exc:
-        raise click.ClickException(str(exc)) from exc
     try:
         sink = make_sink(settings)
     except JobprovError as exc:
         raise click.ClickException(str(exc)) from exc
-    registry = CollectorRegistry()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=registry)
-    processor = make_processor(settings, sink, ProcessorMetrics(registry))
-    app = build_app(settings, processor)
-
-    from faust.worker import Worker
-
-    Worker(app, loglevel=log_level, quiet=True).execute_from_commandline()
+    try:
+        run_worker(settings, sink, log_level=log_level)
+    except JobprovError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jobprov.cli.common import parse_pairs, processor_settings_from
-from jobprov.errors import JobprovError, QueryError
+from jobprov.errors import ConfigError, JobprovError, QueryError
 from jobprov.query.store import to_plain
+
+if TYPE_CHECKING:
+    from jobprov.query.backend import Backend
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
 
 def _store(ctx: click.Context) -> Any:
+    """Open the store named by --store / $JOBPROV_PROCESSOR_SINK_URL (or `jobprov up`'s) in this process."""
     from jobprov.query.store import Store
     from jobprov.sinks.clickhouse.client import connect
 
-    settings = processor_settings_from(ctx, need_store=True, sink_url=ctx.obj.get("store") if ctx.obj else None)
+    settings = processor_settings_from(ctx, sink_url=_store_url(ctx))
     assert settings.sink_url is not None
     try:
         client = connect(
@@ -31,6 +34,39 @@ def _store(ctx: click.Context) -> Any:
     except JobprovError as exc:
         raise click.ClickException(str(exc)) from exc
     return Store(client, settings.clickhouse_database)
+
+
+def _store_url(ctx: click.Context) -> str:
+    from jobprov.settings import state_home
+
+    explicit = (ctx.obj or {}).get("store") or processor_settings_from(ctx).sink_url
+    if explicit:
+        return str(explicit)
+    store = state_home() / "store"
+    if not (store / "metadata").is_dir():  # what the engine leaves in a store it has opened
+        raise click.UsageError(
+            f"no store at {store}: start `jobprov up`, or name one with --store chdb:///dir or http(s)://host:8123"
+        )
+    return f"chdb://{store}"
+
+
+def _backend(ctx: click.Context) -> Backend:
+    """The query API if one is named (--api, $JOBPROV_API_URL) or `jobprov up` runs for this state home and no
+    other store is named; otherwise the store itself, opened here."""
+    from jobprov.embedded.service import running_service
+    from jobprov.query.backend import HttpBackend, LocalBackend
+
+    options = ctx.obj or {}
+    try:
+        if options.get("api"):
+            return HttpBackend(options["api"])
+        service = running_service()
+        named = options.get("store") or processor_settings_from(ctx).sink_url
+        if service is not None and (named is None or named == service.store_url):
+            return HttpBackend(service.api_url)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
+    return LocalBackend(_store(ctx))
 
 
 _plain = to_plain
@@ -72,14 +108,23 @@ def _run(fn: Any) -> Any:
         return fn()
     except QueryError as exc:
         raise click.BadParameter(str(exc)) from exc
+    except JobprovError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _changes(changes: Sequence[dict[str, Any]]) -> str:
+    return "; ".join(f"{c['key']}: {c['before']} → {c['after']}" for c in changes) or "(no provenance change)"
 
 
 @click.group()
 @click.option("--store", help="chdb:///dir or http(s)://host:8123 ($JOBPROV_PROCESSOR_SINK_URL).")
+@click.option("--api", envvar="JOBPROV_API_URL", help="Ask this query API (http(s)://host:port) instead of a store.")
 @click.pass_context
-def query(ctx: click.Context, store: str | None) -> None:
-    """Ask the tables: series, buckets, comparisons, regressions, jobs."""
-    ctx.obj = {"store": store}
+def query(ctx: click.Context, store: str | None, api: str | None) -> None:
+    """Ask the tables: series, buckets, comparisons, regressions, jobs.
+
+    With no --store or --api, a running `jobprov up` is asked through its API, else its store is opened here."""
+    ctx.obj = {"store": store, "api": api}
 
 
 @query.command()
@@ -102,15 +147,12 @@ def series(
     fmt: str,
 ) -> None:
     """METRIC over time, one line per provenance bucket (or per --group-by keys)."""
-    from jobprov.query import series as q
     from jobprov.query.store import parse_time
 
-    store = _store(ctx)
     lines = _run(
-        lambda: q.series(
-            store,
+        lambda: _backend(ctx).series(
             metric,
-            group_by=list(group_by) or None,
+            group_by=group_by,
             since=parse_time(since, "--since"),
             until=parse_time(until, "--until"),
             filters=parse_pairs(filters, "--filter"),
@@ -118,10 +160,10 @@ def series(
         )
     )
     rows = [
-        {"label": line.label, "bucket": line.bucket or "", "time": p.time, "value": p.value, "unit": line.unit,
-         "job_id": p.job_id}
+        {"label": line["label"], "bucket": line["bucket"] or "", "time": p["time"], "value": p["value"],
+         "unit": line["unit"], "job_id": p["job_id"]}
         for line in lines
-        for p in line.points
+        for p in line["points"]
     ]  # fmt: skip
     _emit(rows, fmt, lines)
 
@@ -134,12 +176,9 @@ def series(
 @click.pass_context
 def bucket(ctx: click.Context, metric: str, provenance: tuple[str, ...], last: int, fmt: str) -> None:
     """The bucket METRIC with this provenance belongs to, and its baseline statistics."""
-    from jobprov.query import series as q
-
-    bucket_id, keys = q.which_bucket(metric, parse_pairs(provenance, "KEY=VALUE"))
-    stats = _run(lambda: q.baseline(_store(ctx), metric, bucket_id, last))
-    row = {"bucket": bucket_id, "keys": keys, **{k: v for k, v in dataclasses.asdict(stats).items() if k != "bucket"}}
-    _emit([row], fmt, row)
+    found = _run(lambda: _backend(ctx).bucket(metric, parse_pairs(provenance, "KEY=VALUE"), last))
+    stats = {k: v for k, v in found["baseline"].items() if k not in ("bucket", "metric")}
+    _emit([{"bucket": found["bucket"], "keys": found["keys"], **stats}], fmt, found)
 
 
 @query.command()
@@ -150,11 +189,8 @@ def bucket(ctx: click.Context, metric: str, provenance: tuple[str, ...], last: i
 @click.pass_context
 def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, fmt: str) -> None:
     """Provenance keys whose values differ between JOB_A and JOB_B."""
-    from jobprov.query import series as q
-
-    store = _store(ctx)
-    changes = _run(lambda: q.compare_jobs(store, job_a, job_b, ignore=() if show_all else ("env.",)))
-    _emit([{"key": c.key, job_a: c.before, job_b: c.after} for c in changes], fmt, changes)
+    changes = _run(lambda: _backend(ctx).compare(job_a, job_b, include_env=show_all))
+    _emit([{"key": c["key"], job_a: c["before"], job_b: c["after"]} for c in changes], fmt, changes)
 
 
 @query.command()
@@ -175,19 +211,18 @@ def regressions(
     fmt: str,
 ) -> None:
     """Points of METRIC outside their bucket's robust baseline, with what changed."""
-    from jobprov.query import series as q
-
-    store = _store(ctx)
     found = _run(
-        lambda: q.regressions(
-            store, metric, window=window, k=k, exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated")
+        lambda: _backend(ctx).regressions(
+            metric,
+            window=window,
+            k=k,
+            onset_only=not show_all,
+            exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated"),
         )
     )
-    found = [r for r in found if show_all or r.onset]
     rows = [
-        {"label": r.label, "time": r.point.time, "value": r.point.value, "baseline": r.median,
-         "deviation": round(r.deviation, 1), "job_id": r.point.job_id,
-         "what_changed": "; ".join(str(c) for c in r.changes) or "(no provenance change)"}
+        {"label": r["label"], "time": r["point"]["time"], "value": r["point"]["value"], "baseline": r["median"],
+         "deviation": round(r["deviation"], 1), "job_id": r["point"]["job_id"], "what_changed": _changes(r["changes"])}
         for r in found
     ]  # fmt: skip
     _emit(rows, fmt, found)
@@ -201,10 +236,7 @@ def regressions(
 @click.pass_context
 def find(ctx: click.Context, groups: tuple[str, ...], artifacts: bool, limit: int, fmt: str) -> None:
     """Jobs (or --artifacts) matching every --where group: --where "job.name = softmean" --where "time.dow >= 6"."""
-    from jobprov.query.attributes import find_artifacts, find_jobs
-
-    store = _store(ctx)
-    found = _run(lambda: (find_artifacts if artifacts else find_jobs)(store, list(groups), limit))
+    found = _run(lambda: _backend(ctx).find(groups, artifacts=artifacts, limit=limit))
     column = "uri" if artifacts else "job_id"
     _emit([{column: f} for f in found], fmt, found)
 
@@ -218,12 +250,8 @@ def find(ctx: click.Context, groups: tuple[str, ...], artifacts: bool, limit: in
 @click.pass_context
 def lineage(ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple[str, ...], fmt: str) -> None:
     """Ancestors (or --down: descendants) of REF: a job id, an artifact URI, or job:/artifact: node."""
-    from jobprov.query import lineage as lq
-
-    store = _store(ctx)
-    walk = lq.descendants if down else lq.ancestors
-    steps = _run(lambda: walk(store, ref, depth=depth, stop_at=parse_pairs(stop_at, "--stop-at")))
-    _emit([dataclasses.asdict(s) for s in steps], fmt, steps)
+    steps = _run(lambda: _backend(ctx).lineage(ref, down=down, depth=depth, stop_at=parse_pairs(stop_at, "--stop-at")))
+    _emit(steps, fmt, steps)
 
 
 @query.command()
@@ -232,9 +260,7 @@ def lineage(ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple
 @click.pass_context
 def job(ctx: click.Context, job_id: str, fmt: str) -> None:
     """Everything about JOB_ID: state, steps, provenance, annotations, lineage."""
-    from jobprov.query.jobs import job_detail
-
-    detail = _run(lambda: job_detail(_store(ctx), job_id))
+    detail = _run(lambda: _backend(ctx).job(job_id))
     if fmt == "json":
         _emit([], "json", detail)
     else:
@@ -246,7 +272,14 @@ def job(ctx: click.Context, job_id: str, fmt: str) -> None:
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
     """Jobs by status."""
-    from jobprov.query.jobs import status_counts
-
-    counts = _run(lambda: status_counts(_store(ctx)))
+    counts = _run(lambda: _backend(ctx).status())
     _emit([{"status": s, "jobs": n} for s, n in sorted(counts.items())], fmt, counts)
+
+
+@query.command()
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def metrics(ctx: click.Context, fmt: str) -> None:
+    """Every metric with points: unit, points, buckets, newest point."""
+    found = _run(lambda: _backend(ctx).metrics())
+    _emit(found, fmt, found)

@@ -53,6 +53,8 @@ class Broker:
 
     port: int
     log_path: Path | None = None
+    detached: bool = False
+    """In its own session: a terminal's Ctrl-C reaches the owner, which stops the broker last."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -79,6 +81,7 @@ class Broker:
             stdout=log,
             stderr=log,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            start_new_session=self.detached,
         )
         deadline = time.monotonic() + timeout
         while not _port_open(self.port):

@@ -201,7 +201,7 @@ def test_query_cli_answers_in_table_json_and_csv(loaded: Store) -> None:
     assert "software.numpy" in result.output and "2.0.1" in result.output
 
     result = runner.invoke(cli, [*base, "bucket", "AM1", "dataset=cfht", "band=all", "--format", "json"], env=env)
-    assert json.loads(result.output)["count"] == NIGHTS
+    assert json.loads(result.output)["baseline"]["count"] == NIGHTS
 
     result = runner.invoke(cli, [*base, "series", "AM1", "--since", "yesterday"], env=env)
     assert result.exit_code == 2 and "--since" in result.output

@@ -1,0 +1,57 @@
+"""`jobprov up`: a complete local service (broker, worker, embedded store, query API and web page)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from jobprov.cli.common import processor_settings_from
+from jobprov.errors import JobprovError
+
+
+@click.command()
+@click.option("--home", type=click.Path(file_okay=False), help="State directory (default: $JOBPROV_HOME or "
+              "$XDG_STATE_HOME/jobprov): the store, the broker's log, up.json.")  # fmt: skip
+@click.option("--kafka-port", type=int, default=9092, show_default=True, help="The broker's port on 127.0.0.1.")
+@click.option("--api-port", type=int, default=8000, show_default=True, help="The query API and web page.")
+@click.option("--metrics-port", type=int, help="The worker's Prometheus port; 0 = off.")
+@click.option("--partitions", type=int, help="Partitions of the events topic.")
+@click.option("--registry", "comparability_registry", help="Comparability registry TOML file.")
+@click.option("--log-level", default="warning", show_default=True)
+@click.pass_context
+def up(
+    ctx: click.Context,
+    home: str | None,
+    kafka_port: int,
+    api_port: int,
+    metrics_port: int | None,
+    partitions: int | None,
+    comparability_registry: str | None,
+    log_level: str,
+) -> None:
+    """Start the whole pipeline on this machine; Ctrl-C stops it. Emitters here need no configuration."""
+    from jobprov.embedded import service
+    from jobprov.settings import state_home
+
+    where = Path(home) if home else state_home()
+    settings = processor_settings_from(
+        ctx,
+        metrics_port=metrics_port,
+        partitions=partitions,
+        comparability_registry=comparability_registry,
+        data_dir=str(where / "processor"),
+    )
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        service.up(
+            settings,
+            home=where,
+            kafka_port=kafka_port,
+            api_port=api_port,
+            log_level=log_level,
+            announce=lambda text: click.echo(text, err=True),
+        )
+    except JobprovError as exc:
+        raise click.ClickException(str(exc)) from exc

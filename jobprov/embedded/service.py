@@ -1,0 +1,172 @@
+"""`jobprov up`: the whole pipeline on one machine, in one command.
+
+One process owns everything that must have a single owner: it starts a Tansu broker (a child process) on the
+port emitters reach by default, creates the topics, opens the embedded ClickHouse store under the state home,
+applies the migrations, serves the query API and the web page from a thread, and runs the faust worker in the
+main thread. The worker and the API share the store, which no other process may open (the engine's rule);
+other processes find the API through ``<home>/up.json`` and ask it instead.
+
+Stopping (Ctrl-C, SIGTERM) stops the worker, the API and the broker, and removes ``up.json``. The store
+survives a restart; the broker keeps its log in memory, so what it held is gone, but every event it had
+delivered is in the store's events table (replay) and every event it could not take is in the emitters' spool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from jobprov.errors import JobprovError
+from jobprov.settings import ProcessorSettings, state_home
+
+log = logging.getLogger(__name__)
+
+INFO_FILE = "up.json"
+DEFAULT_KAFKA_PORT = 9092  # what emitters and workers reach with no configuration
+DEFAULT_API_PORT = 8000
+TOPIC = "jobprov.events"
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What a running `jobprov up` tells other processes about itself."""
+
+    pid: int
+    api_url: str
+    kafka_url: str
+    store_url: str
+    started_at: float
+
+    @classmethod
+    def read(cls, home: Path) -> ServiceInfo | None:
+        try:
+            raw = json.loads((home / INFO_FILE).read_text())
+            return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write(self, home: Path) -> None:
+        tmp = home / f".{INFO_FILE}.{os.getpid()}"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(home / INFO_FILE)
+
+
+def running_service(home: Path | None = None) -> ServiceInfo | None:
+    """The `jobprov up` serving this state home, if its process is alive (a stale file is ignored)."""
+    info = ServiceInfo.read(home or state_home())
+    if info is None:
+        return None
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return info
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class _ApiThread:
+    """uvicorn in a daemon thread (its signal handlers stay off: the worker's own handle Ctrl-C)."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="jobprov-api", daemon=True)
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise JobprovError("the query API did not start (is its port free?)")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def up(
+    settings: ProcessorSettings,
+    *,
+    home: Path,
+    kafka_port: int = DEFAULT_KAFKA_PORT,
+    api_port: int = DEFAULT_API_PORT,
+    log_level: str = "warning",
+    announce: Any = print,
+) -> None:
+    """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here."""
+    from jobprov.embedded.tansu import Broker
+    from jobprov.query.api import create_app
+    from jobprov.query.store import Store
+    from jobprov.sinks.clickhouse.client import connect
+    from jobprov.stream_processors.worker import run_worker
+
+    home.mkdir(parents=True, exist_ok=True)
+    other = running_service(home)
+    if other is not None:
+        raise JobprovError(f"jobprov up is already running for {home} (pid {other.pid}, API {other.api_url})")
+    for name, port in (("--kafka-port", kafka_port), ("--api-port", api_port)):
+        if not _port_free(port):
+            raise JobprovError(f"port {port} on 127.0.0.1 is in use; choose another with {name}")
+
+    broker = Broker(kafka_port, log_path=home / "broker.log", detached=True)
+    api: _ApiThread | None = None
+    try:
+        broker.start()
+        store_url = f"chdb://{home / 'store'}"
+        settings = _with(settings, source_url=broker.url(TOPIC), sink_url=store_url)
+        # The worker's sink opens the store and migrates it; the API reads the same store in this process.
+        from jobprov.stream_processors.worker import make_sink
+
+        sink = make_sink(settings)
+        api = _ApiThread(create_app(Store(connect(store_url), settings.clickhouse_database)), api_port)
+        api.start()
+        info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())
+        info.write(home)
+        reach = (
+            "emitters' default: no configuration needed"
+            if kafka_port == DEFAULT_KAFKA_PORT
+            else f"emitters: JOBPROV_URL={info.kafka_url}"
+        )
+        announce(
+            f"jobprov is up\n"
+            f"  events:   {info.kafka_url}  ({reach})\n"
+            f"  store:    {store_url}\n"
+            f"  web page: {info.api_url}/   API: {info.api_url}/docs\n"
+            f"  metrics:  http://{settings.metrics_bind}:{settings.metrics_port}/metrics\n"
+            f"Ctrl-C stops it."
+        )
+        run_worker(settings, sink, log_level=log_level)
+    finally:
+        if api is not None:
+            api.stop()
+        broker.stop()
+        info_now = ServiceInfo.read(home)
+        if info_now is not None and info_now.pid == os.getpid():
+            (home / INFO_FILE).unlink(missing_ok=True)
+
+
+def _with(settings: ProcessorSettings, **changes: Any) -> ProcessorSettings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,239 @@
+"""The questions jobprov answers, asked either of a store directly or of a running query API.
+
+Both backends return the same JSON-able documents: the HTTP API serves what :class:`LocalBackend` returns, and
+:class:`HttpBackend` reads it back. So the CLI prints the same thing whether it opened the store itself or asked
+the process that owns it (``jobprov up`` / ``jobprov serve``), and the web page reads the same documents.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from jobprov.errors import ConfigError, JobprovError, QueryError
+from jobprov.query import attributes, lineage
+from jobprov.query import jobs as jq
+from jobprov.query import series as q
+from jobprov.query.store import Store, to_plain
+
+
+class Backend(Protocol):
+    def series(
+        self,
+        metric: str,
+        *,
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, str] | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]: ...
+
+    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]: ...
+
+    def regressions(
+        self,
+        metric: str,
+        *,
+        window: int = 10,
+        k: float = 4.0,
+        onset_only: bool = True,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def lineage(
+        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]: ...
+
+    def job(self, job_id: str) -> dict[str, Any]: ...
+
+    def resources(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    def status(self) -> dict[str, int]: ...
+
+    def metrics(self) -> list[dict[str, Any]]: ...
+
+
+class LocalBackend:
+    """Answers from a store this process has opened."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def series(
+        self,
+        metric: str,
+        *,
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, str] | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        lines = q.series(
+            self.store,
+            metric,
+            group_by=list(group_by) or None,
+            since=since,
+            until=until,
+            filters=filters,
+            exclude_annotated=exclude_annotated,
+        )
+        return list(to_plain(lines))
+
+    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
+        bucket_id, keys = q.which_bucket(metric, provenance)
+        return {
+            "bucket": bucket_id,
+            "keys": keys,
+            "baseline": to_plain(q.baseline(self.store, metric, bucket_id, last)),
+        }
+
+    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]:
+        return list(to_plain(q.compare_jobs(self.store, job_a, job_b, ignore=() if include_env else ("env.",))))
+
+    def regressions(
+        self,
+        metric: str,
+        *,
+        window: int = 10,
+        k: float = 4.0,
+        onset_only: bool = True,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        found = q.regressions(self.store, metric, window=window, k=k, exclude_annotated=exclude_annotated)
+        return list(to_plain([r for r in found if r.onset or not onset_only]))
+
+    def lineage(
+        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        walk = lineage.descendants if down else lineage.ancestors
+        return list(to_plain(walk(self.store, ref, depth=depth, stop_at=stop_at)))
+
+    def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
+        return (attributes.find_artifacts if artifacts else attributes.find_jobs)(self.store, list(where), limit)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(to_plain(jq.job_detail(self.store, job_id)))
+
+    def resources(self, job_id: str) -> list[dict[str, Any]]:
+        return list(to_plain(jq.resource_samples(self.store, job_id)))
+
+    def status(self) -> dict[str, int]:
+        return jq.status_counts(self.store)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return list(to_plain(q.metric_names(self.store)))
+
+
+def _pairs(name: str, values: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    return [(name, f"{k}={v}") for k, v in (values or {}).items()]
+
+
+class HttpBackend:
+    """Asks a running query API (``jobprov up`` or ``jobprov serve``); standard library only."""
+
+    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError("api_url", f"{base_url!r}: expected http(s)://host:port")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _get(self, path: str, params: Sequence[tuple[str, Any]] = ()) -> Any:
+        query = urllib.parse.urlencode([(k, v) for k, v in params if v is not None])
+        url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:  # noqa: S310 (http(s) only, checked)
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.load(exc).get("detail", exc.reason)
+            except (ValueError, AttributeError):
+                detail = exc.reason
+            raise QueryError(_detail_text(detail)) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise JobprovError(f"cannot reach the query API at {self.base_url}: {exc}") from exc
+
+    def series(
+        self,
+        metric: str,
+        *,
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, str] | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        params: list[tuple[str, Any]] = [("group_by", k) for k in group_by]
+        params += _pairs("filter", filters) + _pairs("exclude_annotated", exclude_annotated)
+        params += [("since", since.isoformat() if since else None), ("until", until.isoformat() if until else None)]
+        return list(self._get(f"/api/v1/series/{_seg(metric)}", params))
+
+    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
+        return dict(self._get(f"/api/v1/buckets/{_seg(metric)}", [*_pairs("provenance", provenance), ("last", last)]))
+
+    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/compare", [("a", job_a), ("b", job_b), ("include_env", _flag(include_env))]))
+
+    def regressions(
+        self,
+        metric: str,
+        *,
+        window: int = 10,
+        k: float = 4.0,
+        onset_only: bool = True,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        params = [("window", window), ("k", k), ("onset_only", _flag(onset_only))]
+        return list(
+            self._get(f"/api/v1/regressions/{_seg(metric)}", params + _pairs("exclude_annotated", exclude_annotated))
+        )
+
+    def lineage(
+        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        params = [("ref", ref), ("direction", "down" if down else "up"), ("depth", depth)]
+        return list(self._get("/api/v1/lineage", params + _pairs("stop_at", stop_at)))
+
+    def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
+        path = "/api/v1/artifacts" if artifacts else "/api/v1/jobs"
+        return list(self._get(path, [*(("where", w) for w in where), ("limit", limit)]))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self._get(f"/api/v1/jobs/{_seg(job_id)}"))
+
+    def resources(self, job_id: str) -> list[dict[str, Any]]:
+        return list(self._get(f"/api/v1/jobs/{_seg(job_id)}/resources"))
+
+    def status(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self._get("/api/v1/status").items()}
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/metrics"))
+
+
+def _seg(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _detail_text(detail: Any) -> str:
+    """FastAPI's validation errors are a list of {loc, msg}; say them as one line."""
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" if isinstance(d, dict) else str(d)
+            for d in detail
+        )
+    return str(detail)

@@ -1,0 +1,133 @@
+// jobprov's series chart: one SVG line per provenance bucket, regressions ringed in red with what changed.
+// Plain DOM and SVG, no third-party code: the same file draws the live page and the standalone HTML report.
+(function () {
+  "use strict";
+  const SVG = "http://www.w3.org/2000/svg";
+  // No red here: red is reserved for regressions.
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  const REGRESSION = "#d62728";
+
+  function el(name, attrs, parent) {
+    const node = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+  function labelText(label) {
+    const entries = Object.entries(label || {});
+    return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(", ") : "(no keys)";
+  }
+  function changeText(changes) {
+    if (!changes || !changes.length) return "no provenance change";
+    return changes.map((c) => `${c.key}: ${c.before ?? "∅"} → ${c.after ?? "∅"}`).join("; ");
+  }
+  function fmt(value) {
+    return Math.abs(value) >= 1000 || (value !== 0 && Math.abs(value) < 0.01) ? value.toExponential(2) : value.toFixed(2);
+  }
+  function day(ms) { return new Date(ms).toISOString().slice(0, 10); }
+  function regressionText(metric, r) {
+    const unit = r.unit ? ` ${r.unit}` : "";
+    return `${metric} = ${fmt(r.point.value)}${unit} on ${r.point.time.replace("T", " ").slice(0, 16)} UTC, ` +
+      `${fmt(Math.abs(r.deviation))} robust σ from the median ${fmt(r.median)} of its bucket ` +
+      `(${labelText(r.label)}). What changed: ${changeText(r.changes)}`;
+  }
+
+  function renderSeries(container, data) {
+    container.innerHTML = "";
+    const lines = data.lines || [];
+    const regressions = data.regressions || [];
+    if (!lines.length) { container.textContent = "no points"; return; }
+    const width = Math.max(640, Math.min(container.clientWidth || 1000, 1100));
+    const height = 420;
+    const m = { left: 64, right: 20, top: 24, bottom: 36 };
+    const times = [], values = [];
+    for (const line of lines) for (const p of line.points) { times.push(Date.parse(p.time)); values.push(p.value); }
+    let [t0, t1] = [Math.min(...times), Math.max(...times)];
+    if (t0 === t1) { t0 -= 3600e3; t1 += 3600e3; }
+    let [v0, v1] = [Math.min(...values), Math.max(...values)];
+    const pad = (v1 - v0) * 0.08 || Math.abs(v0) * 0.1 || 1;
+    v0 -= pad; v1 += pad;
+    const x = (t) => m.left + ((t - t0) / (t1 - t0)) * (width - m.left - m.right);
+    const y = (v) => height - m.bottom - ((v - v0) / (v1 - v0)) * (height - m.top - m.bottom);
+
+    const svg = el("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+      "aria-label": `${data.metric} by provenance bucket` }, container);
+    const grid = el("g", { class: "grid" }, svg);
+    const axis = el("g", { class: "axis" }, svg);
+    for (let i = 0; i <= 5; i++) {
+      const v = v0 + ((v1 - v0) * i) / 5;
+      el("line", { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v) }, grid);
+      el("text", { x: m.left - 6, y: y(v) + 4, "text-anchor": "end" }, axis).textContent = fmt(v);
+    }
+    for (let i = 0; i <= 6; i++) {
+      const t = t0 + ((t1 - t0) * i) / 6;
+      el("text", { x: x(t), y: height - m.bottom + 18, "text-anchor": "middle" }, axis).textContent = day(t);
+    }
+    el("line", { x1: m.left, x2: width - m.right, y1: height - m.bottom, y2: height - m.bottom }, axis);
+    el("line", { x1: m.left, x2: m.left, y1: m.top, y2: height - m.bottom }, axis);
+    el("text", { x: m.left, y: 14 }, axis).textContent = `${data.metric}${lines[0].unit ? " (" + lines[0].unit + ")" : ""}`;
+
+    let tooltip = container.querySelector("#tooltip");
+    if (!tooltip) { tooltip = document.createElement("div"); tooltip.id = "tooltip"; container.appendChild(tooltip); }
+    const showTip = (event, text) => {
+      const box = container.getBoundingClientRect();
+      tooltip.textContent = text;
+      tooltip.style.display = "block";
+      tooltip.style.left = `${Math.min(event.clientX - box.left + 12, width - 430)}px`;
+      tooltip.style.top = `${event.clientY - box.top + 12}px`;
+    };
+    const hideTip = () => { tooltip.style.display = "none"; };
+
+    const legend = document.createElement("div");
+    legend.className = "legend";
+    lines.forEach((line, i) => {
+      const colour = PALETTE[i % PALETTE.length];
+      const points = line.points.map((p) => [x(Date.parse(p.time)), y(p.value), p]);
+      el("polyline", { class: "line", stroke: colour, points: points.map(([px, py]) => `${px},${py}`).join(" ") }, svg);
+      for (const [px, py, p] of points) {
+        const dot = el("circle", { class: "point", cx: px, cy: py, r: 3.5, fill: colour, "data-job": p.job_id }, svg);
+        dot.addEventListener("mousemove", (e) =>
+          showTip(e, `${labelText(line.label)}: ${fmt(p.value)} on ${p.time.slice(0, 16)} (job ${p.job_id})`));
+        dot.addEventListener("mouseleave", hideTip);
+        dot.addEventListener("click", () => { location.href = `/jobs/${encodeURIComponent(p.job_id)}`; });
+      }
+      const item = document.createElement("span");
+      item.innerHTML = `<span class="swatch" style="background:${colour}"></span>`;
+      item.appendChild(document.createTextNode(`${labelText(line.label)} (${line.points.length})`));
+      legend.appendChild(item);
+    });
+    for (const r of regressions) {
+      const ring = el("circle", { class: "regression", cx: x(Date.parse(r.point.time)), cy: y(r.point.value),
+        r: r.onset ? 9 : 6, "data-job": r.point.job_id, "data-onset": r.onset ? "1" : "0" }, svg);
+      const text = regressionText(data.metric, { ...r, unit: lines[0].unit });
+      ring.addEventListener("mousemove", (e) => showTip(e, text));
+      ring.addEventListener("mouseleave", hideTip);
+      ring.addEventListener("click", () => {
+        if (!data.explain) return;
+        data.explain.style.display = "block";
+        data.explain.textContent = text;
+      });
+    }
+    container.appendChild(legend);
+  }
+
+  function regressionTable(tbody, regressions) {
+    tbody.innerHTML = "";
+    if (!regressions.length) {
+      tbody.innerHTML = '<tr><td colspan="7" class="muted">no regressions</td></tr>';
+      return;
+    }
+    for (const r of regressions) {
+      const tr = tbody.insertRow();
+      const cells = [r.point.time.slice(0, 16), labelText(r.label), fmt(r.point.value), fmt(r.median),
+        `${fmt(r.deviation)} σ`, changeText(r.changes)];
+      for (const c of cells) tr.insertCell().textContent = c;
+      const link = document.createElement("a");
+      link.href = `/jobs/${encodeURIComponent(r.point.job_id)}`;
+      link.textContent = r.point.job_id.slice(0, 8);
+      tr.insertCell().appendChild(link);
+    }
+  }
+
+  window.jobprovChart = { renderSeries, regressionTable, regressionText, changeText, labelText };
+})();
