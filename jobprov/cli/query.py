@@ -283,3 +283,30 @@ def metrics(ctx: click.Context, fmt: str) -> None:
     """Every metric with points: unit, points, buckets, newest point."""
     found = _run(lambda: _backend(ctx).metrics())
     _emit(found, fmt, found)
+
+
+@query.command()
+@click.argument("metric")
+@click.option("--png", type=click.Path(dir_okay=False), help="Write the plot here as a PNG.")
+@click.option("--html", type=click.Path(dir_okay=False), help="Write a standalone HTML page here.")
+@click.option("--group-by", multiple=True, help="Group by these provenance keys instead of the bucket.")
+@click.option("--window", type=int, default=10, show_default=True)
+@click.option("-k", "k", type=float, default=4.0, show_default=True)
+@click.pass_context
+def plot(
+    ctx: click.Context, metric: str, png: str | None, html: str | None, group_by: tuple[str, ...], window: int, k: float
+) -> None:
+    """METRIC per provenance bucket with its regressions ringed, as a PNG and/or an HTML page."""
+    from pathlib import Path
+
+    from jobprov.query.plots import series_html, series_png
+
+    if not png and not html:
+        raise click.UsageError("say where: --png FILE and/or --html FILE")
+    backend = _backend(ctx)
+    lines = _run(lambda: backend.series(metric, group_by=group_by))
+    found = _run(lambda: backend.regressions(metric, window=window, k=k, onset_only=False))
+    if png:
+        click.echo(f"wrote {_run(lambda: series_png(metric, lines, found, Path(png)))}")
+    if html:
+        click.echo(f"wrote {_run(lambda: series_html(metric, lines, found, Path(html)))}")

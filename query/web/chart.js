@@ -14,7 +14,8 @@
     return node;
   }
   function labelText(label) {
-    const entries = Object.entries(label || {});
+    // Keys declared empty (e.g. no config hash) still separate buckets, but say nothing on a legend.
+    const entries = Object.entries(label || {}).filter(([, v]) => v !== "" && v !== null);
     return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(", ") : "(no keys)";
   }
   function changeText(changes) {
@@ -39,7 +40,7 @@
     if (!lines.length) { container.textContent = "no points"; return; }
     const width = Math.max(640, Math.min(container.clientWidth || 1000, 1100));
     const height = 420;
-    const m = { left: 64, right: 20, top: 24, bottom: 36 };
+    const m = { left: 64, right: 44, top: 24, bottom: 36 };
     const times = [], values = [];
     for (const line of lines) for (const p of line.points) { times.push(Date.parse(p.time)); values.push(p.value); }
     let [t0, t1] = [Math.min(...times), Math.max(...times)];
@@ -89,7 +90,9 @@
         dot.addEventListener("mousemove", (e) =>
           showTip(e, `${labelText(line.label)}: ${fmt(p.value)} on ${p.time.slice(0, 16)} (job ${p.job_id})`));
         dot.addEventListener("mouseleave", hideTip);
-        dot.addEventListener("click", () => { location.href = `/jobs/${encodeURIComponent(p.job_id)}`; });
+        if (data.jobLinks !== false) {
+          dot.addEventListener("click", () => { location.href = `/jobs/${encodeURIComponent(p.job_id)}`; });
+        }
       }
       const item = document.createElement("span");
       item.innerHTML = `<span class="swatch" style="background:${colour}"></span>`;
