@@ -1,216 +1,235 @@
-"""A small verification campaign through the real emitters, a real local broker, the stream processor and the
-embedded ClickHouse engine.
+"""The demo: a verification campaign through the real emitters into a local jobprov, read back and plotted.
 
-Starts a Tansu broker, records two weeks of nightly jobs (datasets testdata_hsc and testdata_cfht, bands r and
-all) with the Python API and `jobprov run`, including a software upgrade that shifts AM1 on one dataset, a
-failed job and a job killed with SIGTERM; folds the log with `jobprov process` into an embedded ClickHouse
-store; asks it for job statuses and for regressions with what changed; and finally shows a broker outage
-covered by the spool.
+Starts `jobprov up` (a Tansu broker, the stream processor, the embedded ClickHouse store, the query API and the
+web page) under build/demo/home, then records four weeks of nightly jobs on datasets testdata_hsc and
+testdata_cfht, bands r and all, with metrics AM1, PA1 and TE1:
+- numpy 1.26.4 -> 2.0.1 on night 18 shifts AM1 on testdata_hsc (the regression to find);
+- testdata_cfht is revised on night 10 (new version, same content: the series continues, and says so in an
+  annotation);
+- two jobs fail on their first attempt and succeed on the retry, one fails outright, one `jobprov run` job is
+  killed with SIGTERM mid-run;
+- one job runs while the broker is unreachable: its events wait in the spool until `jobprov spool drain`.
+Then it asks the service, through the same CLI a user types: job statuses, AM1 per provenance bucket, the
+regressions with what changed, and writes plots (PNG and HTML) to build/demo/.
 
-Run it with `make demo`.
+Run it with `make demo` (add `--keep` to leave the service running for the web page).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from confluent_kafka import Consumer
-
 import jobprov
-from jobprov.embedded.tansu import free_port, start_broker
+from jobprov.embedded.service import DEFAULT_API_PORT, DEFAULT_KAFKA_PORT, ServiceInfo, running_service
+from jobprov.embedded.tansu import free_port
 from jobprov.emitters.emitter import create_emitter
-from jobprov.schemas.models import Event, JobFinished, MetricMeasured, ProvenanceDeclared
-from jobprov.schemas.wire import decode_event
+from jobprov.query.backend import HttpBackend
 from jobprov.settings import load_emitter_settings
-from jobprov.stream_processors.metrics import scrape_sum
-from jobprov.stream_processors.worker import ensure_topics
 
-TOPIC = "jobprov.events"
-NIGHTS = 14
-UPGRADE_NIGHT = 8  # numpy 1.26.4 -> 2.0.1; shifts AM1 on testdata_hsc only
-
-
-def create_topic(bootstrap: str) -> None:
-    ensure_topics(bootstrap, {TOPIC: 4})
+OUT = Path("build/demo").resolve()
+NIGHTS = 28
+UPGRADE_NIGHT = 18  # numpy 1.26.4 -> 2.0.1; shifts AM1 on testdata_hsc only
+REVISION_NIGHT = 10  # testdata_cfht w.2026.40 -> w.2026.44, same content
+RETRIED = {(5, "testdata_cfht", "all"), (21, "testdata_hsc", "r")}
+START = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
+JOBPROV = [sys.executable, "-m", "jobprov.cli.main"]
 
 
-def consume_all(bootstrap: str, idle: float = 3.0) -> list[Event]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"demo-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "log_level": 0,
-        }
-    )
-    consumer.subscribe([TOPIC])
-    events: list[Event] = []
-    last = time.monotonic()
-    while time.monotonic() - last < idle or not events:
-        msg = consumer.poll(0.2)
-        if msg is None or msg.error():
-            continue
-        events.append(decode_event(msg.value()))
-        last = time.monotonic()
-    consumer.close()
-    return events
+def cli(*args: str, env: dict[str, str]) -> str:
+    """Run a jobprov command as a user would, show it, and return what it printed."""
+    print(f"\n$ jobprov {' '.join(args)}")
+    result = subprocess.run([*JOBPROV, *args], env=env, capture_output=True, text=True)
+    print(result.stdout.rstrip() or result.stderr.rstrip())
+    if result.returncode:
+        raise SystemExit(f"jobprov {args[0]} failed: {result.stderr}")
+    return result.stdout
 
 
-def nightly_jobs(settings_overrides: dict[str, object]) -> None:
+def _port(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def start_service(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], ServiceInfo]:
+    kafka_port, api_port = _port(DEFAULT_KAFKA_PORT), _port(DEFAULT_API_PORT)
+    metrics_port = _port(9464)
+    print(f"$ jobprov up --kafka-port {kafka_port} --api-port {api_port}   (home {env['JOBPROV_HOME']})")
+    proc = subprocess.Popen(
+        [*JOBPROV, "up", "--kafka-port", str(kafka_port), "--api-port", str(api_port),
+         "--metrics-port", str(metrics_port)],
+        env=env,
+        stdout=(OUT / "up.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while (info := running_service(Path(env["JOBPROV_HOME"]))) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"jobprov up did not start; see {OUT / 'up.log'}")
+        time.sleep(0.2)
+    print((OUT / "up.log").read_text().strip())
+    return proc, info
+
+
+def stop_service(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def nightly_jobs(url: str, spool: str) -> int:
+    """Four weeks of nightly validation jobs through the Python API; returns how many jobs were recorded."""
     rng = random.Random(42)
-    emitter = create_emitter(load_emitter_settings(settings_overrides))
-    start = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
+    emitter = create_emitter(load_emitter_settings({"url": url, "spool_dir": spool, "capture_packages": False}))
+    jobs = 0
     for night in range(NIGHTS):
         numpy = "2.0.1" if night >= UPGRADE_NIGHT else "1.26.4"
         for dataset in ("testdata_hsc", "testdata_cfht"):
+            version = "w.2026.44" if dataset == "testdata_cfht" and night >= REVISION_NIGHT else "w.2026.40"
             for band in ("r", "all"):
-                t0 = start + timedelta(days=night, minutes=rng.randint(0, 30))
-                job = jobprov.job(
-                    name="validate_drp",
-                    kind="ci",
-                    provenance={"dataset": dataset, "band": band},
-                    datasets=[{"name": dataset, "version": "w.2026.40"}],
-                    time=t0,
-                    emitter=emitter,
-                )
-                with job:
-                    job.declare(software={"numpy": numpy, "pipe_tasks": "26.0.0"}, time=t0)
-                    shift = 1.5 if (dataset == "testdata_hsc" and night >= UPGRADE_NIGHT) else 0.0
-                    base = {"testdata_hsc": 10.0, "testdata_cfht": 14.0}[dataset]
-                    job.metric("AM1", base + shift + rng.gauss(0, 0.2), unit="mas", time=t0 + timedelta(minutes=20))
-                    job.metric("PA1", 8.0 + rng.gauss(0, 0.1), unit="mmag", time=t0 + timedelta(minutes=21))
-                    job.finish(time=t0 + timedelta(minutes=25))
-    # A job that fails with an exception, recorded as it happens.
-    try:
+                t0 = START + timedelta(days=night, minutes=rng.randint(0, 30))
+                job_id = f"validate-{dataset}-{band}-{night:02d}"
+                attempts = 2 if (night, dataset, band) in RETRIED else 1
+                for attempt in range(1, attempts + 1):
+                    job = jobprov.job(
+                        name="validate_drp",
+                        job_id=job_id,
+                        attempt=attempt,
+                        kind="ci",
+                        provenance={"dataset": dataset, "band": band},
+                        datasets=[{"name": dataset, "version": version}],
+                        time=t0,
+                        emitter=emitter,
+                    )
+                    with job:
+                        job.declare(software={"numpy": numpy, "pipe_tasks": "26.0.0"}, time=t0)
+                        if attempt < attempts:
+                            job.finish(status="failed", time=t0 + timedelta(minutes=3))  # a node failure
+                            t0 += timedelta(minutes=10)
+                            continue
+                        shift = 1.5 if (dataset == "testdata_hsc" and night >= UPGRADE_NIGHT) else 0.0
+                        base = {"testdata_hsc": 10.0, "testdata_cfht": 14.0}[dataset]
+                        at = t0 + timedelta(minutes=20)
+                        job.metric("AM1", base + shift + rng.gauss(0, 0.2), unit="mas", time=at)
+                        job.metric("PA1", 8.0 + rng.gauss(0, 0.1), unit="mmag", time=at)
+                        job.metric("TE1", 0.9 + rng.gauss(0, 0.01), unit="", time=at)
+                        if dataset == "testdata_cfht" and night == REVISION_NIGHT and band == "r":
+                            job.annotate(
+                                "dataset_revision",
+                                "testdata_cfht w.2026.40 -> w.2026.44: same content, the series continues",
+                                author="demo",
+                            )
+                        job.finish(time=t0 + timedelta(minutes=25))
+                jobs += 1
+    try:  # a job that fails outright, recorded as it happens
         with jobprov.job(name="validate_drp", kind="ci", provenance={"dataset": "testdata_cfht"}, emitter=emitter):
             raise RuntimeError("butler repository not found")
     except RuntimeError:
-        pass
+        jobs += 1
     emitter.close()
+    return jobs
 
 
-def wrapped_jobs(env: dict[str, str]) -> None:
-    jobprov_cli = [sys.executable, "-m", "jobprov.cli.main"]
-    script = f"{' '.join(jobprov_cli)} emit metric TE1 0.93 --tag band=r && echo measured"
+def wrapped_jobs(env: dict[str, str]) -> int:
+    """Any program, wrapped: one that reports a metric from a shell script, one killed mid-run."""
+    emit = " ".join([*JOBPROV, "emit", "metric", "TE1", "0.93", "--tag", "band=r"])
     subprocess.run(
-        [*jobprov_cli, "run", "--name", "shell_metric", "-p", "dataset=testdata_hsc", "--", "sh", "-c", script],
+        [*JOBPROV, "run", "--name", "shell_metric", "-p", "dataset=testdata_hsc", "--", "sh", "-c", emit],
         env=env,
         check=True,
     )
-    killed = subprocess.Popen([*jobprov_cli, "run", "--name", "long_job", "--", "sleep", "30"], env=env)
+    killed = subprocess.Popen([*JOBPROV, "run", "--name", "long_job", "--", "sleep", "30"], env=env)
     time.sleep(1.5)
     killed.send_signal(signal.SIGTERM)
     killed.wait(timeout=30)
+    return 2
 
 
-def report(events: list[Event]) -> None:
-    print(f"\n{len(events)} events on {TOPIC}")
-    for etype, count in sorted(Counter(e.event_type for e in events).items()):
-        print(f"  {etype:<20} {count}")
-    statuses = Counter(e.payload.status for e in events if isinstance(e.payload, JobFinished))
-    print("\njobs by final status: " + ", ".join(f"{s}={n}" for s, n in sorted(statuses.items())))
-
-    provenance: dict[str, dict[str, str]] = defaultdict(dict)
-    for e in events:
-        if isinstance(e.payload, ProvenanceDeclared):
-            provenance[e.job_id].update(e.payload.values)
-            if "numpy" in e.payload.software:
-                provenance[e.job_id]["numpy"] = e.payload.software["numpy"]
-    series: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for e in events:
-        if isinstance(e.payload, MetricMeasured) and e.payload.name == "AM1":
-            p = provenance[e.job_id]
-            series[(p.get("dataset", "?"), p.get("band", "?"), p.get("numpy", "?"))].append(e.payload.value)
-    print("\nAM1 (mas) by dataset, band and numpy version: compare like with like")
-    print(f"  {'dataset':<15} {'band':<5} {'numpy':<7} {'n':>3} {'mean':>7}")
-    for (dataset, band, numpy), values in sorted(series.items()):
-        print(f"  {dataset:<15} {band:<5} {numpy:<7} {len(values):>3} {sum(values) / len(values):>7.2f}")
+def during_outage(env: dict[str, str]) -> int:
+    """A job while the broker is unreachable: its events go to the spool; `jobprov spool drain` sends them."""
+    dead = {**env, "JOBPROV_URL": f"kafka://127.0.0.1:{free_port()}/jobprov.events", "JOBPROV_FLUSH_TIMEOUT_S": "2",
+            "JOBPROV_DELIVERY_TIMEOUT_MS": "2000"}  # fmt: skip
+    subprocess.run([*JOBPROV, "run", "--name", "during_outage", "--", "true"], env=dead, check=True)
+    cli("spool", "status", env=env)
+    cli("spool", "drain", env=env)
+    return 1
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobprov.cli.main", *args], env=env, check=True, capture_output=True, text=True
-    )
+def wait_until_folded(api: HttpBackend, jobs: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(api.status().values()) < jobs:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {sum(api.status().values())} of {jobs} jobs arrived; see {OUT / 'up.log'}")
+        time.sleep(0.5)
 
 
-def fold_into_store(bootstrap: str, workdir: Path, expected_events: int) -> None:
-    """Run the stream processor into an embedded ClickHouse store, then query the store."""
-    store = f"chdb://{workdir / 'store'}"
-    metrics_port = free_port()
-    env = {
-        **os.environ,
-        "JOBPROV_PROCESSOR_SOURCE_URL": f"kafka://{bootstrap}/{TOPIC}",
-        "JOBPROV_PROCESSOR_SINK_URL": store,
-        "JOBPROV_PROCESSOR_METRICS_PORT": str(metrics_port),
-        "JOBPROV_PROCESSOR_WEB_PORT": str(free_port()),
-        "JOBPROV_PROCESSOR_DATA_DIR": str(workdir / "processor"),
-    }
-    print(f"\nfolding the log with `jobprov process --sink {store}` ...")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "jobprov.cli.main", "process"],
-        env=env,
-        stdout=(workdir / "processor.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while _folded(metrics_port) < expected_events:
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the processor stopped early; see {workdir / 'processor.log'}")
-            time.sleep(0.5)
-    finally:
-        worker.terminate()  # the worker owns the embedded store: let it go before querying
-        worker.wait(60)
-    print("\n$ jobprov query status")
-    print(_cli("query", "status", env=env).stdout)
-    print("$ jobprov query regressions AM1")
-    print(_cli("query", "regressions", "AM1", env=env).stdout)
-
-
-def _folded(port: int) -> float:
-    return scrape_sum(port, "jobprov_events_folded_total{")
+def bucket_table(api: HttpBackend, metric: str) -> None:
+    print(f"\n{metric} per provenance bucket (compare like with like):")
+    print(f"  {'bucket':<38} {'points':>6} {'median':>8} {'first':>8} {'last':>8}")
+    for line in api.series(metric):
+        values = [p["value"] for p in line["points"]]
+        label = ", ".join(f"{k}={v}" for k, v in line["label"].items() if v)
+        print(f"  {label:<38} {len(values):>6} {statistics.median(values):>8.2f} {values[0]:>8.2f} {values[-1]:>8.2f}")
 
 
 def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="jobprov-demo-"))
-    broker = start_broker(log_path=workdir / "tansu.log")
-    try:
-        create_topic(broker.bootstrap)
-        url = broker.url(TOPIC)
-        spool = str(workdir / "spool")
-        print(f"broker {broker.bootstrap}, spool {spool}")
-        env = {**os.environ, "JOBPROV_URL": url, "JOBPROV_SPOOL_DIR": spool, "JOBPROV_CAPTURE_PACKAGES": "0"}
-        overrides = {"url": url, "spool_dir": spool, "capture_packages": False}
-        nightly_jobs(overrides)
-        wrapped_jobs(env)
-        events = consume_all(broker.bootstrap)
-        report(events)
-        fold_into_store(broker.bootstrap, workdir, len(events))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="leave the service running until Ctrl-C")
+    args = parser.parse_args()
 
-        print("\nbroker outage: stopping the broker, running a job, restarting, draining the spool")
-        broker.stop()
-        outage = {**overrides, "flush_timeout_s": 2.0, "delivery_timeout_ms": 2000}
-        with jobprov.job(name="during_outage", emitter=create_emitter(load_emitter_settings(outage))) as job:
-            job.metric("AM1", 10.1, unit="mas")
-        job._emitter.close()  # type: ignore[union-attr]
-        broker.start()
-        create_topic(broker.bootstrap)  # Tansu keeps topics in memory: the restarted broker is empty
-        subprocess.run([sys.executable, "-m", "jobprov.cli.main", "spool", "drain"], env=env, check=True)
-        recovered = consume_all(broker.bootstrap)
-        print(f"recovered from the spool: {len(recovered)} events of job {recovered[0].job_id if recovered else '-'}")
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    env = {**os.environ, "JOBPROV_HOME": str(OUT / "home"), "JOBPROV_CAPTURE_PACKAGES": "0"}
+    env.pop("JOBPROV_PROCESSOR_SINK_URL", None)
+    proc, info = start_service(env)
+    try:
+        env["JOBPROV_URL"] = info.kafka_url  # the default already, unless port 9092 was taken
+        api = HttpBackend(info.api_url)
+        jobs = nightly_jobs(info.kafka_url, str(OUT / "home" / "spool"))
+        jobs += wrapped_jobs(env)
+        jobs += during_outage(env)
+        print(f"\n{jobs} jobs recorded; waiting for the stream processor to fold them ...")
+        wait_until_folded(api, jobs)
+
+        cli("query", "status", env=env)
+        bucket_table(api, "AM1")
+        cli("query", "regressions", "AM1", env=env)
+        found = api.regressions("AM1")
+        hsc = [r for r in found if r["label"].get("dataset") == "testdata_hsc"]
+        if not hsc or not any("numpy" in c["key"] for c in hsc[0]["changes"]):
+            raise SystemExit("the numpy upgrade was not found as the cause of the AM1 regression on testdata_hsc")
+        for metric in ("AM1", "PA1", "TE1"):
+            cli("query", "plot", metric, "--png", str(OUT / f"{metric}.png"), "--html", str(OUT / f"{metric}.html"),
+                env=env)  # fmt: skip
+        print(f"\nweb page: {info.api_url}/?metric=AM1   (API docs: {info.api_url}/docs)")
+        if args.keep:
+            print("the service keeps running; Ctrl-C stops it")
+            proc.wait()
+        else:
+            print(f"to browse it later: JOBPROV_HOME={OUT / 'home'} jobprov up")
+    except KeyboardInterrupt:
+        pass
     finally:
-        broker.stop()
+        stop_service(proc)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ def create_app(store: Store) -> FastAPI:
         metric: str,
         window: Annotated[int, Query(ge=2, le=1000)] = 10,
         k: Annotated[float, Query(gt=0)] = 4.0,
+        min_points: Annotated[int, Query(ge=2, le=10_000, description="Points of a bucket before any is judged")] = 10,
         onset_only: bool = True,
         exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
     ) -> Any:
@@ -104,6 +105,7 @@ def create_app(store: Store) -> FastAPI:
             metric,
             window=window,
             k=k,
+            min_points=min_points,
             onset_only=onset_only,
             exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
         )

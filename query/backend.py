@@ -44,6 +44,7 @@ class Backend(Protocol):
         *,
         window: int = 10,
         k: float = 4.0,
+        min_points: int = 10,
         onset_only: bool = True,
         exclude_annotated: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]: ...
@@ -107,10 +108,13 @@ class LocalBackend:
         *,
         window: int = 10,
         k: float = 4.0,
+        min_points: int = 10,
         onset_only: bool = True,
         exclude_annotated: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        found = q.regressions(self.store, metric, window=window, k=k, exclude_annotated=exclude_annotated)
+        found = q.regressions(
+            self.store, metric, window=window, k=k, min_points=min_points, exclude_annotated=exclude_annotated
+        )
         return list(to_plain([r for r in found if r.onset or not onset_only]))
 
     def lineage(
@@ -190,10 +194,11 @@ class HttpBackend:
         *,
         window: int = 10,
         k: float = 4.0,
+        min_points: int = 10,
         onset_only: bool = True,
         exclude_annotated: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        params = [("window", window), ("k", k), ("onset_only", _flag(onset_only))]
+        params = [("window", window), ("k", k), ("min_points", min_points), ("onset_only", _flag(onset_only))]
         return list(
             self._get(f"/api/v1/regressions/{_seg(metric)}", params + _pairs("exclude_annotated", exclude_annotated))
         )

@@ -250,14 +250,21 @@ def regressions(
     *,
     window: int = 10,
     k: float = 4.0,
-    min_points: int = 5,
+    min_points: int = 10,
+    scale_window: int | None = None,
     since: datetime | None = None,
     exclude_annotated: Mapping[str, str] | None = None,
 ) -> list[Regression]:
     """Points further than ``k`` robust deviations from the median of the previous ``window`` points of their
-    bucket, each with what changed since the previous point."""
+    bucket, each with what changed since the previous point.
+
+    The deviation's scale (1.4826 MAD) comes from the previous ``scale_window`` points (default: the larger of
+    ``window`` and 30): the MAD of a handful of points is often tiny by chance, and would flag plain noise."""
     if window < 2 or min_points < 2 or k <= 0:
         raise QueryError("window and min_points must be >= 2, k > 0")
+    spread = max(window, 30) if scale_window is None else scale_window
+    if spread < window:
+        raise QueryError(f"scale_window ({spread}) must be >= window ({window})")
     found: list[Regression] = []
     for line in series(store, metric, since=since, exclude_annotated=exclude_annotated):
         points = line.points
@@ -265,7 +272,9 @@ def regressions(
         for i in range(min_points, len(points)):
             history = [p.value for p in points[max(0, i - window) : i]]
             median = statistics.median(history)
-            mad = statistics.median(abs(v - median) for v in history)
+            recent = [p.value for p in points[max(0, i - spread) : i]]
+            centre = statistics.median(recent)
+            mad = statistics.median(abs(v - centre) for v in recent)
             scale = 1.4826 * mad if mad > 0 else max(abs(median) * 1e-3, 1e-12)
             deviation = (points[i].value - median) / scale
             flagged = abs(deviation) > k

@@ -197,6 +197,7 @@ def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, fmt: str
 @click.argument("metric")
 @click.option("--window", type=int, default=10, show_default=True)
 @click.option("-k", "k", type=float, default=4.0, show_default=True, help="Robust deviations that count.")
+@click.option("--min-points", type=int, default=10, show_default=True, help="Points of a bucket before any is judged.")
 @click.option("--all", "show_all", is_flag=True, help="Every outlier, not only where a run of them starts.")
 @click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
@@ -206,6 +207,7 @@ def regressions(
     metric: str,
     window: int,
     k: float,
+    min_points: int,
     show_all: bool,
     exclude_annotated: tuple[str, ...],
     fmt: str,
@@ -216,6 +218,7 @@ def regressions(
             metric,
             window=window,
             k=k,
+            min_points=min_points,
             onset_only=not show_all,
             exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated"),
         )
@@ -292,9 +295,17 @@ def metrics(ctx: click.Context, fmt: str) -> None:
 @click.option("--group-by", multiple=True, help="Group by these provenance keys instead of the bucket.")
 @click.option("--window", type=int, default=10, show_default=True)
 @click.option("-k", "k", type=float, default=4.0, show_default=True)
+@click.option("--min-points", type=int, default=10, show_default=True)
 @click.pass_context
 def plot(
-    ctx: click.Context, metric: str, png: str | None, html: str | None, group_by: tuple[str, ...], window: int, k: float
+    ctx: click.Context,
+    metric: str,
+    png: str | None,
+    html: str | None,
+    group_by: tuple[str, ...],
+    window: int,
+    k: float,
+    min_points: int,
 ) -> None:
     """METRIC per provenance bucket with its regressions ringed, as a PNG and/or an HTML page."""
     from pathlib import Path
@@ -305,7 +316,7 @@ def plot(
         raise click.UsageError("say where: --png FILE and/or --html FILE")
     backend = _backend(ctx)
     lines = _run(lambda: backend.series(metric, group_by=group_by))
-    found = _run(lambda: backend.regressions(metric, window=window, k=k, onset_only=False))
+    found = _run(lambda: backend.regressions(metric, window=window, k=k, min_points=min_points, onset_only=False))
     if png:
         click.echo(f"wrote {_run(lambda: series_png(metric, lines, found, Path(png)))}")
     if html:

@@ -181,7 +181,7 @@ def test_query_cli_answers_in_table_json_and_csv(loaded: Store) -> None:
     base = ["query", "--store", f"chdb://{_CHDB_STORE[0]}"]
     runner = CliRunner()
 
-    result = runner.invoke(cli, [*base, "regressions", "AM1", "--window", "6"], env=env)
+    result = runner.invoke(cli, [*base, "regressions", "AM1", "--window", "6", "--min-points", "5"], env=env)
     assert result.exit_code == 0, result.output
     assert result.output.count("software.numpy: 1.26.4 → 2.0.1") == 2
     assert job_id(UPGRADE, "hsc", "r") in result.output
@@ -217,7 +217,7 @@ def test_http_api_answers_and_refuses_bad_parameters(loaded: Store) -> None:
     lines = client.get("/api/v1/series/AM1", params={"filter": "dataset=hsc"}).json()
     assert sorted(line["label"]["band"] for line in lines) == ["all", "r"]
     assert all(len(line["points"]) == NIGHTS for line in lines)
-    found = client.get("/api/v1/regressions/AM1", params={"window": 6}).json()
+    found = client.get("/api/v1/regressions/AM1", params={"window": 6, "min_points": 5}).json()
     assert sorted(r["point"]["job_id"] for r in found) == sorted(job_id(UPGRADE, "hsc", b) for b in ("r", "all"))
     assert found[0]["changes"][0]["key"] == "software.numpy"
     bucket = client.get("/api/v1/buckets/AM1", params={"provenance": ["dataset=cfht", "band=r"]}).json()

@@ -86,8 +86,9 @@ def test_series_page_shows_buckets_regressions_and_what_changed(api: str, browse
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{api}/?metric=AM1")
+    page.goto(f"{api}/?metric=AM1&min_points=5")  # the campaign is 12 nights; the upgrade comes on night 7
     page.wait_for_selector("#chart svg polyline")
+    assert page.locator("#min_points").input_value() == "5"
 
     assert page.locator("#metric option").all_inner_texts() == ["AM1 (mas): 48 points, 4 buckets"]
     assert page.locator("#chart svg polyline").count() == 4
@@ -147,7 +148,7 @@ def test_job_page_shows_provenance_attempts_and_lineage(api: str, browser: Any, 
 def test_plots_as_png_and_standalone_html(loaded: Store, browser: Any, tmp_path: Path) -> None:  # noqa: F811
     backend = LocalBackend(loaded)
     lines = backend.series("AM1")
-    found = backend.regressions("AM1", window=6, k=4.0, onset_only=False)
+    found = backend.regressions("AM1", window=6, k=4.0, min_points=5, onset_only=False)
     png = series_png("AM1", lines, found, tmp_path / "am1.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert count_pixels(png, REGRESSION, tolerance=30) > 100
