@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,7 +46,8 @@ def parse_kafka_url(url: str) -> tuple[str, str]:
     return parts.netloc, topic
 
 
-def producer_config(bootstrap: str, delivery_timeout_ms: int, security: dict[str, str]) -> dict[str, Any]:
+def producer_config(bootstrap: str, delivery_timeout_ms: int, security: Mapping[str, str]) -> dict[str, Any]:
+    """``security``: the librdkafka security properties (``kafka_client_config`` of the settings)."""
     return {
         "bootstrap.servers": bootstrap,
         "client.id": "jobprov-emitter",

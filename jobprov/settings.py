@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jobprov.errors import ConfigError
 
@@ -150,26 +150,114 @@ class EmitterSettings:
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka security properties, passed through as they are."""
-        mapping = {
-            "security.protocol": self.kafka_security_protocol,
-            "sasl.mechanism": self.kafka_sasl_mechanism,
-            "sasl.username": self.kafka_sasl_username,
-            "sasl.password": self.kafka_sasl_password,
-            "ssl.ca.location": self.kafka_ssl_ca_location,
-            "ssl.certificate.location": self.kafka_ssl_certificate_location,
-            "ssl.key.location": self.kafka_ssl_key_location,
-            "ssl.key.password": self.kafka_ssl_key_password,
-        }
-        out: dict[str, str] = {}
-        for key, value in mapping.items():
-            if value is None:
-                continue
-            out[key] = value.get() if isinstance(value, Secret) else value
-        return out
+        return kafka_client_config(self)
 
     def describe(self) -> dict[str, str]:
         """Every setting as text, secrets masked: safe to print."""
-        return {f.name: _show(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return _describe(self)
+
+
+# --- Kafka client security: the same settings, with the same meaning, for emitters and processors ----------
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class KafkaSecuritySettings(Protocol):
+    """The ``kafka_*`` security settings that :class:`EmitterSettings` and :class:`ProcessorSettings` share."""
+
+    @property
+    def kafka_security_protocol(self) -> str | None: ...
+    @property
+    def kafka_sasl_mechanism(self) -> str | None: ...
+    @property
+    def kafka_sasl_username(self) -> str | None: ...
+    @property
+    def kafka_sasl_password(self) -> Secret | None: ...
+    @property
+    def kafka_ssl_ca_location(self) -> str | None: ...
+    @property
+    def kafka_ssl_certificate_location(self) -> str | None: ...
+    @property
+    def kafka_ssl_key_location(self) -> str | None: ...
+    @property
+    def kafka_ssl_key_password(self) -> Secret | None: ...
+
+
+def kafka_client_config(settings: KafkaSecuritySettings) -> dict[str, str]:
+    """The librdkafka (confluent-kafka) security properties of the ``kafka_*`` settings; unset ones are left
+    out. The one mapping every confluent-kafka client of jobprov uses. It holds the plain passwords: pass it to
+    a client, never print it."""
+    mapping: dict[str, str | Secret | None] = {
+        "security.protocol": settings.kafka_security_protocol,
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "sasl.username": settings.kafka_sasl_username,
+        "sasl.password": settings.kafka_sasl_password,
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+        "ssl.key.location": settings.kafka_ssl_key_location,
+        "ssl.key.password": settings.kafka_ssl_key_password,
+    }
+    out: dict[str, str] = {}
+    for key, value in mapping.items():
+        if value is None:
+            continue
+        out[key] = value.get() if isinstance(value, Secret) else value
+    return out
+
+
+def _validate_kafka_security(settings: KafkaSecuritySettings, prefix: str) -> None:
+    """Protocol and mechanism are known ones; SASL has its mechanism and credentials; nothing is set that the
+    chosen protocol would silently ignore."""
+    protocol = settings.kafka_security_protocol
+    if protocol is not None and protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"{prefix}kafka_security_protocol", f"{protocol!r}: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}"
+        )
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism is not None and mechanism not in KAFKA_SASL_MECHANISMS:
+        raise ConfigError(
+            f"{prefix}kafka_sasl_mechanism", f"{mechanism!r}: expected one of {', '.join(KAFKA_SASL_MECHANISMS)}"
+        )
+    effective = protocol or "PLAINTEXT"
+    sasl = {
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": settings.kafka_sasl_username,
+        "kafka_sasl_password": settings.kafka_sasl_password,
+    }
+    if effective.startswith("SASL_"):
+        for name, value in sasl.items():
+            if not (value.get() if isinstance(value, Secret) else value):
+                raise ConfigError(f"{prefix}{name}", f"required when kafka_security_protocol is {effective}")
+    else:
+        for name, value in sasl.items():
+            if value is not None:
+                raise ConfigError(
+                    f"{prefix}{name}",
+                    f"is set, but kafka_security_protocol is {effective}: use SASL_PLAINTEXT or SASL_SSL",
+                )
+    tls = {
+        "kafka_ssl_ca_location": settings.kafka_ssl_ca_location,
+        "kafka_ssl_certificate_location": settings.kafka_ssl_certificate_location,
+        "kafka_ssl_key_location": settings.kafka_ssl_key_location,
+        "kafka_ssl_key_password": settings.kafka_ssl_key_password,
+    }
+    if effective not in ("SSL", "SASL_SSL"):
+        for name, value in tls.items():
+            if value is not None:
+                raise ConfigError(
+                    f"{prefix}{name}", f"is set, but kafka_security_protocol is {effective}: use SSL or SASL_SSL"
+                )
+    if settings.kafka_ssl_certificate_location is not None and settings.kafka_ssl_key_location is None:
+        raise ConfigError(f"{prefix}kafka_ssl_key_location", "required with kafka_ssl_certificate_location")
+    if settings.kafka_ssl_key_location is not None and settings.kafka_ssl_certificate_location is None:
+        raise ConfigError(f"{prefix}kafka_ssl_certificate_location", "required with kafka_ssl_key_location")
+    if settings.kafka_ssl_key_password is not None and settings.kafka_ssl_key_location is None:
+        raise ConfigError(f"{prefix}kafka_ssl_key_location", "required with kafka_ssl_key_password")
+
+
+def _describe(settings: Any) -> dict[str, str]:
+    return {f.name: _show(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
 
 
 def _show(value: object) -> str:
@@ -256,6 +344,30 @@ class ProcessorSettings:
     """Production: the cluster for ON CLUSTER DDL and Replicated engines."""
     clickhouse_username: str | None = None
     clickhouse_password: Secret | None = None
+    topic_replication_factor: int = 1
+    """Replication factor of the topics the worker creates when they are missing (existing ones are kept)."""
+    kafka_security_protocol: str | None = None
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; unset is PLAINTEXT. Used by every Kafka client of the
+    processor: faust's consumer and producer, topic creation, the rebuild consumer, the dead-letter and
+    derived-record producers, and replay from a topic."""
+    kafka_sasl_mechanism: str | None = None
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required (with username and password) for SASL_*."""
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    kafka_ssl_ca_location: str | None = None
+    """PEM file of the CA that signed the brokers' certificates (default: the system's CAs)."""
+    kafka_ssl_certificate_location: str | None = None
+    """Client certificate (PEM) for mutual TLS, with kafka_ssl_key_location."""
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_key_password: Secret | None = None
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka security properties (plain passwords included: for clients, never for printing)."""
+        return kafka_client_config(self)
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as text, secrets masked: safe to print."""
+        return _describe(self)
 
 
 def _validate_emitter(settings: EmitterSettings) -> None:
@@ -290,6 +402,9 @@ def _validate_processor(settings: ProcessorSettings) -> None:
         raise ConfigError("processor.sink_url", f"{settings.sink_url!r}: expected chdb:///dir or http(s)://host:port")
     if not settings.clickhouse_database.isidentifier():
         raise ConfigError("processor.clickhouse_database", "must be a plain identifier")
+    if settings.topic_replication_factor < 1:
+        raise ConfigError("processor.topic_replication_factor", "must be >= 1")
+    _validate_kafka_security(settings, "processor.")
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ record per key; readers keep the highest ``state_version`` per key, which also c
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from jobprov.emitters.kafka import producer_config
-from jobprov.errors import SinkError
+from jobprov.errors import ConfigError, SinkError
 from jobprov.sinks.base import SinkBackpressure
 from jobprov.stream_processors.records import Record, to_json_dict
 
@@ -21,13 +21,17 @@ from jobprov.stream_processors.records import Record, to_json_dict
 class KafkaTopicSink:
     name = "kafka-topic"
 
-    def __init__(self, bootstrap: str, topic: str, security: dict[str, str] | None = None) -> None:
+    def __init__(self, bootstrap: str, topic: str, kafka_config: Mapping[str, str] | None = None) -> None:
+        """``kafka_config``: librdkafka security properties (``ProcessorSettings.kafka_config()``)."""
         self.topic = topic
         self._errors: list[str] = []
-        config = producer_config(bootstrap, 30000, security or {})
+        config = producer_config(bootstrap, 30000, kafka_config or {})
         config["client.id"] = "jobprov-sink"
         config["on_delivery"] = self._on_delivery
-        self._producer = Producer(config)
+        try:
+            self._producer = Producer(config)
+        except KafkaException as exc:
+            raise ConfigError("kafka", f"librdkafka rejected the configuration: {exc}") from exc
         self.written = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:

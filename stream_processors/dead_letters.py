@@ -7,12 +7,13 @@ fixed set: undecodable, unknown_schema, fold_error), ``jobprov-detail``, ``jobpr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from jobprov.emitters.kafka import producer_config
-from jobprov.errors import SinkError
+from jobprov.errors import ConfigError, SinkError
 
 _DETAIL_LIMIT = 1000
 
@@ -39,13 +40,18 @@ class FanOut:
 
 
 class DeadLetterTopic:
-    def __init__(self, bootstrap: str, topic: str, security: dict[str, str] | None = None) -> None:
+    """``kafka_config``: librdkafka security properties (``ProcessorSettings.kafka_config()``)."""
+
+    def __init__(self, bootstrap: str, topic: str, kafka_config: Mapping[str, str] | None = None) -> None:
         self.topic = topic
         self._errors: list[str] = []
-        config = producer_config(bootstrap, 30000, security or {})
+        config = producer_config(bootstrap, 30000, kafka_config or {})
         config["client.id"] = "jobprov-dead-letters"
         config["on_delivery"] = self._on_delivery
-        self._producer = Producer(config)
+        try:
+            self._producer = Producer(config)
+        except KafkaException as exc:
+            raise ConfigError("kafka", f"librdkafka rejected the configuration: {exc}") from exc
         self.sent = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:

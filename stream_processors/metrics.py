@@ -1,7 +1,11 @@
 """Prometheus metrics of the stream processor.
 
-Names carry units and ``_total`` for counters; labels are bounded (event type, reason, status): never a job
-id. ``ProcessorMetrics(None)`` records nothing (tests, replay).
+Names carry units and ``_total`` for counters; labels are bounded (event type, reason, status, partition):
+never a job id. ``ProcessorMetrics(None)`` records nothing (tests, replay).
+
+The counters' known label values (every event type of the schema, every dead-letter reason) exist at 0 from the
+start: a series that first appears at 1 is invisible to ``rate``/``increase``, so the first dead letter of a
+kind would never alert, and "no events" could not be told from "no series yet".
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from collections import Counter as Tally
 from collections.abc import Mapping
 from typing import Any
 
+from jobprov.schemas.models import PAYLOAD_BY_NAME
+
 EVENT_TYPES_UNKNOWN = "unknown"
+# The reasons the processor dead-letters with (stream_processors/processor.py and dead_letters.py).
+DEAD_LETTER_REASONS = ("undecodable", "unknown_schema", "fold_error")
 
 
 def scrape_sum(port: int, prefix: str, host: str = "127.0.0.1") -> float:
@@ -22,6 +30,12 @@ def scrape_sum(port: int, prefix: str, host: str = "127.0.0.1") -> float:
     except OSError:
         return 0.0
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def _event_type_label(event_type: str) -> str:
+    """The envelope's ``event_type`` is the producer's text: only the schema's payload names become label values,
+    so a faulty emitter cannot grow the label's cardinality."""
+    return event_type if event_type in PAYLOAD_BY_NAME else EVENT_TYPES_UNKNOWN
 
 
 class ProcessorMetrics:
@@ -59,15 +73,20 @@ class ProcessorMetrics:
             registry=registry,
         )
         self._statuses: set[str] = set()
+        for event_type in PAYLOAD_BY_NAME:
+            self._consumed.labels(event_type)
+            self._folded.labels(event_type)
+        for reason in DEAD_LETTER_REASONS:
+            self._dead.labels(reason)
 
     def counted(self, consumed: Mapping[str, int], folded: Mapping[str, int]) -> None:
         """Per-batch tallies by event type (one update per type per batch, not per event)."""
         if not self.enabled:
             return
         for event_type, n in consumed.items():
-            self._consumed.labels(event_type).inc(n)
+            self._consumed.labels(_event_type_label(event_type)).inc(n)
         for event_type, n in folded.items():
-            self._folded.labels(event_type).inc(n)
+            self._folded.labels(_event_type_label(event_type)).inc(n)
 
     def dead_lettered(self, reason: str) -> None:
         if self.enabled:

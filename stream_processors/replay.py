@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,13 +184,16 @@ def swap(client: Any, live: str, shadow: str, verification: Verification | None,
         client.command(f"EXCHANGE TABLES {live}.{table} AND {shadow}.{table}")
 
 
-def from_topic(bootstrap: str, topic: str, idle_timeout_s: float = 5.0) -> Iterator[RawEvent]:
+def from_topic(
+    bootstrap: str, topic: str, idle_timeout_s: float = 5.0, kafka_config: Mapping[str, str] | None = None
+) -> Iterator[RawEvent]:
     """Every message of a topic from the beginning; ends after ``idle_timeout_s`` without a message.
-    High watermarks are never consulted (some brokers report them wrong)."""
+    High watermarks are never consulted (some brokers report them wrong). ``kafka_config``: librdkafka
+    security properties (``ProcessorSettings.kafka_config()``)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "jobprov-replay", "enable.auto.commit": False,
-                         "log_level": 0})  # fmt: skip
+                         "log_level": 0, **(kafka_config or {})})  # fmt: skip
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         if topic not in metadata.topics or metadata.topics[topic].error is not None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -22,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from jobprov.emitters.kafka import parse_kafka_url
-from jobprov.errors import JobprovError
+from jobprov.errors import ConfigError, JobprovError
 from jobprov.settings import ProcessorSettings
 from jobprov.sinks.base import Sink
 from jobprov.sinks.clickhouse.sink import ClickHouseDeadLetters, ClickHouseSink
@@ -37,11 +38,21 @@ log = logging.getLogger("jobprov.worker")
 _PREFIX_IDLE_TIMEOUT_S = 15.0
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create topics with the partition counts we mean (an auto-created topic gets the broker's default)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+def ensure_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    kafka_config: Mapping[str, str] | None = None,
+    *,
+    replication_factor: int = 1,
+) -> None:
+    """Create topics with the partition counts we mean (an auto-created topic gets the broker's default).
+    Topics that exist already are left as they are."""
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(kafka_config or {})})
+    except KafkaException as exc:
+        raise ConfigError("kafka", f"librdkafka rejected the configuration: {exc}") from exc
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+        [NewTopic(name, num_partitions=n, replication_factor=replication_factor) for name, n in topics.items()]
     )
     for name, future in futures.items():
         try:
@@ -51,7 +62,9 @@ def ensure_topics(bootstrap: str, topics: dict[str, int]) -> None:
                 raise JobprovError(f"cannot create topic {name}: {exc}") from exc
 
 
-def read_prefix(bootstrap: str, topic: str, partition: int, end_offset: int) -> Iterator[RawEvent]:
+def read_prefix(
+    bootstrap: str, topic: str, partition: int, end_offset: int, kafka_config: Mapping[str, str] | None = None
+) -> Iterator[RawEvent]:
     """Every message of a partition before ``end_offset``. Counts offsets; never trusts watermarks."""
     if end_offset <= 0:
         return
@@ -61,6 +74,7 @@ def read_prefix(bootstrap: str, topic: str, partition: int, end_offset: int) -> 
             "group.id": "jobprov-rebuild",  # never joins a group: partitions are assigned by hand
             "enable.auto.commit": False,
             "log_level": 0,
+            **(kafka_config or {}),
         }
     )
     try:
@@ -91,7 +105,7 @@ def make_sink(settings: ProcessorSettings) -> Sink:
     if settings.sink_url is None:
         from jobprov.sinks.kafka_topic import KafkaTopicSink
 
-        return KafkaTopicSink(bootstrap, settings.derived_topic)
+        return KafkaTopicSink(bootstrap, settings.derived_topic, settings.kafka_config())
     from jobprov.sinks.clickhouse.client import connect
     from jobprov.sinks.clickhouse.ddl import Target
     from jobprov.sinks.clickhouse.migrate import migrate
@@ -113,6 +127,8 @@ def run_worker(settings: ProcessorSettings, sink: Sink, *, log_level: str = "war
     ensure_topics(
         bootstrap,
         {topic: settings.partitions, settings.dead_letter_topic: 1, settings.derived_topic: settings.partitions},
+        settings.kafka_config(),
+        replication_factor=settings.topic_replication_factor,
     )
     registry = CollectorRegistry()
     if settings.metrics_port:
@@ -126,7 +142,7 @@ def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMe
     registry = (
         load_registry(settings.comparability_registry) if settings.comparability_registry else ComparabilityRegistry()
     )
-    dead_letters: DeadLetters = DeadLetterTopic(bootstrap, settings.dead_letter_topic)
+    dead_letters: DeadLetters = DeadLetterTopic(bootstrap, settings.dead_letter_topic, settings.kafka_config())
     if isinstance(sink, ClickHouseSink):
         dead_letters = FanOut(dead_letters, ClickHouseDeadLetters(sink.client, sink.database))
     return Processor(
@@ -139,13 +155,62 @@ def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMe
     )
 
 
+def kafka_ssl_context(settings: ProcessorSettings) -> ssl.SSLContext:
+    """The TLS context of the ``kafka_ssl_*`` settings, for faust's (aiokafka's) connections: the brokers'
+    certificates are verified (against ``kafka_ssl_ca_location``, or the system's CAs) with their host names,
+    and a client certificate is presented for mutual TLS when one is set. A file that cannot be read is a
+    :class:`ConfigError` naming its setting."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_ca_location)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("processor.kafka_ssl_ca_location", f"cannot load the CA certificates: {exc}") from exc
+    if settings.kafka_ssl_certificate_location is not None:
+        password = settings.kafka_ssl_key_password.get() if settings.kafka_ssl_key_password else None
+        try:
+            context.load_cert_chain(
+                settings.kafka_ssl_certificate_location, settings.kafka_ssl_key_location, password=password
+            )
+        except (OSError, ssl.SSLError) as exc:
+            # The message is the library's: it never includes the password.
+            raise ConfigError(
+                "processor.kafka_ssl_certificate_location",
+                f"cannot load the client certificate and key ({settings.kafka_ssl_key_location}): {exc}",
+            ) from exc
+    return context
+
+
+def faust_broker_credentials(settings: ProcessorSettings) -> Any:
+    """faust's ``broker_credentials`` for the ``kafka_*`` settings: None for PLAINTEXT (or unset),
+    ``SSLCredentials`` for SSL, ``SASLCredentials`` for SASL_PLAINTEXT, and for SASL_SSL with a TLS context.
+    The same settings give the confluent-kafka clients :meth:`ProcessorSettings.kafka_config`."""
+    import faust
+
+    protocol = settings.kafka_security_protocol or "PLAINTEXT"
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(kafka_ssl_context(settings))
+    if protocol not in ("SASL_PLAINTEXT", "SASL_SSL"):
+        raise ConfigError("processor.kafka_security_protocol", f"{protocol!r}: not a protocol faust can use")
+    if settings.kafka_sasl_password is None:  # load_processor_settings already requires it; direct use may not
+        raise ConfigError("processor.kafka_sasl_password", f"required when kafka_security_protocol is {protocol}")
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get(),
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=kafka_ssl_context(settings) if protocol == "SASL_SSL" else None,
+    )
+
+
 def build_app(settings: ProcessorSettings, processor: Processor) -> Any:
     import faust
 
     bootstrap, topic = parse_kafka_url(settings.source_url)
+    kafka_config = settings.kafka_config()
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_broker_credentials(settings),
         processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
@@ -182,7 +247,9 @@ def build_app(settings: ProcessorSettings, processor: Processor) -> Any:
                 firsts.setdefault(item.partition, item.offset)
             for partition, first in sorted(firsts.items()):
                 if partition not in rebuilt:
-                    count = await loop.run_in_executor(None, _rebuild, processor, bootstrap, topic, partition, first)
+                    count = await loop.run_in_executor(
+                        None, _rebuild, processor, bootstrap, topic, partition, first, kafka_config
+                    )
                     log.info("rebuilt %s[%d] from %d events", topic, partition, count)
                     rebuilt.add(partition)
             t0 = time.perf_counter()
@@ -242,5 +309,12 @@ def _report_lag(app: Any, events: list[Any], processor: Processor) -> None:
             processor.metrics.lag(tp.partition, highwater - offset - 1)
 
 
-def _rebuild(processor: Processor, bootstrap: str, topic: str, partition: int, end_offset: int) -> int:
-    return processor.rebuild(read_prefix(bootstrap, topic, partition, end_offset))
+def _rebuild(
+    processor: Processor,
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    end_offset: int,
+    kafka_config: Mapping[str, str] | None = None,
+) -> int:
+    return processor.rebuild(read_prefix(bootstrap, topic, partition, end_offset, kafka_config))

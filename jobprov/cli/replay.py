@@ -6,6 +6,7 @@ import json
 
 import click
 
+from jobprov.cli.common import processor_settings_from
 from jobprov.cli.query import _store
 from jobprov.errors import JobprovError
 
@@ -54,7 +55,9 @@ def replay(
         elif source.startswith("file:"):
             events = r.from_spool(spool_path(source))
         elif source.startswith("kafka:"):
-            events = r.from_topic(*parse_kafka_url(source), idle_timeout_s=idle_timeout)
+            # The topic is read with the processor's Kafka security settings (JOBPROV_PROCESSOR_KAFKA_*).
+            kafka_config = processor_settings_from(ctx).kafka_config()
+            events = r.from_topic(*parse_kafka_url(source), idle_timeout_s=idle_timeout, kafka_config=kafka_config)
         else:
             raise click.BadParameter("events-table, file:///dir or kafka://host:port/topic", param_hint="--from")
         context = FoldContext(registry=load_registry(registry) if registry else ComparabilityRegistry())
