@@ -90,8 +90,10 @@ def replay(
     context: FoldContext | None = None,
     batch: int = 20_000,
     progress: bool | None = None,
+    total: int | None = None,
 ) -> ReplayReport:
-    """Fold the whole log into a fresh ``shadow`` database."""
+    """Fold the whole log into a fresh ``shadow`` database. ``total`` (when the source knows its size) gives
+    the progress an ETA: a bar on a terminal, plain lines otherwise."""
     Target(shadow)  # a plain identifier, or ConfigError
     client.command(f"DROP DATABASE IF EXISTS {shadow}")
     migrate(client, Target(shadow))
@@ -99,34 +101,72 @@ def replay(
     processor = Processor(ClickHouseSink(client, shadow), dead, context or FoldContext())
     report = ReplayReport()
     started = time.perf_counter()
-    show = sys.stderr.isatty() if progress is None else progress
+    tty = sys.stderr.isatty() if progress is None else progress
+    show = _Progress(total, tty=tty and sys.stderr.isatty(), quiet=progress is False)
     pending: list[RawEvent] = []
-    for offset, item in enumerate(source):
-        # Positions make dead letters of a replay distinct rows; the real source position is in the log.
-        pending.append(RawEvent(item.value, item.topic, item.partition, offset))
-        if len(pending) >= batch:
+    try:
+        for offset, item in enumerate(source):
+            # Positions make dead letters of a replay distinct rows; the real source position is in the log.
+            pending.append(RawEvent(item.value, item.topic, item.partition, offset))
+            if len(pending) >= batch:
+                processor.process_batch(pending)
+                report.events += len(pending)
+                show.advance(len(pending))
+                pending = []
+        if pending:
             processor.process_batch(pending)
             report.events += len(pending)
-            pending = []
-            _progress(report, started, show)
-    if pending:
-        processor.process_batch(pending)
-        report.events += len(pending)
+            show.advance(len(pending))
+    finally:
+        show.close()
     report.seconds = time.perf_counter() - started
     dead_sql = f"SELECT count() FROM {shadow}.dead_letters"  # noqa: S608 - checked identifier
     report.dead_letters = int(client.query(dead_sql).result_rows[0][0])
-    _progress(report, started, show, final=True)
     return report
 
 
-def _progress(report: ReplayReport, started: float, tty: bool, final: bool = False) -> None:
-    elapsed = time.perf_counter() - started
-    rate = report.events / elapsed if elapsed else 0.0
-    line = f"replay: {report.events:,} events, {rate:,.0f} events/s, {elapsed:.1f} s"
-    if tty and not final:
-        print(f"\r{line}", end="", file=sys.stderr, flush=True)
-    else:
-        print(("\r" if tty else "") + line, file=sys.stderr, flush=True)
+def count_events(client: Any, database: str) -> int:
+    """How many events the events table holds (the replay's total, for its ETA)."""
+    Target(database)
+    return int(client.query(f"SELECT count() FROM {database}.events FINAL").result_rows[0][0])  # noqa: S608
+
+
+class _Progress:
+    """A tqdm bar (events/s, ETA when the total is known) on a terminal; a plain line every few seconds
+    otherwise (logs and CI); nothing when asked for quiet."""
+
+    def __init__(self, total: int | None, *, tty: bool, quiet: bool, every_s: float = 5.0) -> None:
+        self.total, self.quiet, self.every_s = total, quiet, every_s
+        self.done = 0
+        self.started = self.last = time.perf_counter()
+        self.bar: Any = None
+        if tty and not quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=" events", unit_scale=True, desc="replay", file=sys.stderr)
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+        elif not self.quiet and time.perf_counter() - self.last >= self.every_s:
+            self.last = time.perf_counter()
+            print(self.line(), file=sys.stderr, flush=True)
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / elapsed if elapsed else 0.0
+        text = f"replay: {self.done:,} events, {rate:,.0f} events/s, {elapsed:.1f} s"
+        if self.total and rate:
+            left = max(self.total - self.done, 0) / rate
+            text += f", {100 * self.done / self.total:.0f}% of {self.total:,}, ETA {left:.0f} s"
+        return text
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif not self.quiet:
+            print(self.line(), file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -50,8 +50,10 @@ def replay(
     live = handle.database
     target = shadow or f"{live}_replay"
     try:
+        total = None
         if source == "events-table":
             events = r.from_events_table(handle.client, live)
+            total = r.count_events(handle.client, live)
         elif source.startswith("file:"):
             events = r.from_spool(spool_path(source))
         elif source.startswith("kafka:"):
@@ -61,7 +63,7 @@ def replay(
         else:
             raise click.BadParameter("events-table, file:///dir or kafka://host:port/topic", param_hint="--from")
         context = FoldContext(registry=load_registry(registry) if registry else ComparabilityRegistry())
-        report = r.replay(events, handle.client, target, context)
+        report = r.replay(events, handle.client, target, context, total=total)
         out: dict[str, object] = {"events": report.events, "events_per_s": round(report.rate),
                                   "dead_letters": report.dead_letters, "shadow": target}  # fmt: skip
         verification = None

@@ -88,8 +88,11 @@ def test_replay_cli_verifies_and_swaps(store: Any) -> None:
         cli, ["replay", "--store", f"chdb://{_CHDB_STORE[0]}", "--verify", "--swap"], env=env, catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output.strip().splitlines()[-1])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["events"] == len(campaign()) and out["differences"] == [] and out["swapped"] is True
+    # Not a terminal: plain progress lines, with the share done and an ETA (the events table knows its size).
+    assert f"replay: {len(campaign()):,} events" in result.stderr
+    assert f"100% of {len(campaign()):,}, ETA 0 s" in result.stderr
     store.command(f"DROP DATABASE IF EXISTS {live}_replay")
 
 
