@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from jobprov.errors import ConfigError
 
@@ -117,7 +117,35 @@ DEFAULT_ENV_ALLOWLIST = (
 
 
 @dataclass(frozen=True)
-class EmitterSettings:
+class KafkaSecuritySettings:
+    """The ``kafka_*`` settings every Kafka client of jobprov takes: emitters (``JOBPROV_KAFKA_*``) and the
+    processor (``JOBPROV_PROCESSOR_KAFKA_*``: faust's consumer and producer, topic creation, the rebuild
+    consumer, the dead-letter and derived-record producers, and replay from a topic)."""
+
+    kafka_security_protocol: str | None = None
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; unset is PLAINTEXT."""
+    kafka_sasl_mechanism: str | None = None
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required (with username and password) for SASL_*."""
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: Secret | None = None
+    kafka_ssl_ca_location: str | None = None
+    """PEM file of the CA that signed the brokers' certificates (default: the system's CAs)."""
+    kafka_ssl_certificate_location: str | None = None
+    """Client certificate (PEM) for mutual TLS, with kafka_ssl_key_location."""
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_key_password: Secret | None = None
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka security properties (plain passwords included: for clients, never for printing)."""
+        return kafka_client_config(self)
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as text, secrets masked: safe to print."""
+        return _describe(self)
+
+
+@dataclass(frozen=True)
+class EmitterSettings(KafkaSecuritySettings):
     """Settings of the in-job emitter and of the `jobprov run` / `jobprov emit` commands."""
 
     url: str = "kafka://127.0.0.1:9092/jobprov.events"
@@ -139,49 +167,12 @@ class EmitterSettings:
     """Environment variable names (fnmatch patterns) recorded as provenance; values that look secret are redacted."""
     schema_registry_url: str | None = None
     """If set, events use the Confluent framing with ids from this registry instead of single-object encoding."""
-    kafka_security_protocol: str | None = None
-    kafka_sasl_mechanism: str | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: Secret | None = None
-    kafka_ssl_ca_location: str | None = None
-    kafka_ssl_certificate_location: str | None = None
-    kafka_ssl_key_location: str | None = None
-    kafka_ssl_key_password: Secret | None = None
-
-    def kafka_config(self) -> dict[str, str]:
-        """librdkafka security properties, passed through as they are."""
-        return kafka_client_config(self)
-
-    def describe(self) -> dict[str, str]:
-        """Every setting as text, secrets masked: safe to print."""
-        return _describe(self)
 
 
 # --- Kafka client security: the same settings, with the same meaning, for emitters and processors ----------
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-
-
-class KafkaSecuritySettings(Protocol):
-    """The ``kafka_*`` security settings that :class:`EmitterSettings` and :class:`ProcessorSettings` share."""
-
-    @property
-    def kafka_security_protocol(self) -> str | None: ...
-    @property
-    def kafka_sasl_mechanism(self) -> str | None: ...
-    @property
-    def kafka_sasl_username(self) -> str | None: ...
-    @property
-    def kafka_sasl_password(self) -> Secret | None: ...
-    @property
-    def kafka_ssl_ca_location(self) -> str | None: ...
-    @property
-    def kafka_ssl_certificate_location(self) -> str | None: ...
-    @property
-    def kafka_ssl_key_location(self) -> str | None: ...
-    @property
-    def kafka_ssl_key_password(self) -> Secret | None: ...
 
 
 def kafka_client_config(settings: KafkaSecuritySettings) -> dict[str, str]:
@@ -308,7 +299,7 @@ def _converter(annotation: str) -> Callable[[Any], Any]:
 
 
 @dataclass(frozen=True)
-class ProcessorSettings:
+class ProcessorSettings(KafkaSecuritySettings):
     """Settings of the stream processor (`jobprov process`); environment ``JOBPROV_PROCESSOR_*``."""
 
     source_url: str = "kafka://127.0.0.1:9092/jobprov.events"
@@ -346,28 +337,6 @@ class ProcessorSettings:
     clickhouse_password: Secret | None = None
     topic_replication_factor: int = 1
     """Replication factor of the topics the worker creates when they are missing (existing ones are kept)."""
-    kafka_security_protocol: str | None = None
-    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; unset is PLAINTEXT. Used by every Kafka client of the
-    processor: faust's consumer and producer, topic creation, the rebuild consumer, the dead-letter and
-    derived-record producers, and replay from a topic."""
-    kafka_sasl_mechanism: str | None = None
-    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required (with username and password) for SASL_*."""
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: Secret | None = None
-    kafka_ssl_ca_location: str | None = None
-    """PEM file of the CA that signed the brokers' certificates (default: the system's CAs)."""
-    kafka_ssl_certificate_location: str | None = None
-    """Client certificate (PEM) for mutual TLS, with kafka_ssl_key_location."""
-    kafka_ssl_key_location: str | None = None
-    kafka_ssl_key_password: Secret | None = None
-
-    def kafka_config(self) -> dict[str, str]:
-        """librdkafka security properties (plain passwords included: for clients, never for printing)."""
-        return kafka_client_config(self)
-
-    def describe(self) -> dict[str, str]:
-        """Every setting as text, secrets masked: safe to print."""
-        return _describe(self)
 
 
 def _validate_emitter(settings: EmitterSettings) -> None:
