@@ -31,8 +31,9 @@ class Store:
 
     def columns(self, sql: str, **parameters: Any) -> list[list[Any]]:
         """Like :meth:`rows`, column by column (no tuple per row: cheaper for long series)."""
-        result = self._query(sql, parameters)
-        return [list(c) for c in result.result_columns] if result.result_rows else []
+        # Only the columns: asking the result for rows (or its row count) would build a tuple per row first.
+        columns = self._query(sql, parameters).result_columns
+        return [list(c) for c in columns] if columns and len(columns[0]) else []
 
 
 def to_plain(value: Any) -> Any:
