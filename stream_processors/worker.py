@@ -15,7 +15,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -116,10 +116,19 @@ def make_sink(settings: ProcessorSettings) -> Sink:
     return ClickHouseSink(client, settings.clickhouse_database)
 
 
-def run_worker(settings: ProcessorSettings, sink: Sink, *, log_level: str = "warning") -> None:
+def run_worker(
+    settings: ProcessorSettings,
+    sink: Sink,
+    *,
+    log_level: str = "warning",
+    history: Iterable[RawEvent] | None = None,
+) -> None:
     """Create the topics, serve the metrics, and run a faust worker until it is stopped (SIGINT/SIGTERM).
 
-    Ends by raising ``SystemExit`` (faust's worker does); callers clean up in ``finally``."""
+    ``history``: events already folded into the sink that the topic no longer holds (a broker that lost its
+    log, e.g. the embedded one after a restart); they rebuild the jobs' state before the first message, so a
+    job that spans the restart goes on from where it was. Ends by raising ``SystemExit`` (faust's worker
+    does); callers clean up in ``finally``."""
     from faust.worker import Worker
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -133,7 +142,10 @@ def run_worker(settings: ProcessorSettings, sink: Sink, *, log_level: str = "war
     registry = CollectorRegistry()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=registry)
-    app = build_app(settings, make_processor(settings, sink, ProcessorMetrics(registry)))
+    processor = make_processor(settings, sink, ProcessorMetrics(registry))
+    if history is not None:
+        log.info("rebuilt the state of %d events from the store", processor.rebuild(history))
+    app = build_app(settings, processor)
     Worker(app, loglevel=log_level, quiet=True).execute_from_commandline()
 
 

@@ -8,7 +8,8 @@ other processes find the API through ``<home>/up.json`` and ask it instead.
 
 Stopping (Ctrl-C, SIGTERM) stops the worker, the API and the broker, and removes ``up.json``. The store
 survives a restart; the broker keeps its log in memory, so what it held is gone, but every event it had
-delivered is in the store's events table (replay) and every event it could not take is in the emitters' spool.
+delivered is in the store's events table and every event it could not take is in the emitters' spool. On
+start the worker rebuilds its state from the events table, so a job that spans a restart carries on.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def up(
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
     from jobprov.sinks.clickhouse.client import connect
+    from jobprov.stream_processors.replay import from_events_table
     from jobprov.stream_processors.worker import run_worker
 
     home.mkdir(parents=True, exist_ok=True)
@@ -156,7 +158,10 @@ def up(
             f"  metrics:  http://{settings.metrics_bind}:{settings.metrics_port}/metrics\n"
             f"Ctrl-C stops it."
         )
-        run_worker(settings, sink, log_level=log_level)
+        # The broker starts empty; the store's events table is the log's durable copy: the worker's state comes
+        # from it, so jobs that span a restart (and late annotations of old jobs) fold onto what they were.
+        history = from_events_table(connect(store_url), settings.clickhouse_database)
+        run_worker(settings, sink, log_level=log_level, history=history)
     finally:
         if api is not None:
             api.stop()

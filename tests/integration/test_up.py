@@ -124,20 +124,29 @@ def test_data_survives_a_restart_and_queries_work_without_the_service(tmp_path: 
     first = Up(tmp_path / "home").start()
     try:
         first.cli("run", "--name", "before-restart", "--", "true")
-        assert first.wait_for_jobs(1) == {"succeeded": 1}
+        # A job that spans the restart: submitted now, finished after it (the broker forgets everything).
+        first.cli("emit", "submitted", "--job-id", "spanning", "--name", "long-haul", "--kind", "hpc",
+                  "--submitter", "alice")  # fmt: skip
+        counts = first.wait_for_jobs(2)
+        assert counts["succeeded"] == 1 and sum(counts.values()) == 2
     finally:
         assert first.stop() == 0
 
     # Stopped: the CLI opens the store itself.
     direct = first.cli("query", "status", "--format", "json")
-    assert json.loads(direct.stdout) == {"succeeded": 1}
+    assert json.loads(direct.stdout) == {"succeeded": 1, "submitted": 1}
 
     second = Up(tmp_path / "home").start()
     try:
         second.cli("run", "--name", "after-restart", "--", "true")
-        assert second.wait_for_jobs(2) == {"succeeded": 2}
+        second.cli("emit", "finished", "--job-id", "spanning", "--status", "succeeded", "--exit-code", "0")
+        assert second.wait_for_jobs(3) == {"succeeded": 3}
         names = json.loads(second.cli("query", "find", "--where", "job.name ~ after", "--format", "json").stdout)
         assert len(names) == 1
+        # The worker rebuilt the job's state from the store: what came before the restart is still there.
+        spanning = json.loads(second.cli("query", "job", "spanning").stdout)
+        assert (spanning["name"], spanning["kind"], spanning["submitter"]) == ("long-haul", "hpc", "alice")
+        assert spanning["status"] == "succeeded" and spanning["event_count"] == 2  # both halves folded together
     finally:
         second.stop()
 
