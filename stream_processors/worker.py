@@ -146,7 +146,9 @@ def run_worker(
     if history is not None:
         log.info("rebuilt the state of %d events from the store", processor.rebuild(history))
     app = build_app(settings, processor)
-    Worker(app, loglevel=log_level, quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel=log_level, quiet=True)
+    worker.spinner = None  # its cursor escapes end up in log files and between `jobprov up`'s own lines
+    worker.execute_from_commandline()
 
 
 def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMetrics) -> Processor:
