@@ -335,6 +335,9 @@ class ProcessorSettings(KafkaSecuritySettings):
     """Production: the cluster for ON CLUSTER DDL and Replicated engines."""
     clickhouse_username: str | None = None
     clickhouse_password: Secret | None = None
+    migrate_on_start: bool = True
+    """Apply the ClickHouse migrations when the worker starts. A deployment whose migrations run once as their
+    own job (the Helm chart's hook) turns this off, so N workers don't race the same ON CLUSTER DDL."""
     topic_replication_factor: int = 1
     """Replication factor of the topics the worker creates when they are missing (existing ones are kept)."""
 

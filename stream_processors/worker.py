@@ -112,7 +112,8 @@ def make_sink(settings: ProcessorSettings) -> Sink:
     from jobprov.sinks.clickhouse.sink import ClickHouseSink
 
     client = connect(settings.sink_url, username=settings.clickhouse_username, password=settings.clickhouse_password)
-    migrate(client, Target(settings.clickhouse_database, settings.clickhouse_cluster))
+    if settings.migrate_on_start:
+        migrate(client, Target(settings.clickhouse_database, settings.clickhouse_cluster))
     return ClickHouseSink(client, settings.clickhouse_database)
 
 

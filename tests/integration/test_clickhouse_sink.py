@@ -184,3 +184,22 @@ def test_dead_letters_land_in_the_table_once_each(store: Any) -> None:
     assert rows[1][2] in (b"plain text", "plain text")
     assert len(kept.items) == 4, "the other target got every dead letter too"
     assert _count(store, "jobs") == 1
+
+
+def test_workers_migrate_on_start_unless_told_not_to(store: Any) -> None:
+    from jobprov.settings import load_processor_settings
+    from jobprov.stream_processors.worker import make_sink
+    from tests.integration.conftest import _CHDB_STORE
+
+    def tables(database: str) -> set[str]:
+        rows = store.query("SELECT name FROM system.tables WHERE database = {d:String}", parameters={"d": database})
+        return {r[0] for r in rows.result_rows}
+
+    url = f"chdb://{_CHDB_STORE[0]}"
+    for database, migrate_on_start, wanted in (("t_migrated_on_start", True, True), ("t_left_to_a_job", False, False)):
+        store.command(f"DROP DATABASE IF EXISTS {database}")
+        env = {"JOBPROV_PROCESSOR_MIGRATE_ON_START": str(migrate_on_start).lower()}
+        settings = load_processor_settings({"sink_url": url, "clickhouse_database": database}, env=env)
+        make_sink(settings)
+        assert ("metric_points" in tables(database)) is wanted
+        store.command(f"DROP DATABASE IF EXISTS {database}")

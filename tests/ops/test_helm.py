@@ -916,9 +916,13 @@ def test_production_cluster_reaches_the_migration_job() -> None:
     target = Target(settings.clickhouse_database, settings.clickhouse_cluster)
     assert target.on_cluster == f" ON CLUSTER {cluster}"
     assert target.engine("state_version").startswith("ReplicatedReplacingMergeTree(")
-    # The workers run the same migrations on start: they get the cluster too.
+    assert settings.migrate_on_start  # the Job migrates
+    # The workers get the cluster too (their inserts name the same database), but leave the DDL to the Job.
     configmap = settings_configmap(docs)
     assert configmap["data"]["JOBPROV_PROCESSOR_CLICKHOUSE_CLUSTER"] == cluster
+    (worker,) = containers(workload(docs, "Deployment", "worker"))
+    worker_settings = load_processor_settings(env=container_env(worker, docs, external_secrets(values)))
+    assert worker_settings.clickhouse_cluster == cluster and worker_settings.migrate_on_start is False
 
 
 # ---- monitoring objects ---------------------------------------------------------------------------------------
