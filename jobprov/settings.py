@@ -335,6 +335,8 @@ class ProcessorSettings(KafkaSecuritySettings):
     """Production: the cluster for ON CLUSTER DDL and Replicated engines."""
     clickhouse_username: str | None = None
     clickhouse_password: Secret | None = None
+    liveness_timeout_s: float = 120.0
+    """/healthz on the metrics port answers 503 when the worker's event loop has not turned for this long."""
     migrate_on_start: bool = True
     """Apply the ClickHouse migrations when the worker starts. A deployment whose migrations run once as their
     own job (the Helm chart's hook) turns this off, so N workers don't race the same ON CLUSTER DDL."""
@@ -362,7 +364,7 @@ def _validate_processor(settings: ProcessorSettings) -> None:
     for name in ("partitions", "batch_size"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"processor.{name}", "must be > 0")
-    for name in ("batch_timeout_s", "lost_after_s", "sink_flush_timeout_s", "session_timeout_s"):
+    for name in ("batch_timeout_s", "lost_after_s", "sink_flush_timeout_s", "session_timeout_s", "liveness_timeout_s"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"processor.{name}", "must be > 0")
     if settings.allowed_lateness_s < 0:

@@ -10,6 +10,7 @@ kind would never alert, and "no events" could not be told from "no series yet".
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter as Tally
 from collections.abc import Mapping
 from typing import Any
@@ -101,6 +102,14 @@ class ProcessorMetrics:
     def lag(self, partition: int, events: int) -> None:
         if self.enabled:
             self._lag.labels(str(partition)).set(max(0, events))
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Drop the lag of partitions this worker no longer owns (a stale value would look like lag)."""
+        if not self.enabled:
+            return
+        for partition in partitions:
+            with contextlib.suppress(KeyError):  # never reported here
+                self._lag.remove(str(partition))
 
     def backpressure(self) -> None:
         if self.enabled:

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from jobprov.errors import SerializationError, SinkError, UnknownSchemaError
@@ -62,6 +62,7 @@ class Processor:
         self._allowed_lateness_ms = allowed_lateness_ms
         self._flush_timeout = sink_flush_timeout_s
         self._lock = threading.Lock()
+        self.on_wait: Callable[[], None] | None = None  # called while the sink pushes back (a liveness beat)
         self._keep_events = bool(getattr(sink, "wants_events", False))
 
     @property
@@ -145,6 +146,8 @@ class Processor:
             except SinkBackpressure as exc:
                 # Hold the batch (and so the offsets) until the store takes it: pause, never drop.
                 self.metrics.backpressure()
+                if self.on_wait is not None:
+                    self.on_wait()
                 log.warning("sink %s pushes back: %s; retrying in %.1fs", self.sink.name, exc, exc.retry_after)
                 time.sleep(max(delay, exc.retry_after))
                 delay = min(delay * 2, 30.0)

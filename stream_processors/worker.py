@@ -131,7 +131,9 @@ def run_worker(
     job that spans the restart goes on from where it was. Ends by raising ``SystemExit`` (faust's worker
     does); callers clean up in ``finally``."""
     from faust.worker import Worker
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
+
+    from jobprov.stream_processors.health import Liveness, serve
 
     bootstrap, topic = parse_kafka_url(settings.source_url)
     ensure_topics(
@@ -141,12 +143,14 @@ def run_worker(
         replication_factor=settings.topic_replication_factor,
     )
     registry = CollectorRegistry()
+    liveness = Liveness(settings.liveness_timeout_s)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=registry)
+        serve(settings.metrics_port, settings.metrics_bind, registry, liveness)
     processor = make_processor(settings, sink, ProcessorMetrics(registry))
+    processor.on_wait = liveness.beat  # waiting out the store is alive, not stuck
     if history is not None:
         log.info("rebuilt the state of %d events from the store", processor.rebuild(history))
-    app = build_app(settings, processor)
+    app = build_app(settings, processor, liveness)
     worker = Worker(app, loglevel=log_level, quiet=True)
     worker.spinner = None  # its cursor escapes end up in log files and between `jobprov up`'s own lines
     worker.execute_from_commandline()
@@ -217,7 +221,7 @@ def faust_broker_credentials(settings: ProcessorSettings) -> Any:
     )
 
 
-def build_app(settings: ProcessorSettings, processor: Processor) -> Any:
+def build_app(settings: ProcessorSettings, processor: Processor, liveness: Any = None) -> Any:
     import faust
 
     bootstrap, topic = parse_kafka_url(settings.source_url)
@@ -252,6 +256,12 @@ def build_app(settings: ProcessorSettings, processor: Processor) -> Any:
     rebuilt: set[int] = set()
     stats = _Throughput()
 
+    if liveness is not None:
+
+        @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+        async def beat() -> None:  # runs only while the event loop turns
+            liveness.beat()
+
     @app.agent(source, concurrency=1)
     async def fold_events(stream: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -276,6 +286,7 @@ def build_app(settings: ProcessorSettings, processor: Processor) -> Any:
         revoked: set[Any] = args[0] if args else set()
         partitions = {tp.partition for tp in revoked if tp.topic == topic}
         processor.drop_partitions(partitions)
+        processor.metrics.forget_partitions(partitions)  # another worker reports their lag now
         rebuilt.difference_update(partitions)
 
     app.on_partitions_revoked.connect(on_revoked)

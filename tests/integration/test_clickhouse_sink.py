@@ -139,9 +139,12 @@ class _Flaky:
 def test_store_unavailable_pushes_back_and_loses_nothing(store: Any) -> None:
     flaky = _Flaky(ClickHouseSink(store, store.jobprov_database), failures=3)
     processor = Processor(flaky, ListDeadLetters(), FoldContext())
+    waits: list[float] = []
+    processor.on_wait = lambda: waits.append(1.0)  # the worker's liveness beat: waiting is not hanging
     events = _job("slow", "hsc", [1.0, 2.0, 3.0])
     processor.process_batch(_raw(events))
     assert flaky.failures == 0, "the batch waited through every failed flush"
+    assert len(waits) == 3
     assert _count(store, "events") == len(events)
     assert _count(store, "metric_points") == 3
 

@@ -859,10 +859,10 @@ def test_worker_probes_hit_its_metrics_endpoint() -> None:
     settings = load_processor_settings(env=container_env(container, docs, set()))
     found = probes(container)
     assert set(found) == {"startupProbe", "livenessProbe", "readinessProbe"}
-    for probe in found.values():
-        # The worker's only HTTP server is the Prometheus exporter started by `jobprov process` on
-        # metrics_bind:metrics_port; /metrics is where the project scrapes it (stream_processors.metrics).
-        assert probe == {"path": "/metrics", "port": "metrics"}
+    # The worker's HTTP server (stream_processors.health, on metrics_bind:metrics_port) serves /metrics and
+    # /healthz: up once the port is open, alive and ready while its event loop turns.
+    assert found["startupProbe"] == {"path": "/metrics", "port": "metrics"}
+    assert found["livenessProbe"] == found["readinessProbe"] == {"path": "/healthz", "port": "metrics"}
     assert named_port(container, "metrics") == settings.metrics_port > 0
     assert settings.metrics_bind == "0.0.0.0"
 
@@ -1262,7 +1262,10 @@ def test_rendered_worker_answers_its_probes(tmp_path: Path, started: list[subpro
         for kind, probe in probes(container).items():
             status, body = wait_http(f"http://127.0.0.1:{metrics_port}{probe['path']}", process, log, timeout=180)
             assert status == 200, f"{kind} {probe['path']}: {status}"
-            assert "jobprov_" in body, "the probe reached the worker's own exporter"
+            if probe["path"] == "/healthz":
+                assert body.startswith("ok: last beat"), body
+            else:
+                assert "jobprov_" in body, "the probe reached the worker's own exporter"
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     finally:
