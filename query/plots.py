@@ -56,8 +56,9 @@ def series_png(metric: str, lines: Sequence[dict[str, Any]], regressions: Sequen
             text = _changes(r["changes"])
             if r.get("onset") and text not in said:  # one label per change, not one per bucket it shifted
                 said.add(text)
-                ax.annotate(text, (when, r["point"]["value"]), xytext=(8, 12), textcoords="offset points",
-                            fontsize=8, color=REGRESSION)  # fmt: skip
+                ax.annotate(text, (when, r["point"]["value"]), xytext=(-120, 40), textcoords="offset points",
+                            fontsize=8, color=REGRESSION, arrowprops={"arrowstyle": "->", "color": REGRESSION},
+                            bbox={"boxstyle": "round", "fc": "white", "ec": REGRESSION})  # fmt: skip
         unit = lines[0].get("unit")
         ax.set_title(f"{metric} by provenance bucket" + (f" ({len(regressions)} regression points ringed)"
                                                          if regressions else ""))  # fmt: skip
