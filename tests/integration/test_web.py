@@ -162,3 +162,34 @@ def test_plots_as_png_and_standalone_html(loaded: Store, browser: Any, tmp_path:
     assert page.locator("#chart svg polyline").count() == 4
     assert page.locator('#chart circle.regression[data-onset="1"]').count() == 2
     assert page.get_by_text("software.numpy: 1.26.4 → 2.0.1").count() >= 2
+
+
+def test_the_cli_prints_the_same_through_the_api_and_refuses_bad_parameters_with_the_reason(
+    api: str,
+    loaded: Store,  # noqa: F811
+) -> None:
+    from click.testing import CliRunner
+
+    from jobprov.cli.main import cli
+    from tests.integration.conftest import _CHDB_STORE
+
+    runner = CliRunner()
+    direct = ["query", "--store", f"chdb://{_CHDB_STORE[0]}"]
+    remote = ["query", "--api", api]
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    for verb in (
+        ["series", "AM1", "--format", "csv"],
+        ["regressions", "AM1", "--min-points", "5", "--format", "json"],
+        ["compare", job_id(UPGRADE - 1, "hsc", "r"), job_id(UPGRADE, "hsc", "r")],
+        ["job", job_id(3, "cfht", "r")],
+        ["status"],
+        ["metrics"],
+    ):
+        here = runner.invoke(cli, [*direct, *verb], env=env, catch_exceptions=False)
+        there = runner.invoke(cli, [*remote, *verb], catch_exceptions=False)
+        assert here.exit_code == there.exit_code == 0, (here.output, there.output)
+        assert here.stdout == there.stdout, verb
+    bad = runner.invoke(cli, [*remote, "regressions", "AM1", "--window", "1"])
+    assert bad.exit_code == 2 and "window" in bad.output
+    missing = runner.invoke(cli, [*remote, "job", "no-such-job"])
+    assert missing.exit_code == 2 and "no job 'no-such-job'" in missing.output
