@@ -30,9 +30,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jobprov
-from jobprov.embedded.service import DEFAULT_API_PORT, DEFAULT_KAFKA_PORT, ServiceInfo, running_service
-from jobprov.embedded.tansu import free_port
+from jobprov.embedded.service import DEFAULT_API_PORT, DEFAULT_KAFKA_PORT, ServiceInfo, launch, stop
+from jobprov.embedded.tansu import free_port, port_free
 from jobprov.emitters.emitter import create_emitter
+from jobprov.errors import JobprovError
 from jobprov.query.backend import HttpBackend
 from jobprov.settings import load_emitter_settings
 
@@ -55,45 +56,17 @@ def cli(*args: str, env: dict[str, str]) -> str:
     return result.stdout
 
 
-def _port(preferred: int) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            return free_port()
-
-
 def start_service(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], ServiceInfo]:
-    kafka_port, api_port = _port(DEFAULT_KAFKA_PORT), _port(DEFAULT_API_PORT)
-    metrics_port = _port(9464)
-    print(f"$ jobprov up --kafka-port {kafka_port} --api-port {api_port}   (home {env['JOBPROV_HOME']})")
-    proc = subprocess.Popen(
-        [*JOBPROV, "up", "--kafka-port", str(kafka_port), "--api-port", str(api_port),
-         "--metrics-port", str(metrics_port)],
-        env=env,
-        stdout=(OUT / "up.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while (info := running_service(Path(env["JOBPROV_HOME"]))) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"jobprov up did not start; see {OUT / 'up.log'}")
-        time.sleep(0.2)
+    # The defaults (what emitters reach with no configuration) unless another program holds them.
+    ports = [p if port_free(p) else free_port() for p in (DEFAULT_KAFKA_PORT, DEFAULT_API_PORT, 9464)]
+    print(f"$ jobprov up --kafka-port {ports[0]} --api-port {ports[1]}   (home {env['JOBPROV_HOME']})")
+    args = ["--kafka-port", str(ports[0]), "--api-port", str(ports[1]), "--metrics-port", str(ports[2])]
+    try:
+        proc, info = launch(args, env=env, home=Path(env["JOBPROV_HOME"]), log_path=OUT / "up.log")
+    except JobprovError as exc:
+        raise SystemExit(str(exc)) from exc
     print((OUT / "up.log").read_text().strip())
     return proc, info
-
-
-def stop_service(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def nightly_jobs(url: str, spool: str) -> int:
@@ -229,7 +202,7 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        stop_service(proc)
+        stop(proc)
 
 
 if __name__ == "__main__":

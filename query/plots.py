@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jobprov.errors import JobprovError
+from jobprov.query.series import describe_changes
 
 # The web page's palette: no red in it, red marks regressions.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
@@ -27,7 +28,7 @@ def _label(label: dict[str, str]) -> str:
 
 
 def _changes(changes: Sequence[dict[str, Any]]) -> str:
-    return "; ".join(f"{c['key']}: {c['before']} → {c['after']}" for c in changes) or "no provenance change"
+    return describe_changes(changes) or "no provenance change"
 
 
 def series_png(metric: str, lines: Sequence[dict[str, Any]], regressions: Sequence[dict[str, Any]], path: Path) -> Path:

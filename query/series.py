@@ -218,6 +218,11 @@ class Change:
         return f"{self.key}: {self.before} → {self.after}"
 
 
+def describe_changes(changes: Sequence[Mapping[str, Any]]) -> str:
+    """Changes as documents (a Change's fields) in one line, as :class:`Change` prints them; "" for none."""
+    return "; ".join(str(Change(c["key"], c["before"], c["after"], c.get("in_bucket", False))) for c in changes)
+
+
 def _provenance(store: Store, job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
     rows = store.rows(
         "SELECT job_id, values FROM {db}.provenance FINAL WHERE job_id IN {ids:Array(String)}", ids=list(job_ids)

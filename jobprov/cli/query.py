@@ -16,32 +16,36 @@ from jobprov.query.store import to_plain
 
 if TYPE_CHECKING:
     from jobprov.query.backend import Backend
+    from jobprov.settings import ProcessorSettings
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
 
-def _store(ctx: click.Context) -> Any:
-    """Open the store named by --store / $JOBPROV_PROCESSOR_SINK_URL (or `jobprov up`'s) in this process."""
+def _settings(ctx: click.Context) -> ProcessorSettings:
+    """Processor settings with --store applied (a bad value exits 2 naming the key)."""
+    return processor_settings_from(ctx, sink_url=(ctx.obj or {}).get("store"))
+
+
+def _store(ctx: click.Context, settings: ProcessorSettings | None = None) -> Any:
+    """Open the store named by --store / $JOBPROV_PROCESSOR_SINK_URL (else `jobprov up`'s) in this process."""
     from jobprov.query.store import Store
     from jobprov.sinks.clickhouse.client import connect
 
-    settings = processor_settings_from(ctx, sink_url=_store_url(ctx))
-    assert settings.sink_url is not None
+    settings = settings or _settings(ctx)
     try:
         client = connect(
-            settings.sink_url, username=settings.clickhouse_username, password=settings.clickhouse_password
+            settings.sink_url or _home_store_url(),
+            username=settings.clickhouse_username,
+            password=settings.clickhouse_password,
         )
     except JobprovError as exc:
         raise click.ClickException(str(exc)) from exc
     return Store(client, settings.clickhouse_database)
 
 
-def _store_url(ctx: click.Context) -> str:
+def _home_store_url() -> str:
     from jobprov.settings import state_home
 
-    explicit = (ctx.obj or {}).get("store") or processor_settings_from(ctx).sink_url
-    if explicit:
-        return str(explicit)
     store = state_home() / "store"
     if not (store / "metadata").is_dir():  # what the engine leaves in a store it has opened
         raise click.UsageError(
@@ -56,17 +60,17 @@ def _backend(ctx: click.Context) -> Backend:
     from jobprov.embedded.service import running_service
     from jobprov.query.backend import HttpBackend, LocalBackend
 
-    options = ctx.obj or {}
-    try:
-        if options.get("api"):
-            return HttpBackend(options["api"])
-        service = running_service()
-        named = options.get("store") or processor_settings_from(ctx).sink_url
-        if service is not None and (named is None or named == service.store_url):
-            return HttpBackend(service.api_url)
-    except ConfigError as exc:
-        raise click.UsageError(f"configuration error: {exc}") from exc
-    return LocalBackend(_store(ctx))
+    api = (ctx.obj or {}).get("api")
+    if api:
+        try:
+            return HttpBackend(api)
+        except ConfigError as exc:
+            raise click.UsageError(f"configuration error: {exc}") from exc
+    settings = _settings(ctx)
+    service = running_service()
+    if service is not None and settings.sink_url in (None, service.store_url):
+        return HttpBackend(service.api_url)
+    return LocalBackend(_store(ctx, settings))
 
 
 _plain = to_plain
@@ -113,7 +117,9 @@ def _run(fn: Any) -> Any:
 
 
 def _changes(changes: Sequence[dict[str, Any]]) -> str:
-    return "; ".join(f"{c['key']}: {c['before']} → {c['after']}" for c in changes) or "(no provenance change)"
+    from jobprov.query.series import describe_changes
+
+    return describe_changes(changes) or "(no provenance change)"
 
 
 @click.group()

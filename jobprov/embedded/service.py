@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,17 +76,7 @@ def running_service(home: Path | None = None) -> ServiceInfo | None:
     return info
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-class _ApiThread:
+class ApiThread:
     """uvicorn in a daemon thread (its signal handlers stay off: the worker's own handle Ctrl-C)."""
 
     def __init__(self, app: Any, port: int) -> None:
@@ -106,6 +99,39 @@ class _ApiThread:
         self.thread.join(timeout=10)
 
 
+def launch(
+    args: list[str], *, env: Mapping[str, str], home: Path, log_path: Path, timeout: float = 120.0
+) -> tuple[subprocess.Popen[bytes], ServiceInfo]:
+    """Start ``jobprov up ARGS`` in the background (its own session, output to ``log_path``) and wait until it
+    serves ``home``; for the demo and the tests. :func:`stop` ends it as Ctrl-C would."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobprov.cli.main", "up", *args],
+        env=dict(env),
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while (info := ServiceInfo.read(home)) is None or info.pid != proc.pid:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise JobprovError(f"jobprov up did not come up; see {log_path}")
+        time.sleep(0.2)
+    return proc, info
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+    """SIGINT (what Ctrl-C sends), then the whole session killed if it does not end in ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
 def up(
     settings: ProcessorSettings,
     *,
@@ -116,7 +142,7 @@ def up(
     announce: Any = print,
 ) -> None:
     """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here."""
-    from jobprov.embedded.tansu import Broker
+    from jobprov.embedded.tansu import Broker, port_free
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
     from jobprov.sinks.clickhouse.client import connect
@@ -128,11 +154,11 @@ def up(
     if other is not None:
         raise JobprovError(f"jobprov up is already running for {home} (pid {other.pid}, API {other.api_url})")
     for name, port in (("--kafka-port", kafka_port), ("--api-port", api_port)):
-        if not _port_free(port):
+        if not port_free(port):
             raise JobprovError(f"port {port} on 127.0.0.1 is in use; choose another with {name}")
 
     broker = Broker(kafka_port, log_path=home / "broker.log", detached=True)
-    api: _ApiThread | None = None
+    api: ApiThread | None = None
     try:
         broker.start()
         store_url = f"chdb://{home / 'store'}"
@@ -141,7 +167,8 @@ def up(
         from jobprov.stream_processors.worker import make_sink
 
         sink = make_sink(settings)
-        api = _ApiThread(create_app(Store(connect(store_url), settings.clickhouse_database)), api_port)
+        reader = connect(store_url)  # the API's and the state rebuild's; the sink writes through its own
+        api = ApiThread(create_app(Store(reader, settings.clickhouse_database)), api_port)
         api.start()
         info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())
         info.write(home)
@@ -160,7 +187,7 @@ def up(
         )
         # The broker starts empty; the store's events table is the log's durable copy: the worker's state comes
         # from it, so jobs that span a restart (and late annotations of old jobs) fold onto what they were.
-        history = from_events_table(connect(store_url), settings.clickhouse_database)
+        history = from_events_table(reader, settings.clickhouse_database)
         run_worker(settings, sink, log_level=log_level, history=history)
     finally:
         if api is not None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +16,8 @@ import click
 import pytest
 
 from jobprov.cli.main import cli
-from jobprov.embedded.service import DEFAULT_API_PORT, DEFAULT_KAFKA_PORT, ServiceInfo
+from jobprov.embedded.service import DEFAULT_API_PORT, DEFAULT_KAFKA_PORT, launch, stop
+from jobprov.embedded.tansu import port_free
 
 pytestmark = pytest.mark.integration
 
@@ -42,15 +41,6 @@ ABSENT = {"query series AM1 --exclude-annotated quality=bad --format csv": ["nig
 
 def blocks(kind: str) -> list[str]:
     return [body for lang, body in FENCE.findall(README.read_text()) if lang == kind]
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _resolve(args: list[str]) -> click.Command:
@@ -111,7 +101,7 @@ def _run(command: str, env: dict[str, str], cwd: Path) -> str:
 
 def test_the_tour_runs_command_by_command(tmp_path: Path) -> None:
     for port in (DEFAULT_KAFKA_PORT, DEFAULT_API_PORT):
-        assert _free(port), f"the tour needs 127.0.0.1:{port} free (jobprov up's default)"
+        assert port_free(port), f"the tour needs 127.0.0.1:{port} free (jobprov up's default)"
     home = tmp_path / "home"
     bindir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")}
@@ -134,33 +124,19 @@ def test_the_tour_runs_command_by_command(tmp_path: Path) -> None:
             for line in body.splitlines():
                 if line.strip() == "^C":
                     assert up is not None
-                    up.send_signal(signal.SIGINT)
-                    assert up.wait(timeout=60) == 0
+                    assert stop(up) == 0
                     assert not (home / "up.json").exists()
                     ran.append("^C")
                     continue
                 command = line.removeprefix("$ ").strip()
                 if command == "jobprov up":
-                    up = subprocess.Popen(
-                        shlex.split(command),
-                        env=env,
-                        cwd=tmp_path,
-                        stdout=(tmp_path / "up.log").open("wb"),
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                    deadline = time.monotonic() + 90
-                    while ServiceInfo.read(home) is None:
-                        assert up.poll() is None, (tmp_path / "up.log").read_text()
-                        assert time.monotonic() < deadline, "jobprov up did not come up"
-                        time.sleep(0.2)
+                    up, _ = launch(shlex.split(command)[2:], env=env, home=home, log_path=tmp_path / "up.log")
                 else:
                     _run(command, env, tmp_path)
                 ran.append(command)
     finally:
-        if up is not None and up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
+        if up is not None:
+            stop(up)
     assert ran[0] == "jobprov up" and "^C" in ran and len(ran) >= 12
     assert (tmp_path / "am1.png").read_bytes().startswith(b"\x89PNG")
     assert "software.numpy: 1.26.4 → 2.0.1" in (tmp_path / "am1.html").read_text()

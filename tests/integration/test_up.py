@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobprov.embedded.service import ServiceInfo
+from jobprov.embedded.service import ServiceInfo, launch, stop
 from jobprov.embedded.tansu import free_port
 
 pytestmark = pytest.mark.integration
@@ -38,31 +37,14 @@ class Up:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Up:
-        self.proc = subprocess.Popen(
-            [*JOBPROV, "up", "--kafka-port", str(self.kafka_port), "--api-port", str(self.api_port),
-             "--metrics-port", str(self.metrics_port), "--partitions", "2"],
-            env=self.env,
-            stdout=(self.home.parent / "up.out").open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 90
-        while ServiceInfo.read(self.home) is None:
-            assert self.proc.poll() is None, (self.home.parent / "up.out").read_text()
-            assert time.monotonic() < deadline, "jobprov up did not come up"
-            time.sleep(0.2)
+        args = ["--kafka-port", str(self.kafka_port), "--api-port", str(self.api_port),
+                "--metrics-port", str(self.metrics_port), "--partitions", "2"]  # fmt: skip
+        self.proc, _ = launch(args, env=self.env, home=self.home, log_path=self.home.parent / "up.out", timeout=90)
         return self
 
     def stop(self) -> int:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGINT)  # what Ctrl-C sends
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        return stop(self.proc)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*JOBPROV, *args], env=self.env, capture_output=True, text=True, check=check, timeout=120)

@@ -8,8 +8,6 @@ numpy changed when the ring is hovered or clicked.
 from __future__ import annotations
 
 import io
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,21 +51,14 @@ def count_pixels(png: bytes, colour: str, tolerance: int = 40) -> int:
 
 @pytest.fixture
 def api(loaded: Store) -> Iterator[str]:  # noqa: F811
-    import uvicorn
-
+    from jobprov.embedded.service import ApiThread
     from jobprov.query.api import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(loaded), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
-        time.sleep(0.05)
+    server = ApiThread(create_app(loaded), port)
+    server.start()
     yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    server.stop()
 
 
 @pytest.fixture(scope="module")
