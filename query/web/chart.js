@@ -132,5 +132,13 @@
     }
   }
 
-  window.jobprovChart = { renderSeries, regressionTable, regressionText, changeText, labelText };
+  // The API's documents; a 4xx/5xx becomes an error with the API's reason.
+  async function getJSON(url) {
+    const response = await fetch(url);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || response.statusText);
+    return body;
+  }
+
+  window.jobprovChart = { renderSeries, regressionTable, regressionText, changeText, labelText, getJSON };
 })();
