@@ -2,6 +2,9 @@
 
 Everything here is best effort and bounded in time: a missing git, an unreadable file or a slow
 filesystem yields less provenance, never an error or a stall.
+
+`jobprov run` calls ``detect_attempt`` and ``read_git`` before it starts the job, so this module imports
+nothing heavy at load time (the event model, redaction and package metadata are imported where used).
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from jobprov.emitters.redact import redact_argv, redact_text
-from jobprov.schemas.models import GitInfo, JobStarted
+if TYPE_CHECKING:
+    from jobprov.schemas.models import GitInfo, JobStarted
 
 _GIT_TIMEOUT_S = 2.0
 
@@ -76,6 +79,9 @@ def container_image(environ: Mapping[str, str]) -> str | None:
 
 
 def job_started(argv: list[str], environ: Mapping[str, str], *, python: bool = True) -> JobStarted:
+    from jobprov.emitters.redact import redact_argv
+    from jobprov.schemas.models import JobStarted
+
     uname = platform.uname()
     return JobStarted(
         host=socket.gethostname(),
@@ -99,6 +105,8 @@ def _os_release() -> str:
 
 def installed_packages() -> dict[str, str]:
     """Name -> version of every distribution importable by this interpreter."""
+    from importlib import metadata
+
     packages: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
@@ -107,8 +115,15 @@ def installed_packages() -> dict[str, str]:
     return dict(sorted(packages.items()))
 
 
-def git_info(cwd: str | Path | None = None) -> GitInfo | None:
-    """Commit, branch, dirtiness and remote (credentials removed) of the git tree holding ``cwd``."""
+class GitFacts(NamedTuple):
+    commit: str
+    branch: str | None
+    dirty: bool | None
+    remote: str | None  # as configured: may hold credentials until redacted
+
+
+def read_git(cwd: str | Path | None = None) -> GitFacts | None:
+    """Commit, branch, dirtiness and remote of the git tree holding ``cwd``, or None outside one."""
 
     def git(*args: str) -> str | None:
         try:
@@ -131,12 +146,29 @@ def git_info(cwd: str | Path | None = None) -> GitInfo | None:
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     remote = git("config", "--get", "remote.origin.url")
-    return GitInfo(
-        commit=commit,
-        branch=None if branch in (None, "HEAD") else branch,
-        dirty=None if status is None else bool(status),
-        remote=redact_text(remote) if remote else None,
+    return GitFacts(
+        commit, None if branch in (None, "HEAD") else branch, None if status is None else bool(status), remote
     )
+
+
+def git_info_of(facts: GitFacts | None) -> GitInfo | None:
+    """The event model's GitInfo, with credentials removed from the remote."""
+    if facts is None:
+        return None
+    from jobprov.emitters.redact import redact_text
+    from jobprov.schemas.models import GitInfo
+
+    return GitInfo(
+        commit=facts.commit,
+        branch=facts.branch,
+        dirty=facts.dirty,
+        remote=redact_text(facts.remote) if facts.remote else None,
+    )
+
+
+def git_info(cwd: str | Path | None = None) -> GitInfo | None:
+    """Commit, branch, dirtiness and remote (credentials removed) of the git tree holding ``cwd``."""
+    return git_info_of(read_git(cwd))
 
 
 def command_line() -> list[str]:

@@ -78,9 +78,14 @@ class KafkaTransport:
         self._fallback = fallback
         self._report = DeliveryReport()
         self._down_until = 0.0
+        self._produced = 0
+        self._failed = 0
         config = producer_config(bootstrap, delivery_timeout_ms, security or {})
         config["error_cb"] = self._on_error
         config["on_delivery"] = self._on_delivery
+        # A Python callback per acknowledged event cost as much as producing it: only failures call back,
+        # and what was delivered is what was produced less what failed (counted at close, once flushed).
+        config["delivery.report.only.error"] = True
         try:
             self._producer = Producer(config)
         except KafkaException as exc:
@@ -93,9 +98,8 @@ class KafkaTransport:
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
-            self._report.delivered += 1
-            self._down_until = 0.0
             return
+        self._failed += 1
         key = msg.key()
         self._hand_off([Framed(key.decode() if key else "", msg.value() or b"", "")], str(err))
 
@@ -120,21 +124,24 @@ class KafkaTransport:
         topic = self.topic
         waited_until = time.monotonic() + QUEUE_FULL_WAIT_S
         i = 0
-        while i < len(batch):
-            item = batch[i]
-            try:
-                produce(topic, item.value, item.key)
-                i += 1
-            except BufferError:
-                # librdkafka's queue is full. A burst drains in moments; a slow broker does not: then
-                # spool the rest rather than wait (this may run on the job's thread under backpressure).
-                if time.monotonic() >= waited_until:
-                    self._hand_off(batch[i:], "producer queue full")
+        try:
+            while i < len(batch):
+                item = batch[i]
+                try:
+                    produce(topic, item.value, item.key)
+                    i += 1
+                except BufferError:
+                    # librdkafka's queue is full. A burst drains in moments; a slow broker does not: then
+                    # spool the rest rather than wait (this may run on the job's thread under backpressure).
+                    if time.monotonic() >= waited_until:
+                        self._hand_off(batch[i:], "producer queue full")
+                        return
+                    self._producer.poll(0.05)
+                except KafkaException as exc:
+                    self._hand_off(batch[i:], str(exc))
                     return
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                self._hand_off(batch[i:], str(exc))
-                return
+        finally:
+            self._produced += i
 
     def poll(self) -> None:
         if self._producer is not None:
@@ -151,13 +158,19 @@ class KafkaTransport:
         if remaining:
             # Give up waiting: purged messages come back through on_delivery with an error and are spooled.
             self._producer.purge(in_queue=True, in_flight=True, blocking=False)
-            self._producer.flush(0)
+            settle_until = time.monotonic() + 0.5  # purged requests still in flight report back in moments
+            while self._producer.flush(0.05) and time.monotonic() < settle_until:
+                pass
             self._producer.poll(0)
+        unresolved = len(self._producer)
         # Drop the handle: a live librdkafka client keeps reconnecting and asking for metadata, which makes
         # some brokers auto-create the topic behind the operator's back.
         self._producer = None  # type: ignore[assignment]
-        report = DeliveryReport(delivered=self._report.delivered, lost=self._report.lost)
+        report = DeliveryReport(delivered=self._produced - self._failed - unresolved, lost=self._report.lost)
         report.errors.extend(self._report.errors)
+        if unresolved:
+            report.lost += unresolved
+            report.errors.append(f"{unresolved} events neither acknowledged nor returned by the broker client")
         if self._fallback is not None:
             report.merge(self._fallback.close(max(0.0, deadline - time.monotonic())))
         return report

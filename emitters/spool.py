@@ -24,9 +24,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, Any
 
-import fastavro
-from fastavro.write import Writer
-
 from jobprov.emitters.base import DeliveryReport, Framed
 from jobprov.errors import TransportError
 from jobprov.schemas import registry
@@ -73,6 +70,8 @@ class SpoolTransport:
         path = self.directory / f"{stamp}-{os.getpid()}-{secrets.token_hex(4)}{OPEN}"
         fh = path.open("xb")
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        from fastavro.write import Writer  # here: a job whose events all reach the broker never loads it
+
         self._writer = Writer(fh, self._schema.parsed, codec="null")
         fh.flush()
         self._fh, self._path = fh, path
@@ -171,6 +170,8 @@ class SegmentContents:
 
 def read_segment(handle: IO[bytes]) -> SegmentContents:
     """Every complete record of a segment, resolved to the current schema."""
+    import fastavro
+
     handle.seek(0)
     records: list[dict[str, Any]] = []
     try:
@@ -199,6 +200,8 @@ def spool_status(directory: str | Path) -> dict[str, int]:
 
 def write_records(directory: str | Path, records: list[dict[str, Any]]) -> Path:
     """Write already-decoded records as one sealed segment (used to keep what a drain could not send)."""
+    import fastavro
+
     root = Path(directory)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     tmp = root / f"{stamp}-{os.getpid()}-{secrets.token_hex(4)}{OPEN}"

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
-
 from jobprov.errors import SchemaCompatibilityError
+from jobprov.schemas.canonical import canonical_form, crc64_avro, load_expanded
 
 NAMESPACE = "jobprov.v1"
 ENVELOPE = f"{NAMESPACE}.Event"
@@ -37,32 +36,36 @@ def load_envelope(directory: Path | None = None) -> Schema:
     path = directory / f"{ENVELOPE}.avsc"
     if not path.exists():
         raise SchemaCompatibilityError(f"{directory}: no {path.name}")
-    try:
-        parsed = load_schema(str(path), _write_hint=False)
-    except Exception as exc:  # fastavro raises several unrelated types for bad schemas
-        raise SchemaCompatibilityError(f"{path}: {exc}") from exc
-    # load_schema expands references into a parsed form; canonical JSON keeps it portable.
-    return json.loads(json.dumps(parsed))  # type: ignore[no-any-return]
+    return load_expanded(directory, ENVELOPE)
 
 
 def fingerprint_of(schema: Schema) -> bytes:
     """The 8-byte CRC-64-AVRO fingerprint used by Avro single-object encoding (little-endian, per the spec)."""
-    canonical = to_parsing_canonical_form(schema)
-    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+    return crc64_avro(canonical_form(schema).encode())
 
 
 @dataclass(frozen=True)
 class SchemaVersion:
     name: str
-    schema: Schema  # as written in the .avsc files
-    parsed: Any  # fastavro's parsed form, ready for the writer/reader
+    schema: Schema  # as written in the .avsc files, references expanded
     fingerprint: bytes
+
+    @cached_property
+    def parsed(self) -> Any:
+        """fastavro's parsed form, for its reader and writer (imported on first use: the emitter's hot path
+        encodes without fastavro, and a job should not pay for loading it)."""
+        from fastavro.schema import parse_schema
+
+        try:
+            return parse_schema(self.schema)
+        except Exception as exc:  # fastavro raises several unrelated types for bad schemas
+            raise SchemaCompatibilityError(f"schema {self.name}: {exc}") from exc
 
 
 @cache
 def current() -> SchemaVersion:
     schema = load_envelope()
-    return SchemaVersion("current", schema, parse_schema(schema), fingerprint_of(schema))
+    return SchemaVersion("current", schema, fingerprint_of(schema))
 
 
 @cache
@@ -72,9 +75,7 @@ def known_versions() -> dict[bytes, SchemaVersion]:
     directory = released_dir()
     for path in sorted(directory.glob("*.avsc")):
         schema = json.loads(path.read_text())
-        versions[fingerprint_of(schema)] = SchemaVersion(
-            path.stem, schema, parse_schema(schema), fingerprint_of(schema)
-        )
+        versions[fingerprint_of(schema)] = SchemaVersion(path.stem, schema, fingerprint_of(schema))
     cur = current()
     versions.setdefault(cur.fingerprint, cur)
     return versions

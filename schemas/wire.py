@@ -5,6 +5,9 @@
 
 A decoder always resolves the writer schema named by the frame to the current reader schema. An unknown
 fingerprint or schema id raises :class:`UnknownSchemaError`, which consumers route to dead letters.
+
+fastavro is imported where it is used: an emitter only needs a codec's ``header`` (binary.py encodes), and
+a job should not load fastavro for that.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, Protocol
-
-from fastavro import schemaless_reader, schemaless_writer
-from fastavro.schema import parse_schema
 
 from jobprov.errors import SerializationError, UnknownSchemaError
 from jobprov.schemas import registry
@@ -59,6 +60,8 @@ class _SplitEnvelope:
         fields = schema["fields"]
         if fields[-1]["name"] != "payload" or not isinstance(fields[-1]["type"], list):
             raise SerializationError("the envelope's last field must be the payload union")
+        from fastavro.schema import parse_schema
+
         named: dict[str, Any] = {}
         namespace = schema.get("namespace") or schema["name"].rpartition(".")[0]
         head = {"type": "record", "name": "EventHead", "namespace": namespace, "fields": fields[:-1]}
@@ -79,6 +82,8 @@ class _SplitEnvelope:
             raise SerializationError("more than 63 payload types need a multi-byte union index")
 
     def encode(self, record: dict[str, Any]) -> bytes:
+        from fastavro import schemaless_writer
+
         branch, payload = record["payload"]
         buf = io.BytesIO()
         schemaless_writer(buf, self.head, record)
@@ -88,6 +93,8 @@ class _SplitEnvelope:
         return buf.getvalue()
 
     def decode(self, buf: io.BytesIO) -> dict[str, Any]:
+        from fastavro import schemaless_reader
+
         record = schemaless_reader(buf, self.head, None)
         if not isinstance(record, dict):
             raise ValueError("envelope head is not a record")
@@ -103,6 +110,8 @@ class _SplitEnvelope:
 
 
 def _read_body(data: bytes, offset: int, writer: Any, reader: Any, fast: _SplitEnvelope | None) -> dict[str, Any]:
+    from fastavro import schemaless_reader
+
     buf = io.BytesIO(data)
     buf.seek(offset)
     try:
@@ -125,7 +134,10 @@ class SingleObjectCodec:
         self._current = registry.current()
         self._header = SINGLE_OBJECT_MARKER + self._current.fingerprint
         self._known = registry.known_versions()
-        self._fast = _SplitEnvelope(self._current.schema)
+
+    @cached_property
+    def _fast(self) -> _SplitEnvelope:
+        return _SplitEnvelope(self._current.schema)
 
     @property
     def header(self) -> bytes:
@@ -170,7 +182,10 @@ class ConfluentCodec:
             raise SerializationError(f"cannot register the event schema at {registry_url}: {exc}") from exc
         self._header = CONFLUENT_MAGIC + struct.pack(">I", self._id)
         self._writers: dict[int, Any] = {self._id: self._current.parsed}
-        self._fast = _SplitEnvelope(self._current.schema)
+
+    @cached_property
+    def _fast(self) -> _SplitEnvelope:
+        return _SplitEnvelope(self._current.schema)
 
     @property
     def schema_id(self) -> int:
@@ -198,6 +213,8 @@ class ConfluentCodec:
                 found = self._client.get_schema(schema_id)
             except Exception as exc:
                 raise UnknownSchemaError(f"unknown schema id {schema_id}: {exc}") from exc
+            from fastavro.schema import parse_schema
+
             writer = parse_schema(json.loads(str(found.schema_str)))
             self._writers[schema_id] = writer
         fast = self._fast if schema_id == self._id else None

@@ -2,25 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import click
 
 from jobprov import __version__
 from jobprov.cli.common import settings_from
-from jobprov.cli.db import db
-from jobprov.cli.emit import emit
-from jobprov.cli.process import process
-from jobprov.cli.query import query
-from jobprov.cli.replay import replay
-from jobprov.cli.run import run
-from jobprov.cli.schemas import schemas
-from jobprov.cli.serve import serve
-from jobprov.cli.spool import spool
-from jobprov.cli.up import up
+
+# Command name -> module defining it (under the same name). Each is imported only when it runs or when help
+# lists it: `jobprov run` wraps jobs and `jobprov emit` is called from inside them, so neither should pay
+# (in start-up time and memory) for the query API, the store client or the stream processor.
+COMMANDS = {
+    "run": "jobprov.cli.run",
+    "emit": "jobprov.cli.emit",
+    "spool": "jobprov.cli.spool",
+    "schemas": "jobprov.cli.schemas",
+    "process": "jobprov.cli.process",
+    "db": "jobprov.cli.db",
+    "query": "jobprov.cli.query",
+    "serve": "jobprov.cli.serve",
+    "replay": "jobprov.cli.replay",
+    "up": "jobprov.cli.up",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return super().get_command(ctx, cmd_name)
+        command = getattr(importlib.import_module(module), cmd_name)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module}.{cmd_name} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jobprov")
 @click.option("--config", type=click.Path(dir_okay=False), help="TOML settings file (default: $JOBPROV_CONFIG).")
 @click.option("--url", help="Where events go: kafka://host:port/topic, file:///dir or noop:// ($JOBPROV_URL).")
@@ -39,18 +60,6 @@ def config() -> None:
 def config_show(ctx: click.Context) -> None:
     """Print the effective emitter settings (secrets masked)."""
     click.echo(json.dumps(settings_from(ctx).describe(), indent=2))
-
-
-cli.add_command(run)
-cli.add_command(emit)
-cli.add_command(spool)
-cli.add_command(schemas)
-cli.add_command(process)
-cli.add_command(db)
-cli.add_command(query)
-cli.add_command(serve)
-cli.add_command(replay)
-cli.add_command(up)
 
 
 def main() -> None:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from jobprov.cli.common import parse_pairs, settings_from
-from jobprov.emitters.emitter import create_emitter
 from jobprov.emitters.wrapper import RunSpec
 from jobprov.emitters.wrapper import run as run_wrapped
-from jobprov.schemas.models import JOB_KINDS, Dataset
+
+if TYPE_CHECKING:
+    from jobprov.emitters.emitter import Emitter
+
+# The event model is loaded once the job has started (see wrapper.py); the choices are spelled out here.
+JOB_KINDS = ("ci", "batch", "hpc", "pipeline", "interactive")
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -43,7 +48,7 @@ def run(
     datasets = []
     for item in dataset:
         ds_name, _, version = item.partition("@")
-        datasets.append(Dataset(name=ds_name, version=version or None))
+        datasets.append((ds_name, version or None))
     spec = RunSpec(
         argv=list(command),
         name=name,
@@ -55,5 +60,10 @@ def run(
         workflow_id=workflow_id,
         dag_node=dag_node,
     )
-    emitter = create_emitter(settings, name="jobprov-run")
-    sys.exit(run_wrapped(spec, emitter))
+
+    def make_emitter() -> Emitter:
+        from jobprov.emitters.emitter import create_emitter
+
+        return create_emitter(settings, name="jobprov-run")
+
+    sys.exit(run_wrapped(spec, settings, make_emitter))
