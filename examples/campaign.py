@@ -159,7 +159,7 @@ def bucket_table(api: HttpBackend, metric: str) -> None:
     print(f"\n{metric} per provenance bucket (compare like with like):")
     print(f"  {'bucket':<38} {'points':>6} {'median':>8} {'first':>8} {'last':>8}")
     for line in api.series(metric):
-        values = [p["value"] for p in line["points"]]
+        values = line["values"]
         label = ", ".join(f"{k}={v}" for k, v in line["label"].items() if v)
         print(f"  {label:<38} {len(values):>6} {statistics.median(values):>8.2f} {values[0]:>8.2f} {values[-1]:>8.2f}")
 

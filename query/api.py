@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from jobprov import __version__
 from jobprov.errors import QueryError
@@ -30,6 +31,18 @@ def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
             raise HTTPException(status_code=422, detail=f"{name}: expected KEY=VALUE, got {item!r}")
         out[key] = value
     return out
+
+
+class SeriesLine(BaseModel):
+    """One line of a series, its points as columns of equal length (index i of each is one point)."""
+
+    label: dict[str, str] = Field(description="The bucket's key values, or the group_by keys' values")
+    bucket: str | None = Field(description="The bucket id; null for a line grouped by keys")
+    unit: str | None
+    times_ms: list[int] = Field(description="Point times in epoch milliseconds (UTC), in time order")
+    values: list[float]
+    job_ids: list[str]
+    event_ids: list[str]
 
 
 def web_asset(name: str) -> str:
@@ -62,7 +75,14 @@ def create_app(store: Store) -> FastAPI:
     def get_metrics() -> Any:
         return backend.metrics()
 
-    @app.get("/api/v1/series/{metric}", summary="A metric over time, one line per bucket or chosen keys")
+    # The model documents the lines; the response is written straight from the column lists (a long series is
+    # tens of thousands of numbers: validating or re-encoding them element by element would cost more than the
+    # query).
+    @app.get(
+        "/api/v1/series/{metric}",
+        summary="A metric over time, one line per bucket or chosen keys",
+        response_model=list[SeriesLine],
+    )
     def get_series(
         metric: str,
         group_by: Annotated[list[str] | None, Query(description="Provenance keys to group by")] = None,
@@ -70,14 +90,18 @@ def create_app(store: Store) -> FastAPI:
         exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> Any:
-        return backend.series(
-            metric,
-            group_by=group_by or (),
-            since=since,
-            until=until,
-            filters=_pairs(filter, "filter"),
-            exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
+        bucket: Annotated[str | None, Query(description="Only this bucket (an id, as /api/v1/buckets says)")] = None,
+    ) -> Response:
+        return JSONResponse(
+            backend.series(
+                metric,
+                group_by=group_by or (),
+                since=since,
+                until=until,
+                filters=_pairs(filter, "filter"),
+                exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
+                bucket=bucket,
+            )
         )
 
     @app.get("/api/v1/buckets/{metric}", summary="Which bucket this provenance belongs to, and its baseline")

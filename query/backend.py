@@ -3,6 +3,8 @@
 Both backends return the same JSON-able documents: the HTTP API serves what :class:`LocalBackend` returns, and
 :class:`HttpBackend` reads it back. So the CLI prints the same thing whether it opened the store itself or asked
 the process that owns it (``jobprov up`` / ``jobprov serve``), and the web page reads the same documents.
+A series line holds its points as columns (``times_ms``: epoch milliseconds, UTC; ``values``, ``job_ids``,
+``event_ids``): see :class:`jobprov.query.lines.Line`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Backend(Protocol):
         exclude_annotated: Mapping[str, str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        bucket: str | None = None,
     ) -> list[dict[str, Any]]: ...
 
     def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]: ...
@@ -79,6 +82,7 @@ class LocalBackend:
         exclude_annotated: Mapping[str, str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        bucket: str | None = None,
     ) -> list[dict[str, Any]]:
         lines = q.series(
             self.store,
@@ -88,8 +92,9 @@ class LocalBackend:
             until=until,
             filters=filters,
             exclude_annotated=exclude_annotated,
+            bucket=bucket,
         )
-        return list(to_plain(lines))
+        return [line.document() for line in lines]
 
     def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
         bucket_id, keys = q.which_bucket(metric, provenance)
@@ -176,10 +181,12 @@ class HttpBackend:
         exclude_annotated: Mapping[str, str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        bucket: str | None = None,
     ) -> list[dict[str, Any]]:
         params: list[tuple[str, Any]] = [("group_by", k) for k in group_by]
         params += _pairs("filter", filters) + _pairs("exclude_annotated", exclude_annotated)
         params += [("since", since.isoformat() if since else None), ("until", until.isoformat() if until else None)]
+        params.append(("bucket", bucket))
         return list(self._get(f"/api/v1/series/{_seg(metric)}", params))
 
     def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:

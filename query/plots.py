@@ -38,6 +38,7 @@ def series_png(metric: str, lines: Sequence[dict[str, Any]], regressions: Sequen
         matplotlib.use("Agg")  # files only, never a window
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
+        import numpy as np
     except ImportError as exc:
         raise JobprovError("PNG plots need matplotlib: pip install 'jobprov[plots]'") from exc
     if not lines:
@@ -45,8 +46,8 @@ def series_png(metric: str, lines: Sequence[dict[str, Any]], regressions: Sequen
     fig, ax = plt.subplots(figsize=(11, 5.5), dpi=100)
     try:
         for i, line in enumerate(lines):
-            times: Any = [datetime.fromisoformat(p["time"]) for p in line["points"]]  # matplotlib takes datetimes
-            values = [p["value"] for p in line["points"]]
+            times: Any = np.array(line["times_ms"], dtype="datetime64[ms]")  # matplotlib plots datetime64 as dates
+            values = line["values"]
             ax.plot(times, values, marker="o", markersize=3.5, linewidth=1.8, color=PALETTE[i % len(PALETTE)],
                     label=f"{_label(line['label'])} ({len(values)})")  # fmt: skip
         said: set[str] = set()

@@ -13,33 +13,17 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from jobprov.errors import QueryError
+from jobprov.query.buckets import bucket_labels
+from jobprov.query.lines import Line, Point
 from jobprov.query.store import Store, to_utc
 from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_keys, fingerprint
 
 _MAX_KEYS = 8
-
-
-@dataclass(slots=True)
-class Point:
-    time: datetime
-    value: float
-    job_id: str
-    event_id: str
-
-
-@dataclass
-class Line:
-    """One series: a bucket (or a group of chosen provenance keys) and its points in time order."""
-
-    label: dict[str, str]
-    bucket: str | None
-    unit: str | None
-    points: list[Point] = field(default_factory=list)
 
 
 def _check_keys(keys: Sequence[str], what: str) -> None:
@@ -96,60 +80,73 @@ def series(
         where += " AND m.bucket = {bucket:String}"
         params["bucket"] = bucket
     if group_by:
-        _check_keys(group_by, "group_by")
-        label_sql = ", ".join(f"p.values[{{g{i}:String}}]" for i in range(len(group_by)))
-        params.update({f"g{i}": key for i, key in enumerate(group_by)})
-        sql = (
-            f"SELECT [{label_sql}] AS label, '' AS bucket, m.unit, m.time, m.value, m.job_id, m.event_id "
-            "FROM {db}.metric_points AS m FINAL "
-            "INNER JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = m.job_id "
-            f"WHERE m.metric = {{metric:String}}{where} ORDER BY label, m.time, m.job_id"
-        )
-    else:
-        return _series_by_bucket(store, where, params)
-    lines: dict[tuple[Any, ...], Line] = {}
-    for row in store.rows(sql, **params):
-        label_values, bucket_id, unit, time, value, job_id, event_id = row[:7]
-        keys = list(group_by) if group_by else list(row[7])
-        ident = (tuple(label_values), bucket_id)
-        line = lines.get(ident)
-        if line is None:
-            line = lines[ident] = Line(dict(zip(keys, label_values, strict=True)), bucket_id or None, unit)
-        line.points.append(Point(to_utc(time) or time, float(value), job_id, event_id))
-    return list(lines.values())
+        return _series_by_keys(store, list(group_by), where, params)
+    return _series_by_bucket(store, metric, where, params)
 
 
-def _series_by_bucket(store: Store, where: str, params: dict[str, Any]) -> list[Line]:
-    """Labels once per bucket, then the points column-wise, a bucket's run of rows at a time: a long series
-    costs little Python per point (times come as epoch milliseconds: cheaper than naive datetimes made aware)."""
-    lines: dict[str, Line] = {}
-    # Every point of a bucket carries the same keys, so any one row labels it (no FINAL needed for that).
-    for bucket_id, keys, unit in store.rows(
-        "SELECT m.bucket, m.bucket_keys, m.unit FROM {db}.metric_points AS m "
-        f"WHERE m.metric = {{metric:String}}{where} ORDER BY m.bucket LIMIT 1 BY m.bucket",
-        **params,
-    ):
-        lines[bucket_id] = Line(dict(keys), bucket_id, unit)
+# Sorting the selected rows beats reading them in key order here: with FINAL, reading in order merges the
+# part's ranges stream by stream, about twice the time of one sort (for one bucket and for a whole metric).
+_SORTED = " SETTINGS optimize_read_in_order = 0"
+
+
+def _series_by_bucket(store: Store, metric: str, where: str, params: dict[str, Any]) -> list[Line]:
+    """The points column-wise, ordered by bucket then time, cut into a line per bucket's run of rows; then the
+    labels of the buckets found (a lookup in the small ``buckets`` table)."""
+    one = params.get("bucket")
+    # The bucket column only when several buckets can come (as LowCardinality: its text decoded once per bucket).
+    bucket_sql = "" if one is not None else "toLowCardinality(m.bucket), "
     columns = store.columns(
-        "SELECT m.bucket, toUnixTimestamp64Milli(m.time), m.value, m.job_id, m.event_id "
+        f"SELECT {bucket_sql}toUnixTimestamp64Milli(m.time), m.value, m.job_id, m.event_id "
         f"FROM {{db}}.metric_points AS m FINAL WHERE m.metric = {{metric:String}}{where} "
-        "ORDER BY m.bucket, m.time, m.job_id",
+        f"ORDER BY m.bucket, m.time, m.job_id{_SORTED}",
         **params,
     )
-    if columns:
-        buckets, millis, values, job_ids, event_ids = columns
-        stamp, utc = datetime.fromtimestamp, UTC
-        start = 0
-        while start < len(buckets):
-            bucket_id = buckets[start]
-            end = bisect.bisect_right(buckets, bucket_id, lo=start)  # rows come ordered by bucket
-            line = lines.get(bucket_id)
-            if line is None:  # a point written between the two queries
-                line = lines[bucket_id] = Line({}, bucket_id, None)
-            times = [stamp(ms / 1000, utc) for ms in millis[start:end]]
-            line.points = list(map(Point, times, values[start:end], job_ids[start:end], event_ids[start:end]))
+    if not columns:
+        return []
+    if one is not None:
+        millis, values, job_ids, event_ids = columns
+        keys, unit = bucket_labels(store, metric, [one]).get(one, ({}, None))
+        return [Line(keys, one, unit, millis, values, job_ids, event_ids)]
+    buckets, millis, values, job_ids, event_ids = columns
+    runs: list[tuple[str, int, int]] = []
+    start = 0
+    while start < len(buckets):
+        end = bisect.bisect_right(buckets, buckets[start], lo=start)  # rows come ordered by bucket
+        runs.append((buckets[start], start, end))
+        start = end
+    labels = bucket_labels(store, metric, [bucket_id for bucket_id, _, _ in runs])
+    lines = []
+    for bucket_id, start, end in runs:
+        keys, unit = labels.get(bucket_id, ({}, None))
+        cut = slice(start, end)
+        lines.append(Line(keys, bucket_id, unit, millis[cut], values[cut], job_ids[cut], event_ids[cut]))
+    return lines
+
+
+def _series_by_keys(store: Store, group_by: list[str], where: str, params: dict[str, Any]) -> list[Line]:
+    """The points with the chosen provenance keys of their job, a line per combination of their values."""
+    _check_keys(group_by, "group_by")
+    label_sql = ", ".join(f"p.values[{{g{i}:String}}]" for i in range(len(group_by)))
+    params.update({f"g{i}": key for i, key in enumerate(group_by)})
+    columns = store.columns(
+        f"SELECT [{label_sql}] AS label, m.unit, toUnixTimestamp64Milli(m.time), m.value, m.job_id, m.event_id "
+        "FROM {db}.metric_points AS m FINAL "
+        "INNER JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = m.job_id "
+        f"WHERE m.metric = {{metric:String}}{where} ORDER BY label, m.time, m.job_id",
+        **params,
+    )
+    if not columns:
+        return []
+    labels, units, millis, values, job_ids, event_ids = columns
+    lines = []
+    start = 0
+    for end in range(1, len(labels) + 1):
+        if end == len(labels) or labels[end] != labels[start]:  # rows come ordered by label
+            cut = slice(start, end)
+            label = dict(zip(group_by, labels[start], strict=True))
+            lines.append(Line(label, None, units[start], millis[cut], values[cut], job_ids[cut], event_ids[cut]))
             start = end
-    return [line for line in lines.values() if line.points]
+    return lines
 
 
 def which_bucket(
@@ -285,30 +282,28 @@ def regressions(
         raise QueryError(f"scale_window ({spread}) must be >= window ({window})")
     found: list[Regression] = []
     for line in series(store, metric, since=since, exclude_annotated=exclude_annotated):
-        points = line.points
+        values, job_ids = line.values, line.job_ids
         flagged_previous = False
-        for i in range(min_points, len(points)):
-            history = [p.value for p in points[max(0, i - window) : i]]
-            median = statistics.median(history)
-            recent = [p.value for p in points[max(0, i - spread) : i]]
+        for i in range(min_points, len(values)):
+            median = statistics.median(values[max(0, i - window) : i])
+            recent = values[max(0, i - spread) : i]
             centre = statistics.median(recent)
             mad = statistics.median(abs(v - centre) for v in recent)
             scale = 1.4826 * mad if mad > 0 else max(abs(median) * 1e-3, 1e-12)
-            deviation = (points[i].value - median) / scale
+            deviation = (values[i] - median) / scale
             flagged = abs(deviation) > k
             if flagged:
-                previous = points[i - 1]
-                changes = compare_jobs(store, previous.job_id, points[i].job_id, list(line.label))
+                changes = compare_jobs(store, job_ids[i - 1], job_ids[i], list(line.label))
                 found.append(
                     Regression(
                         metric,
                         line.bucket or "",
                         line.label,
-                        points[i],
+                        line.point(i),
                         median,
                         mad,
                         deviation,
-                        previous.job_id,
+                        job_ids[i - 1],
                         changes,
                         onset=not flagged_previous,
                     )

@@ -33,7 +33,9 @@ class Store:
         """Like :meth:`rows`, column by column (no tuple per row: cheaper for long series)."""
         # Only the columns: asking the result for rows (or its row count) would build a tuple per row first.
         columns = self._query(sql, parameters).result_columns
-        return [list(c) for c in columns] if columns and len(columns[0]) else []
+        if not columns or not len(columns[0]):
+            return []
+        return [c if isinstance(c, list) else list(c) for c in columns]  # lists already: no copies
 
 
 def to_plain(value: Any) -> Any:

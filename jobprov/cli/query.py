@@ -140,6 +140,7 @@ def query(ctx: click.Context, store: str | None, api: str | None) -> None:
 @click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE", help="Leave out jobs annotated so.")
 @click.option("--since", help="ISO 8601 time.")
 @click.option("--until", help="ISO 8601 time.")
+@click.option("--bucket", help="Only this bucket (its id, as `jobprov query bucket` prints it).")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 def series(
@@ -150,9 +151,11 @@ def series(
     exclude_annotated: tuple[str, ...],
     since: str | None,
     until: str | None,
+    bucket: str | None,
     fmt: str,
 ) -> None:
     """METRIC over time, one line per provenance bucket (or per --group-by keys)."""
+    from jobprov.query.lines import iso_millis
     from jobprov.query.store import parse_time
 
     lines = _run(
@@ -163,13 +166,17 @@ def series(
             until=parse_time(until, "--until"),
             filters=parse_pairs(filters, "--filter"),
             exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated"),
+            bucket=bucket,
         )
     )
+    if fmt == "json":  # the documents as they are: the points as columns
+        _emit([], fmt, lines)
+        return
     rows = [
-        {"label": line["label"], "bucket": line["bucket"] or "", "time": p["time"], "value": p["value"],
-         "unit": line["unit"], "job_id": p["job_id"]}
+        {"label": line["label"], "bucket": line["bucket"] or "", "time": iso_millis(ms), "value": value,
+         "unit": line["unit"], "job_id": job}
         for line in lines
-        for p in line["points"]
+        for ms, value, job in zip(line["times_ms"], line["values"], line["job_ids"], strict=True)
     ]  # fmt: skip
     _emit(rows, fmt, lines)
 

@@ -26,6 +26,7 @@
     return Math.abs(value) >= 1000 || (value !== 0 && Math.abs(value) < 0.01) ? value.toExponential(2) : value.toFixed(2);
   }
   function day(ms) { return new Date(ms).toISOString().slice(0, 10); }
+  function minute(ms) { return new Date(ms).toISOString().slice(0, 16); }
   function regressionText(metric, r) {
     const unit = r.unit ? ` ${r.unit}` : "";
     return `${metric} = ${fmt(r.point.value)}${unit} on ${r.point.time.replace("T", " ").slice(0, 16)} UTC, ` +
@@ -41,11 +42,14 @@
     const width = Math.max(640, Math.min(container.clientWidth || 1000, 1100));
     const height = 420;
     const m = { left: 64, right: 44, top: 24, bottom: 36 };
-    const times = [], values = [];
-    for (const line of lines) for (const p of line.points) { times.push(Date.parse(p.time)); values.push(p.value); }
-    let [t0, t1] = [Math.min(...times), Math.max(...times)];
+    // A line's points are columns: times_ms (epoch milliseconds), values, job_ids. Loops, not Math.min(...xs):
+    // spreading a long series as arguments overflows the stack.
+    let [t0, t1, v0, v1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (const line of lines) {
+      for (const t of line.times_ms) { if (t < t0) t0 = t; if (t > t1) t1 = t; }
+      for (const v of line.values) { if (v < v0) v0 = v; if (v > v1) v1 = v; }
+    }
     if (t0 === t1) { t0 -= 3600e3; t1 += 3600e3; }
-    let [v0, v1] = [Math.min(...values), Math.max(...values)];
     const pad = (v1 - v0) * 0.08 || Math.abs(v0) * 0.1 || 1;
     v0 -= pad; v1 += pad;
     const x = (t) => m.left + ((t - t0) / (t1 - t0)) * (width - m.left - m.right);
@@ -83,20 +87,21 @@
     legend.className = "legend";
     lines.forEach((line, i) => {
       const colour = PALETTE[i % PALETTE.length];
-      const points = line.points.map((p) => [x(Date.parse(p.time)), y(p.value), p]);
-      el("polyline", { class: "line", stroke: colour, points: points.map(([px, py]) => `${px},${py}`).join(" ") }, svg);
-      for (const [px, py, p] of points) {
-        const dot = el("circle", { class: "point", cx: px, cy: py, r: 3.5, fill: colour, "data-job": p.job_id }, svg);
+      const xs = line.times_ms.map(x), ys = line.values.map(y);
+      el("polyline", { class: "line", stroke: colour, points: xs.map((px, j) => `${px},${ys[j]}`).join(" ") }, svg);
+      xs.forEach((px, j) => {
+        const job = line.job_ids[j];
+        const dot = el("circle", { class: "point", cx: px, cy: ys[j], r: 3.5, fill: colour, "data-job": job }, svg);
         dot.addEventListener("mousemove", (e) =>
-          showTip(e, `${labelText(line.label)}: ${fmt(p.value)} on ${p.time.slice(0, 16)} (job ${p.job_id})`));
+          showTip(e, `${labelText(line.label)}: ${fmt(line.values[j])} on ${minute(line.times_ms[j])} (job ${job})`));
         dot.addEventListener("mouseleave", hideTip);
         if (data.jobLinks !== false) {
-          dot.addEventListener("click", () => { location.href = `/jobs/${encodeURIComponent(p.job_id)}`; });
+          dot.addEventListener("click", () => { location.href = `/jobs/${encodeURIComponent(job)}`; });
         }
-      }
+      });
       const item = document.createElement("span");
       item.innerHTML = `<span class="swatch" style="background:${colour}"></span>`;
-      item.appendChild(document.createTextNode(`${labelText(line.label)} (${line.points.length})`));
+      item.appendChild(document.createTextNode(`${labelText(line.label)} (${line.times_ms.length})`));
       legend.appendChild(item);
     });
     for (const r of regressions) {

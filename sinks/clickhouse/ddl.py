@@ -8,6 +8,8 @@ use the host's time zone).
 Deduplication: every derived table is a ReplacingMergeTree keyed by the record's key and versioned by
 ``state_version`` (plus ``is_deleted`` for metric points, which move when late provenance re-buckets them);
 reads use ``FINAL``. The events table is keyed by ``(job_id, event_id)``: a re-sent event is one row.
+``buckets`` holds one row per metric and bucket (its key values and unit): the sink writes a bucket's row the first
+time it sees the bucket, so a series is labelled by a lookup instead of a scan of its points.
 """
 
 from __future__ import annotations
@@ -232,4 +234,34 @@ def migrations(t: Target) -> list[tuple[int, str, list[str]]]:
                 ),
             ],
         ),
+        (
+            2,
+            "buckets: each metric's buckets with their key values and unit (the series' labels)",
+            [
+                _table(
+                    t,
+                    "buckets",
+                    """    metric LowCardinality(String),
+    bucket String,
+    keys Map(String, String),
+    unit LowCardinality(Nullable(String))""",
+                    t.engine(),
+                    "metric, bucket",
+                ),
+                copy_buckets(t),
+            ],
+        ),
     ]
+
+
+def copy_buckets(t: Target) -> str:
+    """The buckets of the points stored, copied into ``buckets``: for points the sink did not write (those
+    stored before the table existed, a bulk load). A row written twice is one row (ReplacingMergeTree by metric and
+    bucket). Delete rows carry the keys of the bucket their point moved to, so they are left out. Data, not
+    DDL: no ON CLUSTER (on a cluster the replicated table carries the rows to every replica)."""
+    # The database name is a checked identifier (Target), not user text.
+    return (
+        f"INSERT INTO {t.database}.buckets (metric, bucket, keys, unit) "  # noqa: S608
+        "SELECT metric, bucket, any(bucket_keys), any(unit) "
+        f"FROM {t.database}.metric_points WHERE is_deleted = 0 GROUP BY metric, bucket"
+    )

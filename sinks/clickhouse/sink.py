@@ -7,6 +7,9 @@
 - Redelivered or replayed records create no visible duplicates: tables are ReplacingMergeTree by record key
   and ``state_version``; reads use FINAL. A metric point moved to another bucket by late provenance also
   writes a delete row (``is_deleted = 1``) for its old bucket.
+- ``buckets`` (a metric's buckets with their key values and unit: the series' labels) gets a row the first
+  time this sink sees a bucket, not one per point: a bucket's keys never change (its id is their fingerprint),
+  and rows written again (a redelivery, another worker, a restart) are one row after deduplication.
 - When the store is unreachable or overloaded, ``flush`` raises :class:`SinkBackpressure` and keeps the buffer:
   the worker waits and retries; nothing is lost. Other errors raise :class:`SinkError`.
 """
@@ -331,6 +334,12 @@ TABLES: dict[type[Any], tuple[str, tuple[str, ...], Callable[[Any], list[Row]]]]
 }
 
 
+_BUCKET_COLUMNS = ("metric", "bucket", "keys", "unit")
+# Buckets this sink has written, remembered to write each once; past this many it starts over (forgetting only
+# costs a row written again).
+_REMEMBERED_BUCKETS = 100_000
+
+
 def _insert(client: Any, table: str, rows: list[Row], columns: Sequence[str]) -> None:
     """Insert rows; an unreachable or overloaded store is backpressure, anything else a sink error."""
     try:
@@ -352,12 +361,18 @@ class ClickHouseSink:
         self._buffered = 0
         self._max = max_buffered_rows
         self.inserted = 0
+        self._buckets_written: set[tuple[str, str]] = set()
+        self._buckets_pending: dict[tuple[str, str], Row] = {}
 
     def write(self, records: Sequence[Record]) -> None:
         buffers = self._buffers
         for record in records:
             table, _, rows = TABLES[type(record)]
             buffers.setdefault(table, []).extend(rows(record))
+            if type(record) is MetricPoint:
+                bucket = (record.metric, record.bucket)
+                if bucket not in self._buckets_written and bucket not in self._buckets_pending:
+                    self._buckets_pending[bucket] = (record.metric, record.bucket, record.bucket_keys, record.unit)
         self._buffered = sum(len(v) for v in buffers.values())
 
     def flush(self, timeout: float) -> None:
@@ -370,6 +385,14 @@ class ClickHouseSink:
             self.inserted += len(rows)
             del self._buffers[table]  # only what was inserted leaves the buffer
         self._buffered = 0
+        # After the points. Should this insert fail, the rows stay pending for the next flush (meanwhile the query
+        # layer labels a bucket missing here from one of its points).
+        if self._buckets_pending:
+            _insert(self.client, f"{self.database}.buckets", list(self._buckets_pending.values()), _BUCKET_COLUMNS)
+            if len(self._buckets_written) > _REMEMBERED_BUCKETS:
+                self._buckets_written.clear()
+            self._buckets_written.update(self._buckets_pending)
+            self._buckets_pending = {}
 
     @property
     def buffered(self) -> int:

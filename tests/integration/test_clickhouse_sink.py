@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from jobprov.query.series import series, which_bucket
+from jobprov.query.store import Store
 from jobprov.schemas.models import (
     ArtifactProduced,
     ArtifactUsed,
@@ -68,7 +70,7 @@ def test_migrations_are_idempotent_and_create_every_table(store: Any) -> None:
     assert migrate(store, Target(db)) == [], "already applied: nothing to do"
     tables = {r[0] for r in store.query(f"SHOW TABLES FROM {db}").result_rows}
     assert tables >= {"events", "jobs", "provenance", "metric_points", "resources", "lineage", "annotations",
-                      "steps", "dead_letters", "schema_migrations"}  # fmt: skip
+                      "steps", "dead_letters", "schema_migrations", "buckets"}  # fmt: skip
     columns = dict(store.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'jobs'")
                    .result_rows)  # fmt: skip
     assert columns["last_event_at"] == "DateTime64(3, 'UTC')"
@@ -76,7 +78,8 @@ def test_migrations_are_idempotent_and_create_every_table(store: Any) -> None:
 
 def test_production_ddl_uses_cluster_and_replicated_engines() -> None:
     statements = [s for _, _, group in migrations(Target("jp", cluster="prod")) for s in group]
-    assert all("ON CLUSTER prod" in s for s in statements)
+    ddl = [s for s in statements if not s.startswith("INSERT")]  # data statements take no ON CLUSTER
+    assert ddl and all("ON CLUSTER prod" in s for s in ddl)
     assert all("ReplicatedReplacingMergeTree" in s for s in statements if "ENGINE" in s)
     embedded = [s for _, _, group in migrations(Target("jp")) for s in group]
     assert not any("Replicated" in s or "ON CLUSTER" in s for s in embedded)
@@ -95,6 +98,14 @@ def test_redelivered_batches_leave_no_duplicates(store: Any) -> None:
     assert _count(store, "metric_points") == 4
     assert _count(store, "lineage") == 4
     assert _count(store, "steps") == 2
+    assert _buckets(store) == {"hsc": ("r", "mas"), "cfht": ("r", "mas")}, "one row per bucket, however often sent"
+    raw = store.query(f"SELECT count() FROM {store.jobprov_database}.buckets").result_rows[0][0]
+    assert raw == 2, "a sink writes a bucket's row once, not once per point or per delivery"
+    # Another sink (a restarted worker) writes them again: still one row per bucket once deduplicated.
+    Processor(ClickHouseSink(store, store.jobprov_database), ListDeadLetters(), FoldContext()).process_batch(
+        _raw(events)
+    )
+    assert _buckets(store) == {"hsc": ("r", "mas"), "cfht": ("r", "mas")}
     db = store.jobprov_database
     status = store.query(f"SELECT job_id, status, event_count FROM {db}.jobs FINAL ORDER BY job_id").result_rows
     assert status == [("j1", "succeeded", 11), ("j2", "succeeded", 9)]
@@ -111,6 +122,53 @@ def test_late_provenance_moves_points_to_their_bucket(store: Any) -> None:
     assert rows == [("hsc", 2)], "the rows in the provisional bucket were deleted"
     raw_rows = store.query(f"SELECT count() FROM {db}.metric_points").result_rows[0][0]
     assert raw_rows >= 4, "the provisional rows existed and were superseded, not updated in place"
+    # The provisional bucket keeps its row in `buckets` (its own keys, never the new ones); the series shows
+    # only the bucket the points moved to, labelled with its keys.
+    (line,) = series(Store(store, db), "AM1")
+    assert line.label["dataset"] == "hsc" and line.values == [1.0, 2.0]
+    labels = store.query(f"SELECT bucket, keys FROM {db}.buckets FINAL").result_rows
+    assert {"dataset": "hsc", "band": "r", "config.hash": ""} in [dict(keys) for _, keys in labels]
+    assert all(bucket == which_bucket("AM1", dict(keys))[0] for bucket, keys in labels), "no bucket mislabelled"
+
+
+def _buckets(client: Any, database: str | None = None) -> dict[str, tuple[str, str | None]]:
+    """dataset -> (band, unit) of every row of ``buckets``, after deduplication."""
+    db = database or client.jobprov_database
+    rows = client.query(f"SELECT keys, unit FROM {db}.buckets FINAL WHERE metric = 'AM1'").result_rows
+    assert len(rows) == len({dict(keys)["dataset"] for keys, _ in rows})
+    return {dict(keys)["dataset"]: (dict(keys)["band"], unit) for keys, unit in rows}
+
+
+def test_buckets_of_points_stored_before_the_table_existed_are_copied_in(store: Any) -> None:
+    processor = Processor(ClickHouseSink(store, store.jobprov_database), ListDeadLetters(), FoldContext())
+    processor.process_batch(_raw(_job("old", "hsc", [1.0])))
+    for event in _job("older", "cfht", [2.0], late_provenance=True):  # its point is written before its provenance
+        processor.process_batch(_raw([event]))
+    db = "t_buckets_backfill"
+    store.command(f"DROP DATABASE IF EXISTS {db}")
+    for statement in migrations(Target(db))[0][2]:  # the store as version 1 left it: no buckets table
+        store.command(statement)
+    store.command(f"INSERT INTO {db}.metric_points SELECT * FROM {store.jobprov_database}.metric_points")
+    assert 2 in migrate(store, Target(db))
+    rows = store.query(f"SELECT bucket, keys, unit FROM {db}.buckets FINAL").result_rows
+    assert {dict(keys)["dataset"] for _, keys, _ in rows} >= {"hsc", "cfht"}
+    assert all(bucket == which_bucket("AM1", dict(keys))[0] and unit == "mas" for bucket, keys, unit in rows), (
+        "each bucket with its own keys, never those of the bucket a point moved to"
+    )
+    store.command(f"DROP DATABASE IF EXISTS {db}")
+
+
+def test_series_are_labelled_even_when_the_buckets_table_misses_a_bucket(store: Any) -> None:
+    db = store.jobprov_database
+    Processor(ClickHouseSink(store, db), ListDeadLetters(), FoldContext()).process_batch(
+        _raw(_job("j1", "hsc", [1.0]) + _job("j2", "cfht", [2.0]))
+    )
+    before = series(Store(store, db), "AM1")
+    store.command(f"TRUNCATE TABLE {db}.buckets")  # as after swapping in points from another database
+    after = series(Store(store, db), "AM1")
+    assert after == before
+    assert sorted(line.label["dataset"] for line in after) == ["cfht", "hsc"]
+    assert {line.unit for line in after} == {"mas"}
 
 
 class _Flaky:

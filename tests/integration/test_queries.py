@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from jobprov.errors import QueryError
+from jobprov.query.backend import LocalBackend
 from jobprov.query.jobs import job_detail, status_counts
+from jobprov.query.lines import Point, iso_millis
 from jobprov.query.series import baseline, compare_jobs, regressions, series, which_bucket
-from jobprov.query.store import Store
+from jobprov.query.store import Store, to_plain, to_utc
 from jobprov.schemas.models import (
     Annotation,
     ArtifactProduced,
@@ -108,6 +110,28 @@ def test_series_grouped_filtered_windowed_and_without_bad_jobs(loaded: Store) ->
     assert [p.job_id for p in clean[0].points] == [job_id(n, "cfht", "r") for n in range(NIGHTS) if n != 3]
 
 
+def test_columnar_lines_hold_the_same_points_as_the_rows(loaded: Store) -> None:
+    """The lines' columns against the plain per-row reading: one aware-datetime Point per stored row."""
+    rows = loaded.rows(
+        "SELECT bucket, bucket_keys, unit, time, value, job_id, event_id FROM {db}.metric_points FINAL "
+        "WHERE metric = 'AM1' ORDER BY bucket, time, job_id"
+    )
+    expected: dict[str, tuple[dict[str, str], str | None, list[Point]]] = {}
+    for bucket, keys, unit, time, value, job, event in rows:
+        expected.setdefault(bucket, (dict(keys), unit, []))[2].append(Point(to_utc(time) or time, value, job, event))
+    lines = series(loaded, "AM1")
+    assert {line.bucket: (line.label, line.unit, line.points) for line in lines} == expected
+    for line in lines:
+        assert len(line) == len(line.values) == len(line.job_ids) == len(line.event_ids) == NIGHTS
+        assert [iso_millis(ms) for ms in line.times_ms] == [to_plain(p.time) for p in line.points]
+        (alone,) = series(loaded, "AM1", bucket=line.bucket)
+        assert alone == line, "one bucket asked alone: the same line"
+    documents = LocalBackend(loaded).series("AM1")
+    assert documents == [line.document() for line in lines]
+    assert documents[0]["times_ms"][0] == int(lines[0].points[0].time.timestamp() * 1000)
+    assert series(loaded, "AM1", bucket="no-such-bucket") == []
+
+
 def test_which_bucket_and_its_baseline(loaded: Store) -> None:
     bucket, keys = which_bucket("AM1", {"dataset": "hsc", "band": "r", "software.numpy": "9"})
     assert keys == {"dataset": "hsc", "band": "r", "config.hash": ""}
@@ -194,6 +218,14 @@ def test_query_cli_answers_in_table_json_and_csv(loaded: Store) -> None:
     result = runner.invoke(cli, [*base, "series", "AM1", "--group-by", "dataset", "--format", "csv"], env=env)
     assert result.output.splitlines()[0] == "label,bucket,time,value,unit,job_id"
     assert len(result.output.splitlines()) == 1 + NIGHTS * 4
+    assert result.output.splitlines()[1].startswith(f"dataset=cfht,,{(T0 + timedelta(minutes=6)).isoformat()},")
+
+    bucket, _ = which_bucket("AM1", {"dataset": "hsc", "band": "r"})
+    result = runner.invoke(cli, [*base, "series", "AM1", "--bucket", bucket, "--format", "csv"], env=env)
+    assert result.exit_code == 0, result.output
+    assert [row.split(",")[-1] for row in result.output.splitlines()[1:]] == [
+        job_id(n, "hsc", "r") for n in range(NIGHTS)
+    ]
 
     result = runner.invoke(
         cli, [*base, "compare", job_id(UPGRADE - 1, "cfht", "r"), job_id(UPGRADE, "cfht", "r")], env=env
@@ -216,7 +248,9 @@ def test_http_api_answers_and_refuses_bad_parameters(loaded: Store) -> None:
     assert client.get("/readyz").json()["status"] == "ready"
     lines = client.get("/api/v1/series/AM1", params={"filter": "dataset=hsc"}).json()
     assert sorted(line["label"]["band"] for line in lines) == ["all", "r"]
-    assert all(len(line["points"]) == NIGHTS for line in lines)
+    assert all(len(line["times_ms"]) == len(line["values"]) == len(line["job_ids"]) == NIGHTS for line in lines)
+    (one,) = client.get("/api/v1/series/AM1", params={"bucket": lines[0]["bucket"]}).json()
+    assert one == lines[0]
     found = client.get("/api/v1/regressions/AM1", params={"window": 6, "min_points": 5}).json()
     assert sorted(r["point"]["job_id"] for r in found) == sorted(job_id(UPGRADE, "hsc", b) for b in ("r", "all"))
     assert found[0]["changes"][0]["key"] == "software.numpy"
@@ -237,6 +271,8 @@ def test_http_api_answers_and_refuses_bad_parameters(loaded: Store) -> None:
     assert too_many.status_code == 400 and "at most" in too_many.json()["detail"]
     spec = client.get("/openapi.json").json()
     assert "/api/v1/series/{metric}" in spec["paths"]
+    line_schema = spec["components"]["schemas"]["SeriesLine"]["properties"]
+    assert set(line_schema) == {"label", "bucket", "unit", "times_ms", "values", "job_ids", "event_ids"}
 
 
 def test_jobs_by_attribute_query(loaded: Store) -> None:

@@ -84,7 +84,7 @@ def test_up_serves_jobs_end_to_end_and_stops_cleanly(service: Up) -> None:
 
     # The query verbs go through the API: the store is the service's, and opening it here would fail.
     series = json.loads(service.cli("query", "series", "AM1", "--format", "json").stdout)
-    assert [p["value"] for line in series for p in line["points"]] == [3.5]
+    assert [value for line in series for value in line["values"]] == [3.5]
     metrics = json.loads(service.cli("query", "metrics", "--format", "json").stdout)
     assert [(m["metric"], m["points"]) for m in metrics] == [("AM1", 1)]
     named = service.cli("query", "--store", info.store_url, "status", "--format", "json")
