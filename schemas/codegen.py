@@ -121,6 +121,22 @@ class _Source:
             raise SerializationError(f"unsupported or unknown Avro type {schema!r}")
         return full
 
+    def function_for(self, schema: Any, namespace: str) -> str:
+        """The name of the generated function for ``schema``: a record's own, or a new standalone one."""
+        schema = _unwrap(schema)
+        kind = _kind(schema)
+        if kind == "named":
+            return self.records[self.resolve(schema, namespace)]
+        if kind == "record":
+            return self._record(schema, namespace)
+        return self._standalone(schema, namespace)
+
+    def _record(self, schema: dict[str, Any], namespace: str) -> str:
+        raise NotImplementedError
+
+    def _standalone(self, schema: Any, namespace: str) -> str:
+        raise NotImplementedError
+
     def compile(self) -> None:
         source = "\n\n".join([*self.functions[self._compiled :], *self.tail])
         self._compiled = len(self.functions)
@@ -186,7 +202,7 @@ class EncoderBuilder(_Source):
         self._pending_unions: list[tuple[dict[str, Any], dict[str, tuple[bytes, str]]]] = []
 
     def build(self, schema: Any, namespace: str) -> Encoder:
-        name = self._function_for(schema, namespace)
+        name = self.function_for(schema, namespace)
         self.compile()
         for table, plan in self._pending_unions:
             for avro_name, (tag, fn) in plan.items():
@@ -195,14 +211,7 @@ class EncoderBuilder(_Source):
         encoder: Encoder = self.namespace[name]
         return encoder
 
-    def _function_for(self, schema: Any, namespace: str) -> str:
-        schema = _unwrap(schema)
-        kind = _kind(schema)
-        if kind == "named":
-            full = self.resolve(schema, namespace)
-            return self.records[full]
-        if kind == "record":
-            return self._record(schema, namespace)
+    def _standalone(self, schema: Any, namespace: str) -> str:
         fn = self.fresh("enc_")
         lines = [f"def {fn}(v, out):", "    A = out.append"]
         self._value(lines, "v", schema, namespace, 1)
@@ -279,7 +288,7 @@ class EncoderBuilder(_Source):
             branch = _unwrap(branch)
             if _kind(branch) not in ("record", "named"):
                 raise SerializationError(f"unsupported union {branches!r}: only null|T or records")
-            plan[names[i]] = (SMALL[i], self._function_for(branch, namespace))
+            plan[names[i]] = (SMALL[i], self.function_for(branch, namespace))
         table: dict[str, tuple[bytes, Encoder]] = {}
         self._pending_unions.append((table, plan))
         t = self.fresh("t")
@@ -306,18 +315,12 @@ class DecoderBuilder(_Source):
         )  # fmt: skip
 
     def build(self, schema: Any, namespace: str) -> Decoder:
-        name = self._function_for(schema, namespace)
+        name = self.function_for(schema, namespace)
         self.compile()
         decoder: Decoder = self.namespace[name]
         return decoder
 
-    def _function_for(self, schema: Any, namespace: str) -> str:
-        schema = _unwrap(schema)
-        kind = _kind(schema)
-        if kind == "named":
-            return self.records[self.resolve(schema, namespace)]
-        if kind == "record":
-            return self._record(schema, namespace)
+    def _standalone(self, schema: Any, namespace: str) -> str:
         fn = self.fresh("dec_")
         lines = [f"def {fn}(buf, pos):", "    L = len(buf)"]
         self._value(lines, "y", schema, namespace, 1)
@@ -433,7 +436,7 @@ class DecoderBuilder(_Source):
             self._value(lines, y, branches[1 - null_index], namespace, depth + 1)
             lines += [f"{pad}else:", f"{pad}    raise ValueError(f'union branch {{{index}}} of 2')"]
             return
-        fns = tuple(self._function_for(b, namespace) for b in branches)
+        fns = tuple(self.function_for(b, namespace) for b in branches)
         table = self.fresh("BRANCHES")
         self.tail.append(f"{table} = ({', '.join(fns)},)")
         lines += [f"{pad}if not 0 <= {index} < {len(fns)}:",
