@@ -14,6 +14,7 @@ import platform
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -123,32 +124,45 @@ class GitFacts(NamedTuple):
 
 
 def read_git(cwd: str | Path | None = None) -> GitFacts | None:
-    """Commit, branch, dirtiness and remote of the git tree holding ``cwd``, or None outside one."""
+    """Commit, branch, dirtiness and remote of the git tree holding ``cwd``, or None outside one.
 
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                timeout=_GIT_TIMEOUT_S,
-                check=False,
-                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"},
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if not commit:
+    The three questions go to git at once (`jobprov run` asks before it starts the job, so this is time the
+    job waits)."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+    questions = {
+        "head": ["rev-parse", "HEAD", "--abbrev-ref", "HEAD"],
+        "status": ["status", "--porcelain", "--untracked-files=no"],
+        "remote": ["config", "--get", "remote.origin.url"],
+    }
+    running: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for name, args in questions.items():
+            running[name] = subprocess.Popen(
+                ["git", *args], cwd=cwd, env=env, text=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+    except OSError:  # no git
+        for proc in running.values():
+            proc.kill()
+            proc.wait()
         return None
-    branch = git("rev-parse", "--abbrev-ref", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    remote = git("config", "--get", "remote.origin.url")
-    return GitFacts(
-        commit, None if branch in (None, "HEAD") else branch, None if status is None else bool(status), remote
-    )
+    answers: dict[str, str | None] = {}
+    deadline = time.monotonic() + _GIT_TIMEOUT_S
+    for name, proc in running.items():
+        try:
+            out, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            answers[name] = out.strip() if proc.returncode == 0 else None
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            answers[name] = None
+    head = (answers["head"] or "").splitlines()
+    if len(head) != 2 or not head[0]:
+        return None
+    commit, branch = head
+    status = answers["status"]
+    return GitFacts(commit, None if branch == "HEAD" else branch, None if status is None else bool(status),
+                    answers["remote"])  # fmt: skip
 
 
 def git_info_of(facts: GitFacts | None) -> GitInfo | None:
