@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -204,12 +205,16 @@ def _watch(
     settings = emitter.settings
     last: ResourceSample | None = None
     next_beat = time.monotonic() + settings.heartbeat_interval_s
-    while True:
-        try:
-            proc.wait(timeout=settings.sample_interval_s)
-            return last
-        except subprocess.TimeoutExpired:
-            pass
+    # Popen.wait(timeout) polls with sleeps of up to 50 ms, which the job's wall time would pay at its end;
+    # a thread blocked in waitpid tells the moment the child exits.
+    exited = threading.Event()
+
+    def wait_for_exit() -> None:
+        proc.wait()
+        exited.set()
+
+    threading.Thread(target=wait_for_exit, name="jobprov-wait", daemon=True).start()
+    while not exited.wait(settings.sample_interval_s):
         sample = sampler.sample()
         if sample is not None:
             last = sample
@@ -218,3 +223,5 @@ def _watch(
             beat = Heartbeat(interval_ms=int(settings.heartbeat_interval_s * 1000))
             emitter.emit(job_id, beat, attempt=attempt)
             next_beat += settings.heartbeat_interval_s
+    proc.wait()  # already reaped by the thread: sets nothing new, but makes returncode certain here
+    return last
