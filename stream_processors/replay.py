@@ -41,23 +41,50 @@ COMPARED = {
 # events table never sees the messages that did not decode), and the live ones must not be lost.
 
 
-def from_events_table(client: Any, database: str, page: int = 50_000) -> Iterator[RawEvent]:
-    """The store's copy of the log, a job's events together, in event-time order within a job."""
-    last: tuple[str, str] = ("", "")
-    while True:
-        rows = client.query(
-            f"SELECT job_id, event_id, raw FROM {database}.events FINAL "  # noqa: S608 - checked identifier
-            "WHERE (job_id, event_id) > ({job:String}, {event:String}) ORDER BY job_id, event_id LIMIT {n:UInt32}",
-            parameters={"job": last[0], "event": last[1], "n": page},
-            column_formats={"raw": "bytes"},  # the original bytes, not text
+class EventsTableSource:
+    """The store's copy of the log, a job's events together, in event-id order within a job (which for
+    the Python emitters is emission order). ``replay`` copies its rows into the shadow database with one
+    INSERT ... SELECT in the engine: sending each event's bytes back through Python to rewrite the same row
+    cost a fifth of the replay."""
+
+    def __init__(self, client: Any, database: str, page: int = 50_000) -> None:
+        Target(database)  # a plain identifier, or ConfigError
+        self.client, self.database, self.page = client, database, page
+
+    def __iter__(self) -> Iterator[RawEvent]:
+        last: tuple[str, str] = ("", "")
+        while True:
+            rows = self.client.query(
+                f"SELECT job_id, event_id, raw FROM {self.database}.events FINAL "  # noqa: S608 - checked identifier
+                "WHERE (job_id, event_id) > ({job:String}, {event:String}) ORDER BY job_id, event_id "
+                "LIMIT {n:UInt32}",
+                parameters={"job": last[0], "event": last[1], "n": self.page},
+                column_formats={"raw": "bytes"},  # the original bytes, not text
+            ).result_rows
+            if not rows:
+                return
+            for job_id, event_id, raw in rows:
+                if not isinstance(raw, bytes):
+                    raise JobprovError("the events table returned text for raw bytes")
+                yield RawEvent(raw, "events-table", 0, 0)
+                last = (job_id, event_id)
+
+    def copy_into(self, shadow: str) -> None:
+        """Every row of the events table into ``shadow``'s (migrated to the same columns)."""
+        Target(shadow)
+        names = self.client.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'events' ORDER BY position",
+            parameters={"db": self.database},
         ).result_rows
-        if not rows:
-            return
-        for job_id, event_id, raw in rows:
-            if not isinstance(raw, bytes):
-                raise JobprovError("the events table returned text for raw bytes")
-            yield RawEvent(raw, "events-table", 0, 0)
-            last = (job_id, event_id)
+        columns = ", ".join(f"`{name}`" for (name,) in names)
+        self.client.command(
+            f"INSERT INTO {shadow}.events ({columns}) SELECT {columns} FROM {self.database}.events"  # noqa: S608
+        )
+
+
+def from_events_table(client: Any, database: str, page: int = 50_000) -> EventsTableSource:
+    """The store's copy of the log as a replay source (see :class:`EventsTableSource`)."""
+    return EventsTableSource(client, database, page)
 
 
 def from_spool(directory: str) -> Iterator[RawEvent]:
@@ -100,7 +127,11 @@ def replay(
     client.command(f"DROP DATABASE IF EXISTS {shadow}")
     migrate(client, Target(shadow))
     dead = ClickHouseDeadLetters(client, shadow)
-    processor = Processor(ClickHouseSink(client, shadow), dead, context or FoldContext())
+    sink = ClickHouseSink(client, shadow)
+    copy_events = source.copy_into if isinstance(source, EventsTableSource) else None
+    if copy_events is not None:
+        sink.wants_events = False  # the rows are copied as they are, below
+    processor = Processor(sink, dead, context or FoldContext())
     report = ReplayReport()
     started = time.perf_counter()
     tty = sys.stderr.isatty() if progress is None else progress
@@ -119,6 +150,8 @@ def replay(
             processor.process_batch(pending)
             report.events += len(pending)
             show.advance(len(pending))
+        if copy_events is not None:
+            copy_events(shadow)
     finally:
         show.close()
     report.seconds = time.perf_counter() - started

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import click
 
 from jobprov.cli.common import processor_settings_from
 from jobprov.cli.query import _store
 from jobprov.errors import JobprovError
+
+if TYPE_CHECKING:
+    from jobprov.stream_processors.processor import RawEvent
 
 
 @click.command()
@@ -51,6 +56,7 @@ def replay(
     target = shadow or f"{live}_replay"
     try:
         total = None
+        events: Iterable[RawEvent]
         if source == "events-table":
             events = r.from_events_table(handle.client, live)
             total = r.count_events(handle.client, live)
