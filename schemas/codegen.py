@@ -137,6 +137,12 @@ class _Source:
     def _standalone(self, schema: Any, namespace: str) -> str:
         raise NotImplementedError
 
+    def compiled(self, schema: Any, namespace: str) -> Any:
+        """The generated function for ``schema``, compiled with everything generated before it."""
+        name = self.function_for(schema, namespace)
+        self.compile()
+        return self.namespace[name]
+
     def compile(self) -> None:
         source = "\n\n".join([*self.functions[self._compiled :], *self.tail])
         self._compiled = len(self.functions)
@@ -199,16 +205,9 @@ class EncoderBuilder(_Source):
             SMALL=SMALL, SG=STRINGS.get, ENC_STR=encode_string, ENC_LONG=encode_long, TS=timestamp_millis,
             PACK_D=struct.Struct("<d").pack, ZERO=b"\x00", ONE=b"\x01",
         )  # fmt: skip
-        self._pending_unions: list[tuple[dict[str, Any], dict[str, tuple[bytes, str]]]] = []
 
     def build(self, schema: Any, namespace: str) -> Encoder:
-        name = self.function_for(schema, namespace)
-        self.compile()
-        for table, plan in self._pending_unions:
-            for avro_name, (tag, fn) in plan.items():
-                table[avro_name] = (tag, self.namespace[fn])
-        self._pending_unions.clear()
-        encoder: Encoder = self.namespace[name]
+        encoder: Encoder = self.compiled(schema, namespace)
         return encoder
 
     def _standalone(self, schema: Any, namespace: str) -> str:
@@ -283,17 +282,18 @@ class EncoderBuilder(_Source):
             self._value(lines, x, branches[1 - null_index], namespace, depth + 1)
             return
         # A union of records: the branch is the model object's AVRO_NAME.
-        plan: dict[str, tuple[bytes, str]] = {}
+        entries = []
         for i, branch in enumerate(branches):
             branch = _unwrap(branch)
             if _kind(branch) not in ("record", "named"):
                 raise SerializationError(f"unsupported union {branches!r}: only null|T or records")
-            plan[names[i]] = (SMALL[i], self.function_for(branch, namespace))
-        table: dict[str, tuple[bytes, Encoder]] = {}
-        self._pending_unions.append((table, plan))
+            tag = self.const(SMALL[i], "TAG")
+            entries.append(f"{names[i]!r}: ({tag}, {self.function_for(branch, namespace)})")
+        table = self.fresh("UNION")
+        self.tail.append(f"{table} = {{{', '.join(entries)}}}")
         t = self.fresh("t")
         lines += [
-            f"{pad}{t} = {self.const(table, 'UNION')}[{x}.AVRO_NAME]",
+            f"{pad}{t} = {table}[{x}.AVRO_NAME]",
             f"{pad}A({t}[0])",
             f"{pad}{t}[1]({x}, out)",
         ]
@@ -315,9 +315,7 @@ class DecoderBuilder(_Source):
         )  # fmt: skip
 
     def build(self, schema: Any, namespace: str) -> Decoder:
-        name = self.function_for(schema, namespace)
-        self.compile()
-        decoder: Decoder = self.namespace[name]
+        decoder: Decoder = self.compiled(schema, namespace)
         return decoder
 
     def _standalone(self, schema: Any, namespace: str) -> str:
