@@ -105,14 +105,12 @@ def run(
     }
     started, started_at = time.monotonic(), time.time()
     try:
-        proc: subprocess.Popen[bytes] | None = subprocess.Popen(list(spec.argv), env=child_env)
+        proc = subprocess.Popen(list(spec.argv), env=child_env)
     except OSError as exc:
-        proc, failure = None, exc
-    if proc is None:
         emitter = make_emitter()
         _opening_events(spec, emitter, env, job_id, attempt, git, submitted_at, started_at)
-        _finish(emitter, job_id, attempt, status="failed", exit_code=127, exc=failure, started=started)
-        print(f"jobprov run: cannot start {spec.argv[0]}: {failure.strerror}", file=sys.stderr)
+        _finish(emitter, job_id, attempt, status="failed", exit_code=127, exc=exc, started=started)
+        print(f"jobprov run: cannot start {spec.argv[0]}: {exc.strerror}", file=sys.stderr)
         return 127
 
     with _Forwarder(proc) as forwarder:

@@ -72,11 +72,7 @@ class EventsTableSource:
     def copy_into(self, shadow: str) -> None:
         """Every row of the events table into ``shadow``'s (migrated to the same columns)."""
         Target(shadow)
-        names = self.client.query(
-            "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'events' ORDER BY position",
-            parameters={"db": self.database},
-        ).result_rows
-        columns = ", ".join(f"`{name}`" for (name,) in names)
+        columns = ", ".join(f"`{name}`" for name in _table_columns(self.client, self.database, "events"))
         self.client.command(
             f"INSERT INTO {shadow}.events ({columns}) SELECT {columns} FROM {self.database}.events"  # noqa: S608
         )
@@ -220,12 +216,17 @@ class Verification:
         return not self.differences
 
 
-def _columns(client: Any, database: str, table: str) -> list[str]:
+def _table_columns(client: Any, database: str, table: str) -> list[str]:
     rows = client.query(
         "SELECT name FROM system.columns WHERE database = {db:String} AND table = {t:String} ORDER BY position",
         parameters={"db": database, "t": table},
     ).result_rows
-    return [r[0] for r in rows if r[0] not in COMPARED[table]]
+    return [r[0] for r in rows]
+
+
+def _columns(client: Any, database: str, table: str) -> list[str]:
+    """The columns verify compares."""
+    return [c for c in _table_columns(client, database, table) if c not in COMPARED[table]]
 
 
 def verify(client: Any, live: str, shadow: str) -> Verification:
