@@ -30,7 +30,7 @@ from jobprov.sinks.clickhouse.ddl import Target, copy_buckets
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import TABLES, ClickHouseSink
 from jobprov.stream_processors.comparability import bucket_keys, fingerprint
-from jobprov.stream_processors.records import MetricPoint
+from jobprov.stream_processors.records import LineageEdge, MetricPoint
 
 DATASETS = ["testdata_hsc", "testdata_cfht", "testdata_ci_imsim", "testdata_decam"]
 BANDS = ["u", "g", "r", "i", "z", "y", "all"]
@@ -62,14 +62,13 @@ def bench_sink(client: Any, database: str, n: int) -> None:
         sink.flush(60)
     sink_rate = n / (time.perf_counter() - t0)
     client.command(f"TRUNCATE TABLE {database}.metric_points")
-    _, columns, rows_of = TABLES[MetricPoint]
-    rows = [row for p in points for row in rows_of(p)]
+    spec = TABLES[MetricPoint]
     maps = {"tags", "bucket_keys"}
     table = pa.table({
-        c: pa.array([list(r[j].items()) for r in rows], pa.map_(pa.string(), pa.string())) if c in maps
-        else pa.array([r[j] for r in rows], pa.timestamp("ms", tz="UTC")) if c == "time"
-        else [r[j] for r in rows]
-        for j, c in enumerate(columns)
+        c: pa.array([list(v.items()) for v in values], pa.map_(pa.string(), pa.string())) if c in maps
+        else pa.array(values, pa.timestamp("ms", tz="UTC")) if c == "time"
+        else values
+        for c, values in zip(spec.column_names, spec.columns_of(points), strict=True)
     })  # fmt: skip
     t0 = time.perf_counter()
     for i in range(0, n, 5000):
@@ -143,7 +142,7 @@ def load(client: Any, database: str, points: int, jobs: int, chunk: int = 1_000_
     client.insert(
         f"{database}.lineage",
         [[s, d, r, "j", f"l{i}", 1_750_000_000_000, None, None, None, None, 1, 1] for i, (s, d, r) in enumerate(edges)],
-        column_names=list(TABLES[next(t for t in TABLES if TABLES[t][0] == "lineage")][1]),
+        column_names=TABLES[LineageEdge].column_names,
     )
     client.command(f"OPTIMIZE TABLE {database}.metric_points FINAL")
     return list(job_ids)

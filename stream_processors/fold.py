@@ -3,14 +3,16 @@
 No I/O, no clock, no randomness, no globals: time comes from events, and "now" for lost-job detection is a
 watermark the caller passes to :func:`snapshot`. The same code serves live streaming and replay.
 
-- A duplicate event (same ``event_id``) changes nothing and yields nothing.
+- A duplicate event (same ``event_id``; for emitters' events, equivalently the same emitter instance and
+  ``seq``) changes nothing and yields nothing.
 - Any arrival order converges to the same state: facts are kept with order keys (see ``state``).
 - ``fold`` updates ``state`` in place and returns it (the state is the caller's, one per job; copying it per
   event would cost more than the fold). Callers that need the old state copy it first.
 - Outputs are the records that changed because of this event: metric points, resource points, lineage
-  edges, annotations, step states, provenance (and metric points re-bucketed when late provenance changes
-  their bucket). The job's own state record comes from :func:`snapshot`, which callers take once per batch
-  of events per job, so a batch of a job's events costs one JobState, not one per event.
+  edges, annotations, step states, provenance (and a :class:`BucketMove` when late provenance changes a key the
+  job's stored metric points are bucketed by: the state keeps no metric values, the sink moves them). The
+  job's own state record comes from :func:`snapshot`, which callers take once per batch of events per job, so
+  a batch of a job's events costs one JobState, not one per event.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from jobprov.schemas.models import (
     StepFinished,
     StepStarted,
 )
-from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_keys, fingerprint
+from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_for, bucket_keys, fingerprint
 from jobprov.stream_processors.lifecycle import derive_job_state
 from jobprov.stream_processors.provenance import flatten_declared, flatten_started, flatten_submitted
 from jobprov.stream_processors.records import (
     AnnotationRecord,
+    BucketMove,
     JobState,
     LineageEdge,
     MetricPoint,
@@ -49,7 +52,7 @@ from jobprov.stream_processors.records import (
     ResourcePoint,
     StepState,
 )
-from jobprov.stream_processors.state import JobFoldState, OrderKey, StepFacts, StoredMetric
+from jobprov.stream_processors.state import JobFoldState, OrderKey, SeqSet, StepFacts
 
 
 @dataclass(frozen=True)
@@ -65,16 +68,14 @@ Handler = Callable[[JobFoldState, Event, int, FoldContext], list[Record]]
 def fold(state: JobFoldState | None, event: Event, context: FoldContext) -> tuple[JobFoldState, list[Record]]:
     if state is None:
         state = JobFoldState(event.job_id)
-    elif event.event_id in state.seen:
+    if not _first_time(state, event):
         return state, []
-    state.seen.add(event.event_id)
     state.version += 1
     time_ms = timestamp_millis(event.event_time)
     if time_ms > state.last_event_ms:
         state.last_event_ms = time_ms
     if state.first_event_ms is None or time_ms < state.first_event_ms:
         state.first_event_ms = time_ms
-    _count_seq(state, event.producer.instance_id, event.seq)
     return state, _HANDLERS[type(event.payload)](state, event, time_ms, context)
 
 
@@ -83,16 +84,19 @@ def snapshot(state: JobFoldState, watermark_ms: int | None = None, context: Fold
     return derive_job_state(state, watermark_ms, context.lost_after_ms if context else FoldContext.lost_after_ms)
 
 
-def _count_seq(state: JobFoldState, producer: str, seq: int) -> None:
-    seen = state.producers.get(producer)
-    if seen is None:
-        state.producers[producer] = [seq, seq, 1]
-        return
-    if seq < seen[0]:
-        seen[0] = seq
-    elif seq > seen[1]:
-        seen[1] = seq
-    seen[2] += 1
+def _first_time(state: JobFoldState, event: Event) -> bool:
+    """Whether the event is new to the job. An emitter instance numbers a job's events 1, 2, 3, ... with one
+    event id per number, so ``(instance, seq)`` identifies an event as its id does and the fold remembers
+    ranges of numbers instead of every id. Events without a usable number (seq < 1) are remembered by id."""
+    if event.seq < 1:
+        if event.event_id in state.unsequenced:
+            return False
+        state.unsequenced.add(event.event_id)
+        return True
+    seqs = state.seqs.get(event.producer.instance_id)
+    if seqs is None:
+        seqs = state.seqs[event.producer.instance_id] = SeqSet()
+    return seqs.add(event.seq)
 
 
 def _order(event: Event, time_ms: int) -> OrderKey:
@@ -102,47 +106,46 @@ def _order(event: Event, time_ms: int) -> OrderKey:
 # --- provenance and metrics -------------------------------------------------------------------------------
 
 
-def _merge_provenance(state: JobFoldState, values: dict[str, str], order: OrderKey, attempt: int) -> bool:
-    changed = False
+def _merge_provenance(state: JobFoldState, values: dict[str, str], order: OrderKey, attempt: int) -> set[str]:
+    """Merge an attempt's declared values; returns the keys whose value changed."""
+    changed: set[str] = set()
     for key, value in values.items():
         by_attempt = state.provenance.setdefault(key, {})
         current = by_attempt.get(attempt)
         if current is None or current[0] < order:
             if current is None or current[1] != value:
-                changed = True
+                changed.add(key)
             by_attempt[attempt] = (order, value)
     if changed:
         state.provenance_version += 1
     return changed
 
 
-def _metric_point(state: JobFoldState, metric: StoredMetric, context: FoldContext) -> MetricPoint:
-    p = metric.payload
+def _metric_point(
+    state: JobFoldState, event: Event, p: MetricMeasured, time_ms: int, context: FoldContext
+) -> MetricPoint:
     keys = p.comparability_keys if p.comparability_keys is not None else context.registry.keys_for(p.name)
     memo = (
         state.provenance_version,
-        metric.attempt,
+        event.attempt,
         tuple(keys) if isinstance(keys, list) else keys,
         tuple(sorted(p.tags.items())) if p.tags else (),
     )
     cached = state._buckets.get(memo)
     if cached is None:
-        values = state.provenance_values(metric.attempt)
-        effective = {**values, **p.tags} if p.tags else values  # metric tags refine the job's provenance
-        chosen = bucket_keys(keys, effective)
         if len(state._buckets) > 256:
             state._buckets.clear()
-        cached = state._buckets[memo] = (chosen, fingerprint(chosen))
+        cached = state._buckets[memo] = bucket_for(keys, state.provenance_values(event.attempt), p.tags)
+        state.metric_keys.update(cached[0])
     chosen, bucket = cached
-    metric.bucket = bucket
     return MetricPoint(
         job_id=state.job_id,
-        event_id=metric.event_id,
+        event_id=event.event_id,
         metric=p.name,
         value=p.value,
         unit=p.unit,
-        time_ms=metric.time_ms,
-        attempt=metric.attempt,
+        time_ms=time_ms,
+        attempt=event.attempt,
         step=p.step,
         tags=p.tags,
         bucket=bucket,
@@ -152,8 +155,9 @@ def _metric_point(state: JobFoldState, metric: StoredMetric, context: FoldContex
     )
 
 
-def _provenance_outputs(state: JobFoldState, context: FoldContext) -> list[Record]:
-    """After a provenance change: the provenance record, and every metric point whose bucket moved."""
+def _provenance_outputs(state: JobFoldState, changed: set[str], context: FoldContext) -> list[Record]:
+    """After a provenance change: the provenance record, and a move of the job's stored points when a key they
+    are bucketed by changed."""
     values = state.provenance_values()
     out: list[Record] = [
         ProvenanceRecord(
@@ -164,19 +168,15 @@ def _provenance_outputs(state: JobFoldState, context: FoldContext) -> list[Recor
             state_version=state.version,
         )
     ]
-    for metric in sorted(state.metrics.values(), key=lambda m: m.event_id):
-        before = metric.bucket
-        point = _metric_point(state, metric, context)
-        if point.bucket != before:
-            point.replaces_bucket = before
-            out.append(point)
+    if not changed.isdisjoint(state.metric_keys):
+        declaring = sorted({a for by_attempt in state.provenance.values() for a in by_attempt})
+        provenance = {str(a): dict(state.provenance_values(a)) for a in declaring}
+        out.append(BucketMove(job_id=state.job_id, provenance=provenance, state_version=state.version))
     return out
 
 
 def _on_metric(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
-    stored = StoredMetric(event.event_id, cast(MetricMeasured, event.payload), time_ms, event.attempt)
-    state.metrics[event.event_id] = stored
-    return [_metric_point(state, stored, context)]
+    return [_metric_point(state, event, cast(MetricMeasured, event.payload), time_ms, context)]
 
 
 def _on_provenance(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
@@ -185,9 +185,8 @@ def _on_provenance(state: JobFoldState, event: Event, time_ms: int, context: Fol
     snapshot_uri = payload.config.snapshot_uri if payload.config is not None else None
     if snapshot_uri is not None and (state.config_snapshot is None or state.config_snapshot[0] < order):
         state.config_snapshot = (order, snapshot_uri)
-    if _merge_provenance(state, flatten_declared(payload), order, event.attempt):
-        return _provenance_outputs(state, context)
-    return []
+    changed = _merge_provenance(state, flatten_declared(payload), order, event.attempt)
+    return _provenance_outputs(state, changed, context) if changed else []
 
 
 # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -204,8 +203,9 @@ def _on_submitted(state: JobFoldState, event: Event, time_ms: int, context: Fold
         out.append(_edge(state, event, time_ms, f"job:{payload.parent_job_id}", f"job:{state.job_id}", "parent"))
     if payload.workflow_id:
         out.append(_edge(state, event, time_ms, f"workflow:{payload.workflow_id}", f"job:{state.job_id}", "member"))
-    if _merge_provenance(state, flatten_submitted(payload), order, event.attempt):
-        out += _provenance_outputs(state, context)
+    changed = _merge_provenance(state, flatten_submitted(payload), order, event.attempt)
+    if changed:
+        out += _provenance_outputs(state, changed, context)
     return out
 
 
@@ -215,9 +215,8 @@ def _on_started(state: JobFoldState, event: Event, time_ms: int, context: FoldCo
     order = _order(event, time_ms)
     if facts.started is None or order < facts.started[0]:
         facts.started = (order, payload)
-    if _merge_provenance(state, flatten_started(payload), order, event.attempt):
-        return _provenance_outputs(state, context)
-    return []
+    changed = _merge_provenance(state, flatten_started(payload), order, event.attempt)
+    return _provenance_outputs(state, changed, context) if changed else []
 
 
 def _on_finished(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:

@@ -49,8 +49,9 @@ def _anomalies(state: JobFoldState) -> list[str]:
             found.add(f"attempt {number}: activity after the end")
         if finish is not None and finish[1].status == "succeeded" and any(n > number for n in state.attempts):
             found.add(f"attempt {number}: retried after it succeeded")
-    for producer, (low, high, count) in sorted(state.producers.items()):
-        missing = high - low + 1 - count
+    for producer, seqs in sorted(state.seqs.items()):
+        low, high = seqs.low, seqs.high
+        missing = high - low + 1 - seqs.count
         if missing > 0:
             found.add(f"emitter {producer}: {missing} events missing between seq {low} and {high}")
     return sorted(found)
@@ -106,7 +107,7 @@ def derive_job_state(state: JobFoldState, watermark_ms: int | None, lost_after_m
         scheduler_ids=dict(sub_payload.scheduler_ids) if sub_payload else {},
         attempt_statuses=attempt_statuses,
         anomalies=_anomalies(state),
-        event_count=len(state.seen),
+        event_count=state.version,
         state_version=state.version,
     )
 

@@ -13,6 +13,7 @@ records may share dict values (tags, bucket keys) with the fold's state.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -88,12 +89,43 @@ class MetricPoint:
     registry_version: str
     state_version: int
     fold_version: int = FOLD_VERSION
-    replaces_bucket: str | None = None
-    """Set when late provenance moved the point: the bucket it was emitted in before (sinks ordered by
-    bucket delete the old row)."""
 
     def key(self) -> tuple[str, ...]:
         return (self.job_id, self.event_id)
+
+
+@dataclass(slots=True)
+class BucketMove:
+    """Late provenance changed a key the job's metric points are bucketed by: every point of the job already
+    stored moves to the bucket :func:`~jobprov.stream_processors.comparability.bucket_for` gives with this
+    provenance (a point keeps its bucket key names and tags; its attempt picks the values). The fold keeps no
+    metric values, so the sink, which holds the points, applies the move (``apply_move``); the moved points
+    take this record's ``state_version``. Points emitted after it are bucketed with the new provenance already.
+    """
+
+    KIND: ClassVar[str] = "bucket_move"
+    job_id: str
+    provenance: dict[str, dict[str, str]]
+    """Attempt number (as text) -> the job's provenance as that attempt sees it, for every attempt that declared
+    some: a later attempt that declared nothing sees the latest earlier one's."""
+    state_version: int
+    fold_version: int = FOLD_VERSION
+
+    def key(self) -> tuple[str, ...]:
+        return (self.job_id,)
+
+    def values_for(self, attempt: int) -> dict[str, str]:
+        eligible = [int(a) for a in self.provenance if int(a) <= attempt]
+        return self.provenance[str(max(eligible))] if eligible else {}
+
+    def apply(self, point: MetricPoint) -> MetricPoint | None:
+        """The point moved by this provenance, or None when its bucket stays."""
+        from jobprov.stream_processors.comparability import bucket_for
+
+        chosen, bucket = bucket_for(point.bucket_keys, self.values_for(point.attempt), point.tags)
+        if bucket == point.bucket:
+            return None
+        return dataclasses.replace(point, bucket=bucket, bucket_keys=chosen, state_version=self.state_version)
 
 
 @dataclass(slots=True)
@@ -202,8 +234,48 @@ class EventRecord:
         return (self.job_id, self.event_id)
 
 
+@dataclass(slots=True)
+class ResidentJob:
+    """A worker's checkpoint, not derived from the log: the job entered (``resident``) or left the memory of the
+    worker of ``partition``. ``state_version`` orders the rows of one job (the worker's clock, in ns)."""
+
+    KIND: ClassVar[str] = "resident_job"
+    topic: str
+    partition: int
+    job_id: str
+    resident: bool
+    state_version: int
+
+    def key(self) -> tuple[str, ...]:
+        return (self.topic, str(self.partition), self.job_id)
+
+
+@dataclass(slots=True)
+class PartitionWatermark:
+    """A worker's checkpoint, not derived from the log: the newest event time folded from ``partition``
+    (``state_version``: a sink keeps the highest)."""
+
+    KIND: ClassVar[str] = "partition_watermark"
+    topic: str
+    partition: int
+    state_version: int
+
+    def key(self) -> tuple[str, ...]:
+        return (self.topic, str(self.partition))
+
+
 Record = (
-    EventRecord | JobState | ProvenanceRecord | MetricPoint | ResourcePoint | LineageEdge | AnnotationRecord | StepState
+    EventRecord
+    | JobState
+    | ProvenanceRecord
+    | MetricPoint
+    | BucketMove
+    | ResourcePoint
+    | LineageEdge
+    | AnnotationRecord
+    | StepState
+    | ResidentJob
+    | PartitionWatermark
 )
 RECORD_TYPES: dict[str, type[Any]] = {
     cls.KIND: cls
@@ -212,10 +284,13 @@ RECORD_TYPES: dict[str, type[Any]] = {
         JobState,
         ProvenanceRecord,
         MetricPoint,
+        BucketMove,
         ResourcePoint,
         LineageEdge,
         AnnotationRecord,
         StepState,
+        ResidentJob,
+        PartitionWatermark,
     )
 }
 
@@ -227,10 +302,32 @@ _FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {
 
 def content_of(record: Record) -> Record:
     """The part of a record that must converge whatever the arrival order: without ``state_version`` (how
-    many events had been folded when it was made) and ``replaces_bucket`` (the move that produced it)."""
-    if isinstance(record, MetricPoint):
-        return dataclasses.replace(record, state_version=0, replaces_bucket=None)
+    many events had been folded when it was made)."""
     return dataclasses.replace(record, state_version=0)
+
+
+def materialize(records: Iterable[Record]) -> dict[tuple[str, tuple[str, ...]], Record]:
+    """What an idempotent sink holds after taking ``records`` in order: per key the record with the highest
+    ``state_version``, with every :class:`BucketMove` applied to the points taken before it, not kept (the reference
+    semantics the ClickHouse sink implements, for tests and for readers of the derived-records topic)."""
+    kept: dict[tuple[str, tuple[str, ...]], Record] = {}
+    points_of: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+    for record in records:
+        key = (record.KIND, record.key())
+        if isinstance(record, BucketMove):
+            for point_key in points_of.get(record.job_id, ()):
+                point = kept[point_key]
+                assert isinstance(point, MetricPoint)
+                moved = record.apply(point)
+                if moved is not None and moved.state_version >= point.state_version:
+                    kept[point_key] = moved
+            continue  # a move is an instruction, not a row: what it leaves depends on what came before it
+        current = kept.get(key)
+        if current is None or current.state_version <= record.state_version:
+            kept[key] = record
+        if isinstance(record, MetricPoint):
+            points_of.setdefault(record.job_id, set()).add(key)
+    return kept
 
 
 def to_json_dict(record: Record) -> dict[str, Any]:

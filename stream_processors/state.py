@@ -2,13 +2,18 @@
 
 Nothing here depends on the order events arrive in: every fact is kept with an order key
 ``(event_time_ms, event_id)`` and "latest" or "earliest" is decided by that key, never by arrival.
+
+The state's size follows the job's structure (attempts, steps, provenance keys), not its event count: events
+already folded are remembered as ``seq`` ranges per emitter instance (:class:`SeqSet`), and metric values are
+not kept (a move of the job's points to another bucket is a record the sink applies, see ``BucketMove``).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from jobprov.schemas.models import JobFinished, JobStarted, JobSubmitted, MetricMeasured, StepFinished, StepStarted
+from jobprov.schemas.models import JobFinished, JobStarted, JobSubmitted, StepFinished, StepStarted
 
 OrderKey = tuple[int, str]
 
@@ -36,20 +41,67 @@ class StepFacts:
     finished: tuple[OrderKey, StepFinished] | None = None
 
 
-@dataclass
-class StoredMetric:
-    event_id: str
-    payload: MetricMeasured
-    time_ms: int
-    attempt: int
-    bucket: str = ""  # the bucket last emitted for it
+class SeqSet:
+    """The sequence numbers seen from one emitter instance, as sorted disjoint inclusive ranges.
+
+    An emitter numbers a job's events 1, 2, 3, ... per instance, so a job's whole history is usually one range:
+    memory is O(gaps), not O(events). ``add`` is O(1) for the next number in order and O(log ranges) otherwise.
+    """
+
+    __slots__ = ("count", "ends", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.count = 0
+
+    def add(self, seq: int) -> bool:
+        """Record ``seq``; False when it was recorded before (a duplicate)."""
+        starts, ends = self.starts, self.ends
+        if ends and seq == ends[-1] + 1:  # the common case: the next one in order
+            ends[-1] = seq
+            self.count += 1
+            return True
+        i = bisect_right(starts, seq) - 1  # the last range starting at or before seq
+        if i >= 0 and seq <= ends[i]:
+            return False
+        joins_left = i >= 0 and ends[i] == seq - 1
+        joins_right = i + 1 < len(starts) and starts[i + 1] == seq + 1
+        if joins_left and joins_right:
+            ends[i] = ends[i + 1]
+            del starts[i + 1], ends[i + 1]
+        elif joins_left:
+            ends[i] = seq
+        elif joins_right:
+            starts[i + 1] = seq
+        else:
+            starts.insert(i + 1, seq)
+            ends.insert(i + 1, seq)
+        self.count += 1
+        return True
+
+    @property
+    def low(self) -> int:
+        return self.starts[0]
+
+    @property
+    def high(self) -> int:
+        return self.ends[-1]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SeqSet) and (self.starts, self.ends) == (other.starts, other.ends)
+
+    def __repr__(self) -> str:
+        return f"SeqSet({list(zip(self.starts, self.ends, strict=True))})"
 
 
 @dataclass
 class JobFoldState:
     job_id: str
-    seen: set[str] = field(default_factory=set)
+    seqs: dict[str, SeqSet] = field(default_factory=dict)  # emitter instance -> seq numbers folded
+    unsequenced: set[str] = field(default_factory=set)  # ids of events without a usable seq (seq < 1)
     version: int = 0
+    """How many distinct events were folded: the records' ``state_version`` and the job's event count."""
     first_event_ms: int | None = None
     last_event_ms: int = 0
     heartbeat_interval_ms: int | None = None
@@ -58,9 +110,9 @@ class JobFoldState:
     provenance: dict[str, dict[int, tuple[OrderKey, str]]] = field(default_factory=dict)
     provenance_version: int = 0
     config_snapshot: tuple[OrderKey, str] | None = None
-    metrics: dict[str, StoredMetric] = field(default_factory=dict)
+    metric_keys: set[str] = field(default_factory=set)
+    """Provenance keys some metric point of this job is bucketed by: only a change of one of them moves points."""
     steps: dict[tuple[int, str, int], StepFacts] = field(default_factory=dict)
-    producers: dict[str, list[int]] = field(default_factory=dict)  # emitter instance -> [min seq, max seq, count]
     # Memoised views, valid for one provenance_version (deterministic: derived from the state alone).
     _values: dict[int, tuple[int, dict[str, str]]] = field(default_factory=dict)
     _buckets: dict[tuple[object, ...], tuple[dict[str, str], str]] = field(default_factory=dict)

@@ -8,6 +8,9 @@ use the host's time zone).
 Deduplication: every derived table is a ReplacingMergeTree keyed by the record's key and versioned by
 ``state_version`` (plus ``is_deleted`` for metric points, which move when late provenance re-buckets them);
 reads use ``FINAL``. The events table is keyed by ``(job_id, event_id)``: a re-sent event is one row.
+``resident_jobs`` and ``partition_watermarks`` are the workers' checkpoints, not derived from the log: which jobs a
+partition's worker held in memory and the newest event time it had seen, written with the records of each batch,
+so a worker that takes a partition over loads just those jobs (their events, from ``events``) and resumes.
 ``buckets`` holds one row per metric and bucket (its key values and unit): the sink writes a bucket's row the first
 time it sees the bucket, so a series is labelled by a lookup instead of a scan of its points.
 """
@@ -249,6 +252,35 @@ def migrations(t: Target) -> list[tuple[int, str, list[str]]]:
                     "metric, bucket",
                 ),
                 copy_buckets(t),
+            ],
+        ),
+        (
+            3,
+            "the workers' checkpoints (resident jobs, watermarks) and a job index on metric points for bucket moves",
+            [
+                f"ALTER TABLE {t.database}.metric_points{t.on_cluster} "
+                "ADD INDEX IF NOT EXISTS job_idx job_id TYPE bloom_filter GRANULARITY 1",
+                f"ALTER TABLE {t.database}.metric_points{t.on_cluster} MATERIALIZE INDEX job_idx",
+                _table(
+                    t,
+                    "resident_jobs",
+                    """    topic String,
+    partition Int32,
+    job_id String,
+    resident UInt8,
+    version UInt64""",
+                    t.engine("version"),
+                    "topic, partition, job_id",
+                ),
+                _table(
+                    t,
+                    "partition_watermarks",
+                    """    topic String,
+    partition Int32,
+    max_event_time_ms Int64""",
+                    t.engine("max_event_time_ms"),
+                    "topic, partition",
+                ),
             ],
         ),
     ]

@@ -2,11 +2,15 @@
 
 - One code path for the embedded engine (``chdb:///dir``) and a server (``http(s)://host:8123``), through
   clickhouse-connect.
-- ``write`` buffers (no I/O); ``flush`` inserts every buffered table, column-wise, and clears the buffer only
-  once the inserts succeeded. The worker flushes before it commits offsets.
+- ``write`` buffers records (no I/O); ``flush`` turns each table's records into columns and inserts them through
+  a reused insert context per table, and clears a buffer only once its insert succeeded. The worker flushes
+  before it commits offsets.
 - Redelivered or replayed records create no visible duplicates: tables are ReplacingMergeTree by record key
-  and ``state_version``; reads use FINAL. A metric point moved to another bucket by late provenance also
-  writes a delete row (``is_deleted = 1``) for its old bucket.
+  and ``state_version``; reads use FINAL. A :class:`BucketMove` (late provenance) is applied after the flush's
+  points: the job's stored points are read back (by the ``job_id`` skip index), and each point whose bucket
+  changes is written in its new bucket and deleted (``is_deleted = 1``) from its old one.
+- The workers' checkpoints (:class:`ResidentJob`, :class:`PartitionWatermark`) are written in the same flush as
+  the records of their batch.
 - ``buckets`` (a metric's buckets with their key values and unit: the series' labels) gets a row the first
   time this sink sees a bucket, not one per point: a bucket's keys never change (its id is their fingerprint),
   and rows written again (a redelivery, another worker, a restart) are one row after deduplication.
@@ -16,8 +20,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from jobprov.errors import SinkError
@@ -25,12 +33,15 @@ from jobprov.sinks.base import SinkBackpressure
 from jobprov.sinks.clickhouse.client import is_unavailable
 from jobprov.stream_processors.records import (
     AnnotationRecord,
+    BucketMove,
     EventRecord,
     JobState,
     LineageEdge,
     MetricPoint,
+    PartitionWatermark,
     ProvenanceRecord,
     Record,
+    ResidentJob,
     ResourcePoint,
     StepState,
 )
@@ -39,302 +50,110 @@ log = logging.getLogger("jobprov.sink.clickhouse")
 
 Row = tuple[Any, ...]
 
-_EVENT_COLUMNS = (
-    "event_id",
-    "job_id",
-    "event_type",
-    "event_time",
-    "emitted_at",
-    "producer",
-    "producer_instance",
-    "seq",
-    "attempt",
-    "raw",
-)
-_JOB_COLUMNS = (
-    "job_id",
-    "name",
-    "kind",
-    "status",
-    "attempts",
-    "submitted_at",
-    "started_at",
-    "finished_at",
-    "last_event_at",
-    "exit_code",
-    "signal",
-    "exception_type",
-    "exception_message",
-    "host",
-    "duration_ms",
-    "cpu_user_s",
-    "cpu_system_s",
-    "peak_rss_bytes",
-    "io_read_bytes",
-    "io_write_bytes",
-    "parent_job_id",
-    "workflow_id",
-    "dag_node",
-    "submitter",
-    "scheduler_ids",
-    "attempt_statuses",
-    "anomalies",
-    "event_count",
-    "state_version",
-    "fold_version",
-)
-_PROVENANCE_COLUMNS = ("job_id", "values", "default_bucket", "config_snapshot_uri", "state_version", "fold_version")
-_METRIC_COLUMNS = (
-    "metric",
-    "bucket",
-    "time",
-    "job_id",
-    "event_id",
-    "value",
-    "unit",
-    "attempt",
-    "step",
-    "tags",
-    "bucket_keys",
-    "registry_version",
-    "state_version",
-    "is_deleted",
-    "fold_version",
-)
-_RESOURCE_COLUMNS = (
-    "job_id",
-    "event_id",
-    "time",
-    "attempt",
-    "cpu_user_s",
-    "cpu_system_s",
-    "rss_bytes",
-    "peak_rss_bytes",
-    "io_read_bytes",
-    "io_write_bytes",
-    "threads",
-    "processes",
-    "state_version",
-    "fold_version",
-)
-_LINEAGE_COLUMNS = (
-    "src",
-    "dst",
-    "relation",
-    "job_id",
-    "event_id",
-    "time",
-    "role",
-    "checksum",
-    "size_bytes",
-    "step",
-    "state_version",
-    "fold_version",
-)
-_ANNOTATION_COLUMNS = (
-    "target_type",
-    "target",
-    "key_name",
-    "value",
-    "author",
-    "time",
-    "job_id",
-    "event_id",
-    "state_version",
-    "fold_version",
-)
-_STEP_COLUMNS = (
-    "job_id",
-    "attempt",
-    "name",
-    "step_attempt",
-    "status",
-    "parent_step",
-    "started_at",
-    "finished_at",
-    "exception_type",
-    "exception_message",
-    "caveats",
-    "state_version",
-    "fold_version",
-)
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table the sink writes: its columns, each with the record attribute it comes from (None: the constant 0,
+    e.g. ``is_deleted`` of a point written where it belongs)."""
+
+    name: str
+    columns: tuple[tuple[str, str | None], ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column for column, _ in self.columns]
+
+    def columns_of(self, records: Sequence[Any]) -> list[list[Any]]:
+        """The records as columns. Times stay integer epoch milliseconds: the driver writes them as they are."""
+        return [list(map(attrgetter(attr), records)) if attr else [0] * len(records) for _, attr in self.columns]
 
 
-def _event_rows(r: EventRecord) -> list[Row]:
-    return [
+def _same(*names: str) -> tuple[tuple[str, str | None], ...]:
+    return tuple((name, name) for name in names)
+
+
+TABLES: dict[type[Any], TableSpec] = {
+    EventRecord: TableSpec(
+        "events",
         (
-            r.event_id,
-            r.job_id,
-            r.event_type,
-            r.event_time_ms,
-            r.emitted_at_ms,
-            r.producer,
-            r.producer_instance,
-            r.seq,
-            r.attempt,
-            r.raw,
-        )
-    ]
-
-
-def _job_rows(r: JobState) -> list[Row]:
-    return [
+            *_same("event_id", "job_id", "event_type"),
+            ("event_time", "event_time_ms"),
+            ("emitted_at", "emitted_at_ms"),
+            *_same("producer", "producer_instance", "seq", "attempt", "raw"),
+        ),
+    ),
+    JobState: TableSpec(
+        "jobs",
         (
-            r.job_id,
-            r.name,
-            r.kind,
-            r.status,
-            r.attempts,
-            r.submitted_at_ms,
-            r.started_at_ms,
-            r.finished_at_ms,
-            r.last_event_at_ms,
-            r.exit_code,
-            r.signal,
-            r.exception_type,
-            r.exception_message,
-            r.host,
-            r.duration_ms,
-            r.cpu_user_s,
-            r.cpu_system_s,
-            r.peak_rss_bytes,
-            r.io_read_bytes,
-            r.io_write_bytes,
-            r.parent_job_id,
-            r.workflow_id,
-            r.dag_node,
-            r.submitter,
-            r.scheduler_ids,
-            r.attempt_statuses,
-            r.anomalies,
-            r.event_count,
-            r.state_version,
-            r.fold_version,
-        )
-    ]
-
-
-def _provenance_rows(r: ProvenanceRecord) -> list[Row]:
-    return [(r.job_id, r.values, r.default_bucket, r.config_snapshot_uri, r.state_version, r.fold_version)]
-
-
-def _metric_rows(r: MetricPoint) -> list[Row]:
-    def row(bucket: str, is_deleted: int) -> Row:
-        return (
-            r.metric,
-            bucket,
-            r.time_ms,
-            r.job_id,
-            r.event_id,
-            r.value,
-            r.unit,
-            r.attempt,
-            r.step,
-            r.tags,
-            r.bucket_keys,
-            r.registry_version,
-            r.state_version,
-            is_deleted,
-            r.fold_version,
-        )
-
-    rows = [row(r.bucket, 0)]
-    if r.replaces_bucket and r.replaces_bucket != r.bucket:
-        rows.append(row(r.replaces_bucket, 1))
-    return rows
-
-
-def _resource_rows(r: ResourcePoint) -> list[Row]:
-    return [
+            *_same("job_id", "name", "kind", "status", "attempts"),
+            ("submitted_at", "submitted_at_ms"),
+            ("started_at", "started_at_ms"),
+            ("finished_at", "finished_at_ms"),
+            ("last_event_at", "last_event_at_ms"),
+            *_same("exit_code", "signal", "exception_type", "exception_message", "host", "duration_ms"),
+            *_same("cpu_user_s", "cpu_system_s", "peak_rss_bytes", "io_read_bytes", "io_write_bytes"),
+            *_same("parent_job_id", "workflow_id", "dag_node", "submitter", "scheduler_ids", "attempt_statuses"),
+            *_same("anomalies", "event_count", "state_version", "fold_version"),
+        ),
+    ),
+    ProvenanceRecord: TableSpec(
+        "provenance",
+        _same("job_id", "values", "default_bucket", "config_snapshot_uri", "state_version", "fold_version"),
+    ),
+    MetricPoint: TableSpec(
+        "metric_points",
         (
-            r.job_id,
-            r.event_id,
-            r.time_ms,
-            r.attempt,
-            r.cpu_user_s,
-            r.cpu_system_s,
-            r.rss_bytes,
-            r.peak_rss_bytes,
-            r.io_read_bytes,
-            r.io_write_bytes,
-            r.threads,
-            r.processes,
-            r.state_version,
-            r.fold_version,
-        )
-    ]
-
-
-def _lineage_rows(r: LineageEdge) -> list[Row]:
-    return [
+            *_same("metric", "bucket"),
+            ("time", "time_ms"),
+            *_same("job_id", "event_id", "value", "unit", "attempt", "step", "tags", "bucket_keys"),
+            *_same("registry_version", "state_version"),
+            ("is_deleted", None),
+            ("fold_version", "fold_version"),
+        ),
+    ),
+    ResourcePoint: TableSpec(
+        "resources",
         (
-            r.src,
-            r.dst,
-            r.relation,
-            r.job_id,
-            r.event_id,
-            r.time_ms,
-            r.role,
-            r.checksum,
-            r.size_bytes,
-            r.step,
-            r.state_version,
-            r.fold_version,
-        )
-    ]
-
-
-def _annotation_rows(r: AnnotationRecord) -> list[Row]:
-    return [
+            *_same("job_id", "event_id"),
+            ("time", "time_ms"),
+            *_same("attempt", "cpu_user_s", "cpu_system_s", "rss_bytes", "peak_rss_bytes", "io_read_bytes"),
+            *_same("io_write_bytes", "threads", "processes", "state_version", "fold_version"),
+        ),
+    ),
+    LineageEdge: TableSpec(
+        "lineage",
         (
-            r.target_type,
-            r.target,
-            r.key_name,
-            r.value,
-            r.author,
-            r.time_ms,
-            r.job_id,
-            r.event_id,
-            r.state_version,
-            r.fold_version,
-        )
-    ]
-
-
-def _step_rows(r: StepState) -> list[Row]:
-    return [
+            *_same("src", "dst", "relation", "job_id", "event_id"),
+            ("time", "time_ms"),
+            *_same("role", "checksum", "size_bytes", "step", "state_version", "fold_version"),
+        ),
+    ),
+    AnnotationRecord: TableSpec(
+        "annotations",
         (
-            r.job_id,
-            r.attempt,
-            r.name,
-            r.step_attempt,
-            r.status,
-            r.parent_step,
-            r.started_at_ms,
-            r.finished_at_ms,
-            r.exception_type,
-            r.exception_message,
-            r.caveats,
-            r.state_version,
-            r.fold_version,
-        )
-    ]
-
-
-# record type -> (table, columns, row maker)
-TABLES: dict[type[Any], tuple[str, tuple[str, ...], Callable[[Any], list[Row]]]] = {
-    EventRecord: ("events", _EVENT_COLUMNS, _event_rows),
-    JobState: ("jobs", _JOB_COLUMNS, _job_rows),
-    ProvenanceRecord: ("provenance", _PROVENANCE_COLUMNS, _provenance_rows),
-    MetricPoint: ("metric_points", _METRIC_COLUMNS, _metric_rows),
-    ResourcePoint: ("resources", _RESOURCE_COLUMNS, _resource_rows),
-    LineageEdge: ("lineage", _LINEAGE_COLUMNS, _lineage_rows),
-    AnnotationRecord: ("annotations", _ANNOTATION_COLUMNS, _annotation_rows),
-    StepState: ("steps", _STEP_COLUMNS, _step_rows),
+            *_same("target_type", "target", "key_name", "value", "author"),
+            ("time", "time_ms"),
+            *_same("job_id", "event_id", "state_version", "fold_version"),
+        ),
+    ),
+    StepState: TableSpec(
+        "steps",
+        (
+            *_same("job_id", "attempt", "name", "step_attempt", "status", "parent_step"),
+            ("started_at", "started_at_ms"),
+            ("finished_at", "finished_at_ms"),
+            *_same("exception_type", "exception_message", "caveats", "state_version", "fold_version"),
+        ),
+    ),
+    ResidentJob: TableSpec(
+        "resident_jobs", (*_same("topic", "partition", "job_id", "resident"), ("version", "state_version"))
+    ),
+    PartitionWatermark: TableSpec(
+        "partition_watermarks", (*_same("topic", "partition"), ("max_event_time_ms", "state_version"))
+    ),
 }
-
-
-_BUCKET_COLUMNS = ("metric", "bucket", "keys", "unit")
+_POINTS = TABLES[MetricPoint]
+_BUCKETS = TableSpec("buckets", (*_same("metric", "bucket"), ("keys", "bucket_keys"), ("unit", "unit")))
 # Buckets this sink has written, remembered to write each once; past this many it starts over (forgetting only
 # costs a row written again).
 _REMEMBERED_BUCKETS = 100_000
@@ -342,12 +161,18 @@ _REMEMBERED_BUCKETS = 100_000
 
 def _insert(client: Any, table: str, rows: list[Row], columns: Sequence[str]) -> None:
     """Insert rows; an unreachable or overloaded store is backpressure, anything else a sink error."""
-    try:
+    with _store_errors(table):
         client.insert(table, rows, column_names=list(columns))
+
+
+@contextmanager
+def _store_errors(table: str) -> Iterator[None]:
+    try:
+        yield
     except Exception as exc:
         if is_unavailable(exc):
             raise SinkBackpressure(f"ClickHouse unavailable: {exc}", retry_after=1.0) from exc
-        raise SinkError(f"insert into {table} failed: {exc}") from exc
+        raise SinkError(f"writing {table} failed: {exc}") from exc
 
 
 class ClickHouseSink:
@@ -357,46 +182,102 @@ class ClickHouseSink:
     def __init__(self, client: Any, database: str = "jobprov", max_buffered_rows: int = 200_000) -> None:
         self.client = client
         self.database = database
-        self._buffers: dict[str, list[Row]] = {}
-        self._buffered = 0
+        self._buffers: dict[type[Any], list[Record]] = {}
+        self._moves: dict[str, BucketMove] = {}
         self._max = max_buffered_rows
         self.inserted = 0
+        self._contexts: dict[str, Any] = {}
         self._buckets_written: set[tuple[str, str]] = set()
-        self._buckets_pending: dict[tuple[str, str], Row] = {}
+        self._buckets_pending: dict[tuple[str, str], MetricPoint] = {}
 
     def write(self, records: Sequence[Record]) -> None:
         buffers = self._buffers
         for record in records:
-            table, _, rows = TABLES[type(record)]
-            buffers.setdefault(table, []).extend(rows(record))
-            if type(record) is MetricPoint:
-                bucket = (record.metric, record.bucket)
-                if bucket not in self._buckets_written and bucket not in self._buckets_pending:
-                    self._buckets_pending[bucket] = (record.metric, record.bucket, record.bucket_keys, record.unit)
-        self._buffered = sum(len(v) for v in buffers.values())
+            kind = type(record)
+            if kind is BucketMove:
+                assert isinstance(record, BucketMove)
+                current = self._moves.get(record.job_id)
+                if current is None or current.state_version <= record.state_version:
+                    self._moves[record.job_id] = record
+                continue
+            buffer = buffers.get(kind)
+            if buffer is None:
+                buffer = buffers[kind] = []
+            buffer.append(record)
+            if kind is MetricPoint:
+                self._pend_bucket(record)  # type: ignore[arg-type]
+
+    def _pend_bucket(self, point: MetricPoint) -> None:
+        bucket = (point.metric, point.bucket)
+        if bucket not in self._buckets_written and bucket not in self._buckets_pending:
+            self._buckets_pending[bucket] = point
+
+    def _insert_columns(self, spec: TableSpec, records: Sequence[Any], columns: list[list[Any]] | None = None) -> None:
+        """One column-wise insert through the table's reused insert context (no re-describing the table)."""
+        table = f"{self.database}.{spec.name}"
+        with _store_errors(table):
+            context = self._contexts.get(spec.name)
+            if context is None:
+                context = self._contexts[spec.name] = self.client.create_insert_context(
+                    table, spec.column_names, column_oriented=True
+                )
+            self.client.insert(data=columns if columns is not None else spec.columns_of(records), context=context)
+        self.inserted += len(records)
 
     def flush(self, timeout: float) -> None:
-        columns = {table: cols for table, cols, _ in TABLES.values()}
-        for table in list(self._buffers):
-            rows = self._buffers[table]
-            if not rows:
-                continue
-            _insert(self.client, f"{self.database}.{table}", rows, columns[table])
-            self.inserted += len(rows)
-            del self._buffers[table]  # only what was inserted leaves the buffer
-        self._buffered = 0
+        for kind in list(self._buffers):
+            records = self._buffers[kind]
+            if records:
+                self._insert_columns(TABLES[kind], records)
+            del self._buffers[kind]  # only what was inserted leaves the buffer
+        # After the points they move (those of this flush included).
+        if self._moves:
+            self._apply_moves(list(self._moves.values()))
+            self._moves = {}
         # After the points. Should this insert fail, the rows stay pending for the next flush (meanwhile the query
         # layer labels a bucket missing here from one of its points).
         if self._buckets_pending:
-            _insert(self.client, f"{self.database}.buckets", list(self._buckets_pending.values()), _BUCKET_COLUMNS)
+            self._insert_columns(_BUCKETS, list(self._buckets_pending.values()))
             if len(self._buckets_written) > _REMEMBERED_BUCKETS:
                 self._buckets_written.clear()
             self._buckets_written.update(self._buckets_pending)
             self._buckets_pending = {}
 
+    def _apply_moves(self, moves: list[BucketMove]) -> None:
+        """Move the stored points of the moves' jobs: each moved point is written in its new bucket and deleted
+        from its old one, both at the move's ``state_version`` (a point stored after the move is left alone)."""
+        by_job = {move.job_id: move for move in moves}
+        names = [column for column, _ in _POINTS.columns if column != "is_deleted"]
+        select = ", ".join("toUnixTimestamp64Milli(time)" if c == "time" else f"`{c}`" for c in names)
+        with _store_errors(f"{self.database}.metric_points"):
+            rows = self.client.query(
+                f"SELECT {select} FROM {self.database}.metric_points FINAL "  # noqa: S608 - checked identifier
+                "WHERE job_id IN {jobs:Array(String)} AND is_deleted = 0",
+                parameters={"jobs": list(by_job)},
+            ).result_rows
+        attrs = [attr for column, attr in _POINTS.columns if column != "is_deleted"]
+        moved: list[MetricPoint] = []
+        deleted: list[MetricPoint] = []
+        for row in rows:
+            point = MetricPoint(**dict(zip(attrs, row, strict=True)))  # type: ignore[arg-type]
+            move = by_job[point.job_id]
+            if point.state_version > move.state_version:
+                continue
+            new = move.apply(point)
+            if new is not None:
+                moved.append(new)
+                deleted.append(dataclasses.replace(point, state_version=move.state_version))
+        if not moved:
+            return
+        columns = _POINTS.columns_of(moved + deleted)
+        columns[_POINTS.column_names.index("is_deleted")] = [0] * len(moved) + [1] * len(deleted)
+        self._insert_columns(_POINTS, moved + deleted, columns)
+        for point in moved:
+            self._pend_bucket(point)
+
     @property
     def buffered(self) -> int:
-        return self._buffered
+        return sum(len(v) for v in self._buffers.values())
 
     def close(self) -> None:
         try:

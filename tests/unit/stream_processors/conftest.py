@@ -36,7 +36,7 @@ from jobprov.schemas.models import (
 )
 from jobprov.stream_processors.comparability import ComparabilityRegistry
 from jobprov.stream_processors.fold import FoldContext, fold
-from jobprov.stream_processors.records import Record, content_of
+from jobprov.stream_processors.records import Record, content_of, materialize
 from jobprov.stream_processors.state import JobFoldState
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -293,17 +293,18 @@ def fold_all(
 
 
 def latest_per_key(outputs: Iterable[Record]) -> dict[tuple[str, ...], Record]:
-    """What a sink keeps: per (kind, key()) the record with the highest state_version, with state_version
-    zeroed (version numbers depend on arrival order, content must not)."""
-    latest: dict[tuple[str, ...], Record] = {}
+    """What a sink keeps (see ``materialize``: the highest state_version per key, bucket moves applied), with
+    state_version zeroed (version numbers depend on arrival order, content must not)."""
+    outputs = list(outputs)
+    seen: dict[tuple[str, ...], Record] = {}
     for record in outputs:
         key = (record.KIND, *record.key())
-        current = latest.get(key)
+        current = seen.get(key)
         if current is not None and current.state_version == record.state_version:
             assert current == record, f"two different records for {key} at one state_version"
         if current is None or record.state_version >= current.state_version:
-            latest[key] = record
-    return {key: content_of(record) for key, record in latest.items()}
+            seen[key] = record
+    return {(kind, *key): content_of(record) for (kind, key), record in materialize(outputs).items()}
 
 
 @pytest.fixture(scope="session")

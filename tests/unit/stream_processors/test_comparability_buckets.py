@@ -18,7 +18,7 @@ from jobprov.schemas.models import (
 )
 from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_keys, bucket_of, load_registry
 from jobprov.stream_processors.fold import FoldContext, fold
-from jobprov.stream_processors.records import MetricPoint, ProvenanceRecord
+from jobprov.stream_processors.records import BucketMove, MetricPoint, ProvenanceRecord, materialize
 
 PROVENANCE = {"dataset": "dr1", "band": "r", "config.hash": "cfg-9a1b"}
 # The documented algorithm, done once by hand for PROVENANCE: blake2b (8 bytes) over
@@ -266,14 +266,21 @@ def test_late_provenance_rebuckets_earlier_metrics(history, fold_events, context
         )
     )
     _, out = fold(state, late, context)
-    rebucketed = {p.event_id: p for p in _points(out)}
+    assert _points(out) == []  # the state keeps no metric values: the sink moves the stored points
+    (move,) = [r for r in out if isinstance(r, BucketMove)]
+    assert move.state_version == state.version
+    moved = {p.event_id: move.apply(p) for p in _points(before)}
     new_bucket = _digest({"band": "r", "config.hash": "", "dataset": "dr1"})
-    assert set(rebucketed) == {m1.event_id, m2.event_id}  # the pinned metric's bucket did not move
+    assert moved[pinned.event_id] is None  # the pinned metric's bucket did not move
+    rebucketed = {k: p for k, p in moved.items() if p is not None}
+    assert set(rebucketed) == {m1.event_id, m2.event_id}
     for point in rebucketed.values():
         assert point.bucket == new_bucket
         assert point.bucket_keys == {"band": "r", "config.hash": "", "dataset": "dr1"}
         assert point.state_version == state.version
     assert rebucketed[m2.event_id].tags == {"epoch": "1"}
+    kept = materialize([*before, *out])
+    assert {r.bucket for r in kept.values() if isinstance(r, MetricPoint) and r.metric == "AM1"} == {new_bucket}
     (record,) = [r for r in out if isinstance(r, ProvenanceRecord)]
     assert record.values["dataset"] == "dr1"
     assert record.default_bucket == new_bucket
@@ -293,10 +300,10 @@ def test_late_provenance_rebuckets_earlier_metrics(history, fold_events, context
 def test_late_provenance_with_an_older_time_does_not_override(history, fold_events, context):
     h = history("job-a")
     h.add(ProvenanceDeclared(values={"band": "i"}), at_ms=5_000)
-    metric = h.add(MetricMeasured("AM1", 0.5), at_ms=6_000)
+    h.add(MetricMeasured("AM1", 0.5), at_ms=6_000)
     stale = h.add(ProvenanceDeclared(values={"band": "g"}), at_ms=1_000)
     state, _ = fold_events(h.events[:2])
     _, out = fold(state, stale, context)
     assert out == []  # an older declaration of the same key loses: nothing changed
     assert state.provenance_values()["band"] == "i"
-    assert metric.event_id in state.metrics
+    assert state.metric_keys == {"band", "config.hash", "dataset"}

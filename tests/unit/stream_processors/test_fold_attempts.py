@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from jobprov.schemas.models import Event, JobFinished, JobStarted, JobSubmitted, MetricMeasured, Producer
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
-from jobprov.stream_processors.records import MetricPoint
+from jobprov.stream_processors.records import MetricPoint, materialize
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 PRODUCER = Producer("test", "0", "p1")
@@ -28,12 +28,11 @@ def test_a_retry_on_another_host_keeps_the_first_attempts_buckets() -> None:
         _event(7, JobFinished(status="succeeded"), 2),
     ]
     for order in (events, list(reversed(events))):
-        state, points = None, {}
+        state, outputs = None, []
         for event in order:
-            state, outputs = fold(state, event, FoldContext())
-            for record in outputs:
-                if isinstance(record, MetricPoint):
-                    points[record.event_id] = record
+            state, out = fold(state, event, FoldContext())
+            outputs += out
+        points = {r.event_id: r for r in materialize(outputs).values() if isinstance(r, MetricPoint)}
         assert points["e003"].bucket_keys == {"host": "nid001"}
         assert points["e006"].bucket_keys == {"host": "nid002"}
         assert state is not None
