@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The jobprov image: `jobprov process` (faust workers), `jobprov serve` (query API), `jobprov db migrate`.
+# The jobprov image: `jobprov process` (stream-processor workers), `jobprov serve` (query API), `jobprov db migrate`.
 #   docker build -t registry.example.org/jobprov/jobprov:0.1.0 .
 # The Helm chart (helm/jobprov) runs it as user 10001 with a read-only root filesystem.
 
@@ -23,7 +23,7 @@ COPY schemas ./schemas
 COPY stream_processors ./stream_processors
 COPY sinks ./sinks
 COPY query ./query
-# processors: faust-streaming + prometheus-client (`jobprov process`); clickhouse: clickhouse-connect
+# processors: prometheus-client (`jobprov process`); clickhouse: clickhouse-connect
 # (`jobprov db migrate`, the sink); api: FastAPI + uvicorn (`jobprov serve`).
 RUN /opt/jobprov/bin/pip install ".[processors,clickhouse,api]" \
     && /opt/jobprov/bin/jobprov --help >/dev/null \

@@ -183,8 +183,6 @@ def bench_streaming(events: list[Event], workdir: Path) -> None:
             JOBPROV_PROCESSOR_SOURCE_URL=f"kafka://{broker.bootstrap}/{topic}",
             JOBPROV_PROCESSOR_PARTITIONS=str(partitions),
             JOBPROV_PROCESSOR_METRICS_PORT=str(port),
-            JOBPROV_PROCESSOR_WEB_PORT=str(free_port()),
-            JOBPROV_PROCESSOR_DATA_DIR=str(workdir / "worker"),
             JOBPROV_PROCESSOR_DERIVED_TOPIC=f"{topic}.derived",
             JOBPROV_PROCESSOR_DEAD_LETTER_TOPIC=f"{topic}.dlq",
             JOBPROV_PROCESSOR_APP_ID=f"bench-{topic}",

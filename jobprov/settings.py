@@ -305,7 +305,7 @@ class ProcessorSettings(KafkaSecuritySettings):
     source_url: str = "kafka://127.0.0.1:9092/jobprov.events"
     """The events topic: kafka://host:port[,host:port]/topic."""
     app_id: str = "jobprov-processor"
-    """faust application id, also the consumer group: workers with the same id share the partitions."""
+    """The consumer group: workers with the same id share the partitions."""
     partitions: int = 4
     """Partitions of the events topic (and of every topic the processor creates)."""
     dead_letter_topic: str = "jobprov.dead-letters"
@@ -318,9 +318,6 @@ class ProcessorSettings(KafkaSecuritySettings):
     metrics_port: int = 9464
     """Prometheus metrics on 127.0.0.1:PORT; 0 turns the endpoint off."""
     metrics_bind: str = "127.0.0.1"
-    web_port: int = 6066
-    """faust's own web server (bound to 127.0.0.1)."""
-    data_dir: str = field(default_factory=lambda: str(Path(_default_spool_dir()).parent / "processor"))
     comparability_registry: str | None = None
     """TOML file of comparability keys per metric (see docs); default keys: dataset, band, config.hash."""
     lost_after_s: float = 600.0
@@ -369,9 +366,8 @@ def _validate_processor(settings: ProcessorSettings) -> None:
             raise ConfigError(f"processor.{name}", "must be > 0")
     if settings.allowed_lateness_s < 0:
         raise ConfigError("processor.allowed_lateness_s", "must be >= 0")
-    for name in ("metrics_port", "web_port"):
-        if not 0 <= getattr(settings, name) <= 65535:
-            raise ConfigError(f"processor.{name}", "must be a port number")
+    if not 0 <= settings.metrics_port <= 65535:
+        raise ConfigError("processor.metrics_port", "must be a port number")
     if settings.sink_url is not None and not settings.sink_url.startswith(("chdb://", "http://", "https://")):
         raise ConfigError("processor.sink_url", f"{settings.sink_url!r}: expected chdb:///dir or http(s)://host:port")
     if not settings.clickhouse_database.isidentifier():
@@ -402,6 +398,21 @@ _SECTIONS = {
 }
 
 
+# Settings that existed once, with what replaces them: named in the error, so an old configuration says what to do.
+RETIRED = {
+    "processor": {
+        "web_port": "removed: the worker serves only its metrics and health endpoint (processor.metrics_port)",
+        "data_dir": "removed: the worker keeps no local state; it resumes from the store's checkpoints",
+    }
+}
+
+
+def _retired(section_name: str, key: str, where: str) -> None:
+    reason = RETIRED.get(section_name, {}).get(key)
+    if reason is not None:
+        raise ConfigError(where, reason)
+
+
 def known_env() -> dict[str, tuple[str, str]]:
     """Every settings variable: name -> (section, key)."""
     return {s.env_name(k): (name, k) for name, s in _SECTIONS.items() for k in s.fields}
@@ -428,6 +439,9 @@ def _load(
         if not name.startswith(ENV_PREFIX) or name in RUNTIME_ENV:
             continue
         if name not in known:
+            for retired_section, section in _SECTIONS.items():
+                if name.startswith(section.env_prefix):
+                    _retired(retired_section, name[len(section.env_prefix) :].lower(), name)
             raise ConfigError(name, "unknown setting (see `jobprov config show` for the known ones)")
         owner, key = known[name]
         if owner == section_name:
@@ -435,6 +449,7 @@ def _load(
 
     for key, value in (overrides or {}).items():
         if key not in fields:
+            _retired(section_name, key, key)
             raise ConfigError(key, "unknown setting")
         if value is not None:
             raw[key] = (key, value)
@@ -493,6 +508,7 @@ def _read_toml(path: Path, table_name: str) -> dict[str, Any]:
             raise ConfigError(f"{path} {name}", "expected a table")
         for key in table:
             if key not in section.fields:
+                _retired(name, key, f"{path} [{name}] {key}")
                 raise ConfigError(f"{path} [{name}] {key}", "unknown setting")
     result: dict[str, Any] = document.get(table_name, {})
     return result

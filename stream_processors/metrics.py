@@ -66,12 +66,35 @@ class ProcessorMetrics:
             registry=registry,
         )
         self._backpressure = Counter("jobprov_sink_backpressure_total", "Times the sink pushed back", registry=registry)
-        self._jobs = Gauge("jobprov_jobs", "Jobs held by this worker, by status", ["status"], registry=registry)
+        self._jobs = Gauge("jobprov_jobs", "Jobs in this worker's memory, by status", ["status"], registry=registry)
         self._lag = Gauge(
             "jobprov_consumer_lag_events",
             "Messages behind the partition's high watermark (only as right as the broker's watermark)",
             ["partition"],
             registry=registry,
+        )
+        self._in_memory = Gauge(
+            "jobprov_worker_jobs_in_memory", "Jobs whose fold state this worker holds", registry=registry
+        )
+        self._evicted = Counter(
+            "jobprov_worker_jobs_evicted_total", "Jobs that left memory once the watermark passed", registry=registry
+        )
+        self._loads = Counter(
+            "jobprov_worker_state_loads_total", "Jobs brought back into memory from the store", registry=registry
+        )
+        self._load_seconds = Histogram(
+            "jobprov_worker_state_load_seconds",
+            "Time to bring a batch's missing jobs back from the store",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+        self._resume_seconds = Gauge(
+            "jobprov_worker_resume_seconds",
+            "Time the last partition assignment took to load its jobs from the store",
+            registry=registry,
+        )
+        self._resumed_jobs = Gauge(
+            "jobprov_worker_resumed_jobs", "Jobs the last partition assignment loaded from the store", registry=registry
         )
         self._statuses: set[str] = set()
         for event_type in PAYLOAD_BY_NAME:
@@ -114,6 +137,22 @@ class ProcessorMetrics:
     def backpressure(self) -> None:
         if self.enabled:
             self._backpressure.inc()
+
+    def memory(self, jobs: int, evicted: int) -> None:
+        if self.enabled:
+            self._in_memory.set(jobs)
+            if evicted:
+                self._evicted.inc(evicted)
+
+    def state_loaded(self, jobs: int, seconds: float) -> None:
+        if self.enabled:
+            self._loads.inc(jobs)
+            self._load_seconds.observe(seconds)
+
+    def resumed(self, jobs: int, seconds: float) -> None:
+        if self.enabled:
+            self._resume_seconds.set(seconds)
+            self._resumed_jobs.set(jobs)
 
     def jobs(self, status_of: Mapping[str, str]) -> None:
         if not self.enabled:

@@ -1,18 +1,28 @@
-"""The stream processor's core, independent of the streaming framework: decode, fold, hand off.
+"""The stream processor's core, independent of the consumer loop: decode, fold, hand off, remember little.
 
-One :class:`Processor` owns the fold states of the jobs in its partitions. For each batch it decodes every
-message (undecodable ones go to dead letters with the reason and source position), folds, snapshots every job
-the batch touched, writes the records to the sink and flushes it. Only then does the caller let the consumer
-commit the batch's offsets, so at-least-once delivery plus idempotent records give exactly-once results.
+One :class:`Processor` holds the fold states of the jobs of its partitions that are active now. For each batch
+it decodes every message (undecodable ones go to dead letters with the reason and source position), folds,
+snapshots every job the batch touched and writes the records to the sink (:meth:`fold_batch`); :meth:`flush`
+makes them durable. Only then does the caller commit the batch's offsets, so at-least-once delivery plus
+idempotent records give exactly-once results.
 
-State is rebuilt from the event log, never from a changelog: on partition assignment the caller replays the
-partition from its start up to the committed offset through :meth:`rebuild` (no outputs), then resumes.
+Bounded, resumable state (with a :class:`~jobprov.stream_processors.checkpoint.StateStore`):
+
+- A job leaves memory once it is no longer running and its newest event is older than the watermark (the newest
+  event time seen, less the allowed lateness). An event for a job not in memory first brings the job back by
+  folding its stored events again, so the outputs are those of a processor that never forgot it.
+- Which jobs are in memory, per partition, and each partition's newest event time are checkpointed with the
+  records of the batch (:class:`ResidentJob`, :class:`PartitionWatermark`); :meth:`resume` loads a partition's
+  jobs from them when the partition is assigned.
+
+Without a state store (the derived-records topic sink) nothing leaves memory, and the caller rebuilds a
+partition's state from the log through :meth:`rebuild` (no outputs) before resuming. Not thread-safe: one
+consumer loop drives it, rebalance callbacks included.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -23,13 +33,17 @@ from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import Event
 from jobprov.schemas.wire import decode_event
 from jobprov.sinks.base import Sink, SinkBackpressure
+from jobprov.stream_processors.checkpoint import StateStore
 from jobprov.stream_processors.dead_letters import DeadLetters
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
 from jobprov.stream_processors.metrics import ProcessorMetrics
-from jobprov.stream_processors.records import EventRecord, Record
+from jobprov.stream_processors.records import EventRecord, PartitionWatermark, Record, ResidentJob
 from jobprov.stream_processors.state import JobFoldState
 
 log = logging.getLogger("jobprov.processor")
+
+# Statuses that change with the watermark alone (running -> lost): such a job stays in memory to be watched.
+_WATCHED = frozenset({"running"})
 
 
 @dataclass(frozen=True)
@@ -50,20 +64,27 @@ class Processor:
         metrics: ProcessorMetrics | None = None,
         allowed_lateness_ms: int = 60_000,
         sink_flush_timeout_s: float = 30.0,
+        state_store: StateStore | None = None,
     ) -> None:
         self.sink = sink
         self.dead_letters = dead_letters
         self.context = context
         self.metrics = metrics or ProcessorMetrics(None)
+        self.state_store = state_store
         self.states: dict[str, JobFoldState] = {}
-        self.partition_of: dict[str, int] = {}
+        self.partition_of: dict[str, tuple[str, int]] = {}
         self.status_of: dict[str, str] = {}
         self._max_event_ms = 0
         self._allowed_lateness_ms = allowed_lateness_ms
         self._flush_timeout = sink_flush_timeout_s
-        self._lock = threading.Lock()
         self.on_wait: Callable[[], None] | None = None  # called while the sink pushes back (a liveness beat)
         self._keep_events = bool(getattr(sink, "wants_events", False))
+        self._resident: set[str] = set()  # jobs the checkpoint says are in memory
+        self._partition_max: dict[tuple[str, int], int] = {}
+        self._partition_max_written: dict[tuple[str, int], int] = {}
+        self._evicted_at_watermark: int | None = None
+        self._consumed: Counter[str] = Counter()
+        self._folded: Counter[str] = Counter()
 
     @property
     def watermark_ms(self) -> int | None:
@@ -82,46 +103,83 @@ class Processor:
         self.dead_letters.send(item.value, reason, detail, item.topic, item.partition, item.offset)
         self.metrics.dead_lettered(reason)
 
+    # --- the batch path ---------------------------------------------------------------------------------------
+
+    def fold_batch(self, items: Sequence[RawEvent]) -> list[Record]:
+        """Fold a batch and hand its records to the sink (buffered, not yet durable: see :meth:`flush`)."""
+        started = time.perf_counter()
+        decoded = [(item, event) for item in items if (event := self._decode(item)) is not None]
+        if self.state_store is not None:
+            self._load({event.job_id: (item.topic, item.partition) for item, event in decoded})
+        outputs: list[Record] = []
+        touched: set[str] = set()
+        states, partition_of, context = self.states, self.partition_of, self.context
+        partition_max = self._partition_max
+        for item, event in decoded:
+            self._consumed[event.event_type] += 1
+            try:
+                state, records = fold(states.get(event.job_id), event, context)
+            except Exception as exc:  # a fold bug must not stop the pipeline or lose the event
+                log.exception("fold failed on %s", event.event_id)
+                self._dead_letter(item, "fold_error", f"{type(exc).__name__}: {exc}")
+                continue
+            states[event.job_id] = state
+            partition_of[event.job_id] = (item.topic, item.partition)
+            touched.add(event.job_id)
+            if self._keep_events:
+                outputs.append(_event_record(event, item.value))
+            outputs += records
+            time_ms = timestamp_millis(event.event_time)
+            if time_ms > self._max_event_ms:
+                self._max_event_ms = time_ms
+            where = (item.topic, item.partition)
+            if time_ms > partition_max.get(where, 0):
+                partition_max[where] = time_ms
+            self._folded[event.event_type] += 1
+        outputs += self._snapshots(touched)
+        if self.state_store is not None:
+            outputs += self._checkpoint(self._evict())
+        self.metrics.fold_seconds(time.perf_counter() - started, len(items))
+        # Within a batch only the newest record per key matters (the sink would keep just that one).
+        latest: dict[tuple[str, tuple[str, ...]], Record] = {}
+        for record in outputs:
+            latest[(record.KIND, record.key())] = record
+        self.sink.write(list(latest.values()))
+        return outputs
+
+    def flush(self) -> None:
+        """Make what :meth:`fold_batch` handed over durable; raises :class:`SinkBackpressure` when the store
+        cannot take it now (the records stay buffered: call again)."""
+        self.sink.flush(self._flush_timeout)
+        self.dead_letters.flush(self._flush_timeout)
+        # Counted once durable: a scrape never shows work the sink could still lose.
+        self.metrics.counted(self._consumed, self._folded)
+        self._consumed.clear()
+        self._folded.clear()
+        self.metrics.jobs(self.status_of)
+
     def process_batch(self, items: Sequence[RawEvent]) -> list[Record]:
-        """Fold a batch and make its records durable in the sink; returns the records written."""
-        with self._lock:
-            started = time.perf_counter()
-            outputs: list[Record] = []
-            touched: set[str] = set()
-            consumed: Counter[str] = Counter()
-            folded: Counter[str] = Counter()
-            for item in items:
-                event = self._decode(item)
-                if event is None:
-                    continue
-                consumed[event.event_type] += 1
-                try:
-                    state, records = fold(self.states.get(event.job_id), event, self.context)
-                except Exception as exc:  # a fold bug must not stop the pipeline or lose the event
-                    log.exception("fold failed on %s", event.event_id)
-                    self._dead_letter(item, "fold_error", f"{type(exc).__name__}: {exc}")
-                    continue
-                self.states[event.job_id] = state
-                self.partition_of[event.job_id] = item.partition
-                touched.add(event.job_id)
-                if self._keep_events:
-                    outputs.append(_event_record(event, item.value))
-                outputs += records
-                self._max_event_ms = max(self._max_event_ms, timestamp_millis(event.event_time))
-                folded[event.event_type] += 1
-            outputs += self._snapshots(touched)
-            self.metrics.fold_seconds(time.perf_counter() - started, len(items))
-            self._hand_off(outputs)
-            # Counted once durable: a scrape never shows work the sink could still lose.
-            self.metrics.counted(consumed, folded)
-            self.metrics.jobs(self.status_of)
-            return outputs
+        """Fold a batch and make its records durable, waiting out backpressure (replay and tests; the consumer
+        loop pauses its partitions instead)."""
+        outputs = self.fold_batch(items)
+        delay = 0.1
+        while True:
+            try:
+                self.flush()
+                return outputs
+            except SinkBackpressure as exc:
+                self.metrics.backpressure()
+                if self.on_wait is not None:
+                    self.on_wait()
+                log.warning("sink %s pushes back: %s; retrying in %.1fs", self.sink.name, exc, exc.retry_after)
+                time.sleep(max(delay, exc.retry_after))
+                delay = min(delay * 2, 30.0)
 
     def _snapshots(self, touched: set[str]) -> list[Record]:
         """State records of the touched jobs, and of running jobs the watermark has now made lost."""
         watermark = self.watermark_ms
         out: list[Record] = []
-        candidates = touched | {job for job, status in self.status_of.items() if status == "running"}
+        candidates = touched | {job for job, status in self.status_of.items() if status in _WATCHED}
         for job_id in sorted(candidates):
             state = self.states.get(job_id)
             if state is None:
@@ -132,53 +190,127 @@ class Processor:
             self.status_of[job_id] = record.status
         return out
 
-    def _hand_off(self, outputs: list[Record]) -> None:
-        # Within a batch only the newest record per key matters (the sink would keep just that one).
-        latest: dict[tuple[str, tuple[str, ...]], Record] = {}
-        for record in outputs:
-            latest[(record.KIND, record.key())] = record
-        self.sink.write(list(latest.values()))
-        delay = 0.1
-        while True:
+    # --- bounded state --------------------------------------------------------------------------------------
+
+    def _load(self, wanted: dict[str, tuple[str, int]]) -> None:
+        """Bring back, from the store, the jobs of this batch that are not in memory."""
+        missing = [job_id for job_id in wanted if job_id not in self.states]
+        if not missing:
+            return
+        assert self.state_store is not None
+        started = time.perf_counter()
+        loaded = self._refold(self.state_store.job_events(missing))
+        for job_id in loaded:
+            self.partition_of[job_id] = wanted[job_id]
+        self.metrics.state_loaded(len(loaded), time.perf_counter() - started)
+
+    def _refold(self, raw_events: Iterable[bytes]) -> set[str]:
+        """Fold stored events into state without outputs (they were handed off when first folded)."""
+        jobs: set[str] = set()
+        for raw in raw_events:
             try:
-                self.sink.flush(self._flush_timeout)
-                break
-            except SinkBackpressure as exc:
-                # Hold the batch (and so the offsets) until the store takes it: pause, never drop.
-                self.metrics.backpressure()
-                if self.on_wait is not None:
-                    self.on_wait()
-                log.warning("sink %s pushes back: %s; retrying in %.1fs", self.sink.name, exc, exc.retry_after)
-                time.sleep(max(delay, exc.retry_after))
-                delay = min(delay * 2, 30.0)
-        self.dead_letters.flush(self._flush_timeout)
+                event = decode_event(raw)
+                state, _ = fold(self.states.get(event.job_id), event, self.context)
+            except Exception as exc:  # dead-lettered when it was first processed
+                log.debug("loading skips an event: %s", exc)
+                continue
+            self.states[event.job_id] = state
+            jobs.add(event.job_id)
+        watermark = self.watermark_ms
+        for job_id in jobs:
+            self.status_of[job_id] = snapshot(self.states[job_id], watermark, self.context).status
+        return jobs
+
+    def _evict(self) -> set[str]:
+        """Forget the jobs the watermark has passed that nothing but a new event can change."""
+        watermark = self.watermark_ms
+        if watermark is None or watermark == self._evicted_at_watermark:
+            return set()
+        self._evicted_at_watermark = watermark
+        gone = {
+            job_id
+            for job_id, status in self.status_of.items()
+            if status not in _WATCHED and self.states[job_id].last_event_ms < watermark
+        }
+        for job_id in gone:
+            del self.states[job_id], self.status_of[job_id]
+        return gone
+
+    def _checkpoint(self, evicted: set[str]) -> list[Record]:
+        """Residency changes and advanced partition watermarks, to be written with the batch's records."""
+        version = time.time_ns()
+        out: list[Record] = []
+        for job_id in evicted:
+            topic, partition = self.partition_of.pop(job_id)
+            if job_id in self._resident:
+                self._resident.discard(job_id)
+                out.append(ResidentJob(topic, partition, job_id, False, version))
+        for job_id in self.states.keys() - self._resident:
+            topic, partition = self.partition_of[job_id]
+            out.append(ResidentJob(topic, partition, job_id, True, version))
+            self._resident.add(job_id)
+        for where, newest in self._partition_max.items():
+            if newest > self._partition_max_written.get(where, 0):
+                out.append(PartitionWatermark(where[0], where[1], newest))
+                self._partition_max_written[where] = newest
+        self.metrics.memory(len(self.states), len(evicted))
+        return out
+
+    # --- partitions coming and going ------------------------------------------------------------------------
+
+    def resume(self, topic: str, partitions: Sequence[int]) -> int:
+        """Load the jobs the partitions' last worker held in memory, and its watermark; returns the job count."""
+        if self.state_store is None or not partitions:
+            return 0
+        started = time.perf_counter()
+        resident = self.state_store.resident_jobs(topic, partitions)
+        newest = self.state_store.watermark(topic, partitions)
+        if newest is not None:
+            self._max_event_ms = max(self._max_event_ms, newest)
+            for partition in partitions:
+                self._partition_max_written[(topic, partition)] = max(
+                    newest, self._partition_max_written.get((topic, partition), 0)
+                )
+        self._refold(self.state_store.job_events(sorted(resident)))
+        for job_id, partition in resident.items():
+            if job_id in self.states:  # else the store has none of its events: nothing to hold
+                self.partition_of[job_id] = (topic, partition)
+                self._resident.add(job_id)
+        seconds = time.perf_counter() - started
+        self.metrics.resumed(len(resident), seconds)
+        self.metrics.memory(len(self.states), 0)
+        log.info("resumed %s%s: %d jobs in %.2fs", topic, sorted(partitions), len(resident), seconds)
+        return len(resident)
 
     def rebuild(self, items: Iterable[RawEvent]) -> int:
-        """Fold already-committed events into state without outputs (they were handed off before)."""
+        """Fold already-committed events into state without outputs (a partition rebuilt from the log)."""
         count = 0
-        with self._lock:
-            for item in items:
-                try:
-                    event = decode_event(item.value)
-                    state, _ = fold(self.states.get(event.job_id), event, self.context)
-                except Exception as exc:  # dead-lettered when it was first processed
-                    log.debug("rebuild skips %s[%d]@%d: %s", item.topic, item.partition, item.offset, exc)
-                    continue
-                self.states[event.job_id] = state
-                self.partition_of[event.job_id] = item.partition
-                self._max_event_ms = max(self._max_event_ms, timestamp_millis(event.event_time))
-                count += 1
-            for job_id in [j for j in self.states if j not in self.status_of]:
-                self.status_of[job_id] = snapshot(self.states[job_id], self.watermark_ms, self.context).status
+        for item in items:
+            try:
+                event = decode_event(item.value)
+                state, _ = fold(self.states.get(event.job_id), event, self.context)
+            except Exception as exc:  # dead-lettered when it was first processed
+                log.debug("rebuild skips %s[%d]@%d: %s", item.topic, item.partition, item.offset, exc)
+                continue
+            self.states[event.job_id] = state
+            self.partition_of[event.job_id] = (item.topic, item.partition)
+            self._max_event_ms = max(self._max_event_ms, timestamp_millis(event.event_time))
+            count += 1
+        for job_id in [j for j in self.states if j not in self.status_of]:
+            self.status_of[job_id] = snapshot(self.states[job_id], self.watermark_ms, self.context).status
         return count
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget the jobs of revoked partitions (another worker owns them now)."""
-        with self._lock:
-            for job_id in [j for j, p in self.partition_of.items() if p in partitions]:
-                self.states.pop(job_id, None)
-                self.partition_of.pop(job_id, None)
-                self.status_of.pop(job_id, None)
+        for job_id in [j for j, (_, p) in self.partition_of.items() if p in partitions]:
+            self.states.pop(job_id, None)
+            self.partition_of.pop(job_id, None)
+            self.status_of.pop(job_id, None)
+            self._resident.discard(job_id)
+        for where in [w for w in self._partition_max if w[1] in partitions]:
+            self._partition_max.pop(where, None)
+            self._partition_max_written.pop(where, None)
+        self.metrics.memory(len(self.states), 0)
 
 
 def _event_record(event: Event, raw: bytes) -> EventRecord:

@@ -1,31 +1,38 @@
-"""`jobprov process`: the faust-streaming worker around :class:`Processor`.
+"""`jobprov process`: a confluent-kafka batch consumer loop around :class:`Processor`.
 
-- Consumes the events topic (keyed by job id, so a job's history is in one partition) with
-  ``processing_guarantee="at_least_once"``: the broker we run locally cannot do transactions, and the
-  records are idempotent anyway.
-- Before it folds the first message of a newly assigned partition, it rebuilds that partition's state from
-  the log: it reads the partition from its start up to that first offset (which is where the group's
-  committed offset resumed it). No changelog topic, no local store: the log is the truth.
-- Several workers with the same ``app_id`` share the partitions (at most one worker per partition is busy).
+- One consumer in the group ``app_id`` (cooperative-sticky rebalancing, from librdkafka), reading the events
+  topic (keyed by job id, so a job's history is in one partition) in batches of ``batch_size``.
+- At least once: a batch's offsets are committed only after its records are durable in the sink; the records
+  are idempotent, so a redelivered batch changes nothing.
+- Backpressure: when the sink cannot take a batch, the assigned partitions are paused (the consumer keeps
+  polling, so it stays in the group) and the flush is retried after the sink's ``retry_after``; they resume
+  once it succeeds. The loop never sleeps.
+- Rebalancing: a partition handed over is flushed and committed first (when the store takes it), and its jobs
+  leave memory; a partition assigned loads the jobs its last worker held from the store's checkpoints
+  (:meth:`Processor.resume`) and resumes at the committed offset. Without a store (the derived-records topic
+  sink) it is rebuilt from the log up to the committed offset instead.
+- Stops on SIGINT/SIGTERM: the batch in hand is finished, flushed and committed, and the consumer leaves the
+  group (its partitions move at once). ``drain=True`` first folds whatever the topic still holds until it is
+  idle (``jobprov up``, whose broker keeps its log in memory).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import ssl
+import signal
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from jobprov.emitters.kafka import parse_kafka_url
 from jobprov.errors import ConfigError, JobprovError
 from jobprov.settings import ProcessorSettings
-from jobprov.sinks.base import Sink
+from jobprov.sinks.base import Sink, SinkBackpressure
 from jobprov.sinks.clickhouse.sink import ClickHouseDeadLetters, ClickHouseSink
 from jobprov.stream_processors.comparability import ComparabilityRegistry, load_registry
 from jobprov.stream_processors.dead_letters import DeadLetters, DeadLetterTopic, FanOut
@@ -36,6 +43,7 @@ from jobprov.stream_processors.processor import Processor, RawEvent
 log = logging.getLogger("jobprov.worker")
 
 _PREFIX_IDLE_TIMEOUT_S = 15.0
+_DRAIN_IDLE_S = 1.0
 
 
 def ensure_topics(
@@ -99,6 +107,28 @@ def read_prefix(
         consumer.close()
 
 
+def consumer_config(settings: ProcessorSettings) -> dict[str, Any]:
+    """The worker's librdkafka consumer: the group, cooperative-sticky assignment, manual commits, and the
+    ``kafka_*`` security settings (the same the emitter's and the dead-letter producers use)."""
+    bootstrap, _ = parse_kafka_url(settings.source_url)
+    session_ms = int(settings.session_timeout_s * 1000)
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": settings.app_id,
+        "client.id": f"{settings.app_id}-worker",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": session_ms,
+        "heartbeat.interval.ms": max(500, session_ms // 5),
+        "max.poll.interval.ms": max(300_000, session_ms + 1),
+        "fetch.max.bytes": 16 * 1024 * 1024,
+        "log_level": 3,
+        **settings.kafka_config(),
+    }
+
+
 def make_sink(settings: ProcessorSettings) -> Sink:
     """The sink the settings name: ClickHouse (migrated on start) or the derived-records topic."""
     bootstrap, _ = parse_kafka_url(settings.source_url)
@@ -109,7 +139,6 @@ def make_sink(settings: ProcessorSettings) -> Sink:
     from jobprov.sinks.clickhouse.client import connect
     from jobprov.sinks.clickhouse.ddl import Target
     from jobprov.sinks.clickhouse.migrate import migrate
-    from jobprov.sinks.clickhouse.sink import ClickHouseSink
 
     client = connect(settings.sink_url, username=settings.clickhouse_username, password=settings.clickhouse_password)
     if settings.migrate_on_start:
@@ -117,20 +146,218 @@ def make_sink(settings: ProcessorSettings) -> Sink:
     return ClickHouseSink(client, settings.clickhouse_database)
 
 
-def run_worker(
-    settings: ProcessorSettings,
-    sink: Sink,
-    *,
-    log_level: str = "warning",
-    history: Iterable[RawEvent] | None = None,
-) -> None:
-    """Create the topics, serve the metrics, and run a faust worker until it is stopped (SIGINT/SIGTERM).
+def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMetrics) -> Processor:
+    """The processor for a sink: with the ClickHouse sink, dead letters go to its table too and the store keeps
+    the state (bounded memory, resume from checkpoints)."""
+    from jobprov.sinks.clickhouse.state import ClickHouseStateStore
 
-    ``history``: events already folded into the sink that the topic no longer holds (a broker that lost its
-    log, e.g. the embedded one after a restart); they rebuild the jobs' state before the first message, so a
-    job that spans the restart goes on from where it was. Ends by raising ``SystemExit`` (faust's worker
-    does); callers clean up in ``finally``."""
-    from faust.worker import Worker
+    bootstrap, _ = parse_kafka_url(settings.source_url)
+    registry = (
+        load_registry(settings.comparability_registry) if settings.comparability_registry else ComparabilityRegistry()
+    )
+    dead_letters: DeadLetters = DeadLetterTopic(bootstrap, settings.dead_letter_topic, settings.kafka_config())
+    state_store = None
+    if isinstance(sink, ClickHouseSink):
+        dead_letters = FanOut(dead_letters, ClickHouseDeadLetters(sink.client, sink.database))
+        state_store = ClickHouseStateStore(sink.client, sink.database)
+    return Processor(
+        sink,
+        dead_letters,
+        FoldContext(registry=registry, lost_after_ms=int(settings.lost_after_s * 1000)),
+        metrics=metrics,
+        allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
+        sink_flush_timeout_s=settings.sink_flush_timeout_s,
+        state_store=state_store,
+    )
+
+
+class Worker:
+    """The consumer loop. :meth:`run` returns after :meth:`stop` (from a signal handler or another thread)."""
+
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        processor: Processor,
+        *,
+        beat: Callable[[], None] | None = None,
+        drain: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.bootstrap, self.topic = parse_kafka_url(settings.source_url)
+        self._beat = beat or (lambda: None)
+        self._drain = drain
+        self._stop = threading.Event()
+        self._pending: dict[int, int] = {}  # partition -> next offset to commit, once the sink has the batch
+        self._paused = False
+        self._retry_at = 0.0
+        self._delay = 0.1
+        self._held: list[Message] = []  # messages that arrived while paused
+        self.stats = _Throughput()
+        try:
+            self.consumer = Consumer(consumer_config(settings))
+        except KafkaException as exc:
+            raise ConfigError("kafka", f"librdkafka rejected the configuration: {exc}") from exc
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        self.consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        try:
+            idle_since: float | None = None
+            while True:
+                self._beat()
+                if self._stop.is_set():
+                    if not self._drain or self._paused:
+                        break
+                    if idle_since is not None and time.monotonic() - idle_since >= _DRAIN_IDLE_S:
+                        break
+                if self._paused:
+                    self._wait_out_backpressure()
+                    continue
+                messages = self._held or self.consumer.consume(
+                    self.settings.batch_size, timeout=self.settings.batch_timeout_s
+                )
+                self._held = []
+                if self._handle(messages):
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+            self._commit(asynchronous=False)
+        finally:
+            self.consumer.close()  # leaves the group: the partitions move now, not after the session timeout
+
+    def _handle(self, messages: list[Message]) -> bool:
+        """Fold a batch, hand it to the sink and commit it once durable; False when there was nothing to fold."""
+        items: list[RawEvent] = []
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.fatal():
+                    raise JobprovError(f"the consumer failed: {error}")
+                log.warning("consumer: %s", error)
+                continue
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            items.append(RawEvent(msg.value() or b"", self.topic, partition, offset))
+            self._pending[partition] = offset + 1
+        if not items:
+            return False
+        started = time.perf_counter()
+        self.processor.fold_batch(items)
+        self._flush()
+        self.stats.add(len(items), time.perf_counter() - started)
+        self._report_lag()
+        return True
+
+    def _flush(self) -> None:
+        """Make the batch durable and commit it; on backpressure pause the partitions and retry later."""
+        try:
+            self.processor.flush()
+        except SinkBackpressure as exc:
+            self.processor.metrics.backpressure()
+            wait = max(self._delay, exc.retry_after)
+            self._delay = min(self._delay * 2, 30.0)
+            self._retry_at = time.monotonic() + wait
+            if not self._paused:
+                self.consumer.pause(self.consumer.assignment())
+                self._paused = True
+            log.warning("sink %s pushes back: %s; partitions paused, retrying in %.1fs", self.processor.sink.name,
+                        exc, wait)  # fmt: skip
+            return
+        self._commit(asynchronous=True)
+        self._delay = 0.1
+        if self._paused:
+            self.consumer.resume(self.consumer.assignment())
+            self._paused = False
+
+    def _wait_out_backpressure(self) -> None:
+        # Polling keeps the group membership and serves rebalances; paused partitions deliver nothing (what was
+        # fetched before the pause is held for after it).
+        timeout = min(0.5, max(0.0, self._retry_at - time.monotonic()))
+        self._held += self.consumer.consume(self.settings.batch_size, timeout=timeout)
+        if time.monotonic() >= self._retry_at:
+            self._flush()
+
+    def _commit(self, *, asynchronous: bool) -> None:
+        if not self._pending or self._paused:
+            return
+        offsets = [TopicPartition(self.topic, p, o) for p, o in self._pending.items()]
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            self._pending = {}
+        except KafkaException as exc:  # the next commit carries these offsets too; a redelivery changes nothing
+            log.warning("commit failed: %s", exc)
+
+    def _report_lag(self) -> None:
+        """Lag from the high watermark of the last fetch. Tansu's watermark counts batches, not records, so there
+        this under-reports; on Kafka it is right."""
+        for partition, next_offset in list(self._pending.items()):
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                self.processor.metrics.lag(partition, high - next_offset)
+
+    # --- rebalancing --------------------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions if tp.topic == self.topic)
+        if not numbers:
+            return
+        started = time.perf_counter()
+        if self.processor.state_store is not None:
+            self.processor.resume(self.topic, numbers)
+        else:
+            committed = consumer.committed([TopicPartition(self.topic, p) for p in numbers], timeout=30)
+            for tp in committed:
+                if tp.offset > 0:
+                    count = self.processor.rebuild(
+                        read_prefix(self.bootstrap, self.topic, tp.partition, tp.offset, self.settings.kafka_config())
+                    )
+                    log.info("rebuilt %s[%d] from %d events", self.topic, tp.partition, count)
+        log.info("assigned %s%s in %.2fs", self.topic, numbers, time.perf_counter() - started)
+        if self._paused:  # newly assigned partitions wait with the others
+            consumer.pause(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions if tp.topic == self.topic}
+        if self._paused:
+            self._flush()  # one more try: what the store takes now need not be redone by the next owner
+        if not self._paused:
+            self._commit(asynchronous=False)
+        for partition in numbers:
+            self._pending.pop(partition, None)  # not durable: the next owner redoes it
+        self._forget(numbers)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions if tp.topic == self.topic}
+        for partition in numbers:
+            self._pending.pop(partition, None)  # another worker may own them already: commit nothing
+        self._forget(numbers)
+
+    def _forget(self, partitions: set[int]) -> None:
+        self.processor.drop_partitions(partitions)
+        self.processor.metrics.forget_partitions(partitions)  # another worker reports their lag now
+        self._held = [m for m in self._held if m.partition() not in partitions]
+        log.info("revoked %s%s", self.topic, sorted(partitions))
+
+
+def run_worker(
+    settings: ProcessorSettings, sink: Sink, *, drain: bool = False, on_signal: Callable[[], None] | None = None
+) -> None:
+    """Create the topics, serve the metrics, and run the consumer loop until SIGINT or SIGTERM. Must run in the
+    main thread (it installs the signal handlers, and restores the previous ones on return)."""
     from prometheus_client import CollectorRegistry
 
     from jobprov.stream_processors.health import Liveness, serve
@@ -148,149 +375,30 @@ def run_worker(
         serve(settings.metrics_port, settings.metrics_bind, registry, liveness)
     processor = make_processor(settings, sink, ProcessorMetrics(registry))
     processor.on_wait = liveness.beat  # waiting out the store is alive, not stuck
-    if history is not None:
-        log.info("rebuilt the state of %d events from the store", processor.rebuild(history))
-    app = build_app(settings, processor, liveness)
-    worker = Worker(app, loglevel=log_level, quiet=True)
-    worker.spinner = None  # its cursor escapes end up in log files and between `jobprov up`'s own lines
-    worker.execute_from_commandline()
+    worker = Worker(settings, processor, beat=liveness.beat, drain=drain)
+    with _stop_on_signals(worker, on_signal):
+        worker.run()
 
 
-def make_processor(settings: ProcessorSettings, sink: Sink, metrics: ProcessorMetrics) -> Processor:
-    bootstrap, _ = parse_kafka_url(settings.source_url)
-    registry = (
-        load_registry(settings.comparability_registry) if settings.comparability_registry else ComparabilityRegistry()
-    )
-    dead_letters: DeadLetters = DeadLetterTopic(bootstrap, settings.dead_letter_topic, settings.kafka_config())
-    if isinstance(sink, ClickHouseSink):
-        dead_letters = FanOut(dead_letters, ClickHouseDeadLetters(sink.client, sink.database))
-    return Processor(
-        sink,
-        dead_letters,
-        FoldContext(registry=registry, lost_after_ms=int(settings.lost_after_s * 1000)),
-        metrics=metrics,
-        allowed_lateness_ms=int(settings.allowed_lateness_s * 1000),
-        sink_flush_timeout_s=settings.sink_flush_timeout_s,
-    )
+class _stop_on_signals:
+    def __init__(self, worker: Worker, on_signal: Callable[[], None] | None) -> None:
+        self.worker = worker
+        self.on_signal = on_signal
+        self.previous: dict[int, Any] = {}
 
+    def __enter__(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
 
-def kafka_ssl_context(settings: ProcessorSettings) -> ssl.SSLContext:
-    """The TLS context of the ``kafka_ssl_*`` settings, for faust's (aiokafka's) connections: the brokers'
-    certificates are verified (against ``kafka_ssl_ca_location``, or the system's CAs) with their host names,
-    and a client certificate is presented for mutual TLS when one is set. A file that cannot be read is a
-    :class:`ConfigError` naming its setting."""
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_ca_location)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError("processor.kafka_ssl_ca_location", f"cannot load the CA certificates: {exc}") from exc
-    if settings.kafka_ssl_certificate_location is not None:
-        password = settings.kafka_ssl_key_password.get() if settings.kafka_ssl_key_password else None
-        try:
-            context.load_cert_chain(
-                settings.kafka_ssl_certificate_location, settings.kafka_ssl_key_location, password=password
-            )
-        except (OSError, ssl.SSLError) as exc:
-            # The message is the library's: it never includes the password.
-            raise ConfigError(
-                "processor.kafka_ssl_certificate_location",
-                f"cannot load the client certificate and key ({settings.kafka_ssl_key_location}): {exc}",
-            ) from exc
-    return context
+    def _handle(self, signum: int, frame: object) -> None:
+        log.info("stopping on %s", signal.Signals(signum).name)
+        if self.on_signal is not None and not self.worker.stopping:
+            self.on_signal()
+        self.worker.stop()
 
-
-def faust_broker_credentials(settings: ProcessorSettings) -> Any:
-    """faust's ``broker_credentials`` for the ``kafka_*`` settings: None for PLAINTEXT (or unset),
-    ``SSLCredentials`` for SSL, ``SASLCredentials`` for SASL_PLAINTEXT, and for SASL_SSL with a TLS context.
-    The same settings give the confluent-kafka clients :meth:`ProcessorSettings.kafka_config`."""
-    import faust
-
-    protocol = settings.kafka_security_protocol or "PLAINTEXT"
-    if protocol == "PLAINTEXT":
-        return None
-    if protocol == "SSL":
-        return faust.SSLCredentials(kafka_ssl_context(settings))
-    if protocol not in ("SASL_PLAINTEXT", "SASL_SSL"):
-        raise ConfigError("processor.kafka_security_protocol", f"{protocol!r}: not a protocol faust can use")
-    if settings.kafka_sasl_password is None:  # load_processor_settings already requires it; direct use may not
-        raise ConfigError("processor.kafka_sasl_password", f"required when kafka_security_protocol is {protocol}")
-    return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=settings.kafka_sasl_password.get(),
-        mechanism=settings.kafka_sasl_mechanism,
-        ssl_context=kafka_ssl_context(settings) if protocol == "SASL_SSL" else None,
-    )
-
-
-def build_app(settings: ProcessorSettings, processor: Processor, liveness: Any = None) -> Any:
-    import faust
-
-    bootstrap, topic = parse_kafka_url(settings.source_url)
-    kafka_config = settings.kafka_config()
-    app = faust.App(
-        settings.app_id,
-        broker=f"kafka://{bootstrap}",
-        broker_credentials=faust_broker_credentials(settings),
-        processing_guarantee="at_least_once",
-        topic_partitions=settings.partitions,
-        consumer_auto_offset_reset="earliest",
-        datadir=settings.data_dir,
-        store="memory://",
-        web_enabled=False,
-        web_bind="127.0.0.1",  # faust listens even with the web disabled
-        web_port=settings.web_port,
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 5),
-        broker_max_poll_records=settings.batch_size * 4,
-        stream_buffer_maxsize=settings.batch_size * 8,
-        consumer_max_fetch_size=16 * 1024 * 1024,
-    )
-    source = app.topic(
-        topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
-    rebuilt: set[int] = set()
-    stats = _Throughput()
-
-    if liveness is not None:
-
-        @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
-        async def beat() -> None:  # runs only while the event loop turns
-            liveness.beat()
-
-    @app.agent(source, concurrency=1)
-    async def fold_events(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
-            items = [RawEvent(e.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
-            firsts: dict[int, int] = {}
-            for item in items:
-                firsts.setdefault(item.partition, item.offset)
-            for partition, first in sorted(firsts.items()):
-                if partition not in rebuilt:
-                    count = await loop.run_in_executor(
-                        None, _rebuild, processor, bootstrap, topic, partition, first, kafka_config
-                    )
-                    log.info("rebuilt %s[%d] from %d events", topic, partition, count)
-                    rebuilt.add(partition)
-            t0 = time.perf_counter()
-            processor.process_batch(items)  # in the loop: an executor thread only adds GIL hand-offs
-            stats.add(len(items), time.perf_counter() - t0)
-            _report_lag(app, events, processor)
-
-    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        revoked: set[Any] = args[0] if args else set()
-        partitions = {tp.partition for tp in revoked if tp.topic == topic}
-        processor.drop_partitions(partitions)
-        processor.metrics.forget_partitions(partitions)  # another worker reports their lag now
-        rebuilt.difference_update(partitions)
-
-    app.on_partitions_revoked.connect(on_revoked)
-    return app
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 class _Throughput:
@@ -317,30 +425,3 @@ class _Throughput:
             self.events = self.batches = 0
             self.busy = 0.0
             self.since = time.monotonic()
-
-
-def _report_lag(app: Any, events: list[Any], processor: Processor) -> None:
-    """Lag from the high watermark the consumer last saw. Tansu's watermark counts batches, not records, so
-    there this under-reports; on Kafka it is right."""
-    last: dict[Any, int] = {}
-    for event in events:
-        last[event.message.tp] = event.message.offset
-    for tp, offset in last.items():
-        try:
-            highwater = app.consumer.highwater(tp)
-        except Exception as exc:  # not known yet for this partition
-            log.debug("no high watermark for %s yet: %s", tp, exc)
-            continue
-        if highwater is not None:
-            processor.metrics.lag(tp.partition, highwater - offset - 1)
-
-
-def _rebuild(
-    processor: Processor,
-    bootstrap: str,
-    topic: str,
-    partition: int,
-    end_offset: int,
-    kafka_config: Mapping[str, str] | None = None,
-) -> int:
-    return processor.rebuild(read_prefix(bootstrap, topic, partition, end_offset, kafka_config))

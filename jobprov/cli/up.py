@@ -41,7 +41,6 @@ def up(
         metrics_port=metrics_port,
         partitions=partitions,
         comparability_registry=comparability_registry,
-        data_dir=str(where / "processor"),
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -50,7 +49,6 @@ def up(
             home=where,
             kafka_port=kafka_port,
             api_port=api_port,
-            log_level=log_level,
             announce=lambda text: click.echo(text, err=True),
         )
     except JobprovError as exc:

@@ -2,14 +2,14 @@
 
 One process owns everything that must have a single owner: it starts a Tansu broker (a child process) on the
 port emitters reach by default, creates the topics, opens the embedded ClickHouse store under the state home,
-applies the migrations, serves the query API and the web page from a thread, and runs the faust worker in the
-main thread. The worker and the API share the store, which no other process may open (the engine's rule);
+applies the migrations, serves the query API and the web page from a thread, and runs the worker's consumer loop
+in the main thread. The worker and the API share the store, which no other process may open (the engine's rule);
 other processes find the API through ``<home>/up.json`` and ask it instead.
 
 Stopping (Ctrl-C, SIGTERM) stops the worker, the API and the broker, and removes ``up.json``. The store
 survives a restart; the broker keeps its log in memory, so what it held is gone, but every event it had
 delivered is in the store's events table and every event it could not take is in the emitters' spool. On
-start the worker rebuilds its state from the events table, so a job that spans a restart carries on.
+start the worker loads the jobs it held from the store's checkpoints, so a job that spans a restart carries on.
 """
 
 from __future__ import annotations
@@ -138,7 +138,6 @@ def up(
     home: Path,
     kafka_port: int = DEFAULT_KAFKA_PORT,
     api_port: int = DEFAULT_API_PORT,
-    log_level: str = "warning",
     announce: Any = print,
 ) -> None:
     """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here."""
@@ -146,7 +145,6 @@ def up(
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
     from jobprov.sinks.clickhouse.client import connect
-    from jobprov.stream_processors.replay import from_events_table
     from jobprov.stream_processors.worker import run_worker
 
     home.mkdir(parents=True, exist_ok=True)
@@ -185,10 +183,10 @@ def up(
             f"  metrics:  http://{settings.metrics_bind}:{settings.metrics_port}/metrics\n"
             f"Ctrl-C stops it."
         )
-        # The broker starts empty; the store's events table is the log's durable copy: the worker's state comes
-        # from it, so jobs that span a restart (and late annotations of old jobs) fold onto what they were.
-        history = from_events_table(reader, settings.clickhouse_database)
-        run_worker(settings, sink, log_level=log_level, history=history)
+        # The broker starts empty; the worker's state comes from the store (the jobs it held when it stopped, and
+        # any older job an event names), so jobs that span a restart fold onto what they were. On Ctrl-C it first
+        # folds what the broker still holds: the broker keeps its log in memory only.
+        run_worker(settings, sink, drain=True, on_signal=lambda: announce("stopping: folding what the broker holds"))
     finally:
         if api is not None:
             api.stop()

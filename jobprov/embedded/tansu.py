@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -93,6 +95,7 @@ class Broker:
             stderr=log,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             start_new_session=self.detached,
+            preexec_fn=_die_with_parent,  # a killed owner must not leave a broker holding the port
         )
         deadline = time.monotonic() + timeout
         while not _port_open(self.port):
@@ -116,6 +119,17 @@ class Broker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGKILL it when its parent dies (prctl PR_SET_PDEATHSIG); elsewhere
+    nothing. Runs between fork and exec, so it only calls into libc."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def start_broker(port: int | None = None, log_path: Path | None = None) -> Broker:

@@ -27,8 +27,6 @@ def start_worker(
         JOBPROV_PROCESSOR_SOURCE_URL=f"kafka://{bootstrap}/{topic}",
         JOBPROV_PROCESSOR_PARTITIONS=str(partitions),
         JOBPROV_PROCESSOR_METRICS_PORT=str(metrics_port),
-        JOBPROV_PROCESSOR_WEB_PORT=str(free_port()),
-        JOBPROV_PROCESSOR_DATA_DIR=str(workdir / f"data-{name}"),
         JOBPROV_PROCESSOR_APP_ID=f"proc-{topic}",
         JOBPROV_PROCESSOR_DERIVED_TOPIC=f"{topic}.derived",
         JOBPROV_PROCESSOR_DEAD_LETTER_TOPIC=f"{topic}.dlq",

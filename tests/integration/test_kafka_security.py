@@ -16,7 +16,7 @@ from jobprov.emitters.kafka import parse_kafka_url
 from jobprov.settings import load_processor_settings
 from jobprov.stream_processors.dead_letters import DeadLetterTopic
 from jobprov.stream_processors.replay import from_topic
-from jobprov.stream_processors.worker import ensure_topics, faust_broker_credentials, read_prefix
+from jobprov.stream_processors.worker import ensure_topics, read_prefix
 from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume
 
@@ -36,7 +36,6 @@ def test_explicit_plaintext_end_to_end(kafka: Endpoint) -> None:
     )
     config = settings.kafka_config()
     assert config == {"security.protocol": "PLAINTEXT"}
-    assert faust_broker_credentials(settings) is None
     bootstrap, events = parse_kafka_url(settings.source_url)
 
     ensure_topics(

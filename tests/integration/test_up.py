@@ -31,7 +31,6 @@ class Up:
             "JOBPROV_HOME": str(home),
             "JOBPROV_URL": f"kafka://127.0.0.1:{self.kafka_port}/jobprov.events",
             "JOBPROV_CAPTURE_PACKAGES": "0",
-            "JOBPROV_PROCESSOR_WEB_PORT": str(free_port()),
         }
         self.env.pop("JOBPROV_PROCESSOR_SINK_URL", None)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -593,17 +593,6 @@ def test_every_pod_and_container_is_locked_down(scenario_files: dict[str, Path],
             assert container["resources"].get("requests"), f"{what}: no resource requests"
 
 
-def test_the_worker_data_dir_is_a_writable_empty_dir() -> None:
-    docs = render()
-    worker = workload(docs, "Deployment", "worker")
-    (container,) = containers(worker)
-    settings = load_processor_settings(env=container_env(container, docs, set()))
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod_spec(worker)["volumes"]}
-    assert settings.data_dir in mounts, f"data_dir {settings.data_dir} is not mounted"
-    assert "emptyDir" in volumes[mounts[settings.data_dir]]
-
-
 # ---- the environment is settings the code reads ------------------------------------------------------------
 
 
@@ -1102,7 +1091,7 @@ def extra_requirements(extras: set[str]) -> set[str]:
 
 # What each command of the chart imports beyond the base install.
 COMMAND_DISTRIBUTIONS = {
-    "process": {"faust-streaming", "prometheus-client", "clickhouse-connect"},
+    "process": {"prometheus-client", "clickhouse-connect"},
     "serve": {"fastapi", "uvicorn", "clickhouse-connect"},
     "db": {"clickhouse-connect"},
 }
@@ -1243,10 +1232,8 @@ def test_rendered_worker_answers_its_probes(tmp_path: Path, started: list[subpro
         env = container_env(container, docs, set()) | {
             "JOBPROV_PROCESSOR_SOURCE_URL": broker.url(f"events-{uuid.uuid4().hex[:8]}"),
             "JOBPROV_PROCESSOR_SINK_URL": f"chdb://{tmp_path / 'store'}",
-            "JOBPROV_PROCESSOR_DATA_DIR": str(tmp_path / "data"),
             "JOBPROV_PROCESSOR_METRICS_BIND": "127.0.0.1",
             "JOBPROV_PROCESSOR_METRICS_PORT": str(metrics_port),
-            "JOBPROV_PROCESSOR_WEB_PORT": str(free_port()),
             "JOBPROV_PROCESSOR_SESSION_TIMEOUT_S": "6",
         }
         log = tmp_path / "worker.log"

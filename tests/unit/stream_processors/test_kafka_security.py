@@ -1,11 +1,10 @@
 """The processor's Kafka security settings: validation, the confluent-kafka configuration every librdkafka
-client gets, and faust's broker credentials. No broker: librdkafka checks its configuration (and loads the TLS
-files) when a client is created, and faust's credentials are plain objects."""
+client gets, the worker's consumer included. No broker: librdkafka checks its configuration (and loads the TLS
+files) when a client is created."""
 
 from __future__ import annotations
 
 import datetime
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from jobprov.settings import (
     load_processor_settings,
 )
 from jobprov.stream_processors.records import Record
-from jobprov.stream_processors.worker import faust_broker_credentials, kafka_ssl_context
 
 PASSWORD = "Tr0ub4dor&3-sasl-horse"
 KEY_PASSWORD = "k3y-battery-staple"
@@ -155,13 +153,11 @@ def test_defaults_are_plaintext_and_replication_factor_one() -> None:
     assert settings.kafka_security_protocol is None
     assert settings.topic_replication_factor == 1
     assert settings.kafka_config() == {}
-    assert faust_broker_credentials(settings) is None
 
 
 def test_explicit_plaintext() -> None:
     settings = load_processor_settings(env={"JOBPROV_PROCESSOR_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"})
     assert settings.kafka_config() == {"security.protocol": "PLAINTEXT"}
-    assert faust_broker_credentials(settings) is None
 
 
 def test_sasl_ssl_from_the_environment() -> None:
@@ -356,13 +352,14 @@ def librdkafka_clients(settings: ProcessorSettings) -> list[Any]:
 
     from jobprov.sinks.kafka_topic import KafkaTopicSink
     from jobprov.stream_processors.dead_letters import DeadLetterTopic
+    from jobprov.stream_processors.worker import consumer_config
 
     config = settings.kafka_config()
     return [
         DeadLetterTopic("127.0.0.1:1", "dead", config),
         KafkaTopicSink("127.0.0.1:1", "derived", config),
         AdminClient({"bootstrap.servers": "127.0.0.1:1", "log_level": 0, **config}),
-        Consumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "g", "log_level": 0, **config}),
+        Consumer(consumer_config(settings)),
     ]
 
 
@@ -392,82 +389,13 @@ def test_a_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"ssl\.ca\.location"):
         DeadLetterTopic("127.0.0.1:1", "dead", settings.kafka_config())
-    with pytest.raises(ConfigError, match=r"processor\.kafka_ssl_ca_location"):
-        faust_broker_credentials(settings)
 
 
-# ---- faust's credentials -------------------------------------------------------------------------------------------
-
-
-def test_faust_sasl_plaintext_credentials() -> None:
-    import faust
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-    env = {**SASL_SSL_ENV, "JOBPROV_PROCESSOR_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}
-    credentials = faust_broker_credentials(load_processor_settings(env=env))
-    assert isinstance(credentials, faust.SASLCredentials)
-    assert PASSWORD not in repr(credentials)
-    assert credentials_to_aiokafka_auth(credentials) == {
-        "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": "jobprov-worker",
-        "sasl_plain_password": PASSWORD,
-        "ssl_context": None,
-    }
-
-
-def test_faust_sasl_ssl_credentials_verify_the_brokers(pki: Pki) -> None:
-    import faust
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-    env = {**SASL_SSL_ENV, "JOBPROV_PROCESSOR_KAFKA_SSL_CA_LOCATION": str(pki.ca)}
-    credentials = faust_broker_credentials(load_processor_settings(env=env))
-    assert isinstance(credentials, faust.SASLCredentials)
-    assert PASSWORD not in repr(credentials)
-    auth = credentials_to_aiokafka_auth(credentials)
-    assert auth["security_protocol"] == "SASL_SSL"
-    assert auth["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == ("jobprov-worker", PASSWORD)
-    context = auth["ssl_context"]
-    assert isinstance(context, ssl.SSLContext)
-    assert context.verify_mode == ssl.CERT_REQUIRED
-    assert context.check_hostname is True
-    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "jobprov test CA"),),)]
-
-
-def test_faust_ssl_credentials_with_a_client_certificate(pki: Pki) -> None:
-    import faust
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
-    settings = load_processor_settings(env=mtls_env(pki))
-    credentials = faust_broker_credentials(settings)
-    assert isinstance(credentials, faust.SSLCredentials)
-    assert KEY_PASSWORD not in repr(credentials)
-    auth = credentials_to_aiokafka_auth(credentials)
-    assert auth["security_protocol"] == "SSL"
-    assert auth["ssl_context"] is credentials.context
-    assert auth["ssl_context"].verify_mode == ssl.CERT_REQUIRED
-
-
-def test_faust_ssl_without_a_ca_uses_the_system_cas() -> None:
-    import faust
-
-    settings = load_processor_settings(env={"JOBPROV_PROCESSOR_KAFKA_SECURITY_PROTOCOL": "SSL"})
-    credentials = faust_broker_credentials(settings)
-    assert isinstance(credentials, faust.SSLCredentials)
-    assert credentials.context.verify_mode == ssl.CERT_REQUIRED
-
-
-def test_a_wrong_key_password_is_a_config_error_without_the_password(pki: Pki) -> None:
-    env = {**mtls_env(pki), "JOBPROV_PROCESSOR_KAFKA_SSL_KEY_PASSWORD": "wrong-" + KEY_PASSWORD}
-    with pytest.raises(ConfigError) as info:
-        kafka_ssl_context(load_processor_settings(env=env))
-    assert info.value.key == "processor.kafka_ssl_certificate_location"
-    assert KEY_PASSWORD not in str(info.value)
+# ---- the worker's consumer ------------------------------------------------------------------------------------------
 
 
 class _Nowhere:
-    """A sink and dead-letter target that keeps nothing (the app is built, never run)."""
+    """A sink and dead-letter target that keeps nothing (the worker is built, never run)."""
 
     name = "nowhere"
 
@@ -480,19 +408,40 @@ class _Nowhere:
     def close(self) -> None: ...
 
 
-def test_the_faust_app_gets_the_credentials() -> None:
-    """build_app hands faust the credentials: its consumer and producer connect with them."""
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-
+def _worker(settings: Any) -> Any:
     from jobprov.stream_processors.fold import FoldContext
     from jobprov.stream_processors.processor import Processor
-    from jobprov.stream_processors.worker import build_app
+    from jobprov.stream_processors.worker import Worker
 
-    def app_auth(env: dict[str, str]) -> Any:
-        app = build_app(load_processor_settings(env=env), Processor(_Nowhere(), _Nowhere(), FoldContext()))
-        return credentials_to_aiokafka_auth(app.conf.broker_credentials, app.conf.ssl_context)
+    return Worker(settings, Processor(_Nowhere(), _Nowhere(), FoldContext()))
 
-    auth = app_auth({**SASL_SSL_ENV, "JOBPROV_PROCESSOR_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
-    assert auth["security_protocol"] == "SASL_PLAINTEXT"
-    assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == ("jobprov-worker", PASSWORD)
-    assert app_auth({}) == {"security_protocol": "PLAINTEXT"}
+
+def test_the_worker_consumer_gets_the_security_settings(pki: Pki) -> None:
+    from jobprov.stream_processors.worker import consumer_config
+
+    settings = load_processor_settings(env={**SASL_SSL_ENV, **mtls_env(pki, "SASL_SSL")})
+    config = consumer_config(settings)
+    assert {key: config[key] for key in settings.kafka_config()} == settings.kafka_config()
+    assert config["group.id"] == settings.app_id
+    assert config["partition.assignment.strategy"] == "cooperative-sticky"
+    assert config["enable.auto.commit"] is False
+    worker = _worker(settings)  # librdkafka loads the certificate files when the consumer is created
+    worker.consumer.close()
+
+
+def test_the_worker_names_a_missing_ca_file(tmp_path: Path) -> None:
+    settings = load_processor_settings(
+        env={
+            "JOBPROV_PROCESSOR_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "JOBPROV_PROCESSOR_KAFKA_SSL_CA_LOCATION": str(tmp_path / "absent.crt"),
+        }
+    )
+    with pytest.raises(ConfigError, match=r"ssl\.ca\.location"):
+        _worker(settings)
+
+
+def test_a_wrong_key_password_is_a_config_error_without_the_password(pki: Pki) -> None:
+    env = {**mtls_env(pki), "JOBPROV_PROCESSOR_KAFKA_SSL_KEY_PASSWORD": "wrong-" + KEY_PASSWORD}
+    with pytest.raises(ConfigError) as info:
+        _worker(load_processor_settings(env=env))
+    assert KEY_PASSWORD not in str(info.value)
