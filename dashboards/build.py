@@ -997,9 +997,39 @@ def pipeline_dashboard() -> dash.Dashboard:
             _prom_panel(
                 ids,
                 "Jobs held by status",
-                "Jobs in the workers' state, by status",
+                "Jobs in the workers' memory, by status: running jobs, and finished ones until the watermark passes",
                 "short",
                 promql(f"sum by (status) (jobprov_jobs{_SEL})", "{{status}}"),
+            )
+        )
+        .with_panel(
+            _prom_panel(
+                ids,
+                "Jobs in memory, evicted and loaded back",
+                "Jobs each worker holds (it should follow the running jobs, not the history); jobs per second that "
+                "left memory once the watermark passed them, and that an event brought back from the store; jobs "
+                "the last partition assignment loaded.",
+                "short",
+                promql(f"sum by (instance) (jobprov_worker_jobs_in_memory{_SEL})", "in memory {{instance}}", "A"),
+                promql(f"sum(rate(jobprov_worker_jobs_evicted_total{_SEL}[$__rate_interval]))", "evicted/s", "B"),
+                promql(f"sum(rate(jobprov_worker_state_loads_total{_SEL}[$__rate_interval]))", "loaded/s", "C"),
+                promql(f"max by (instance) (jobprov_worker_resumed_jobs{_SEL})", "resumed {{instance}}", "D"),
+            )
+        )
+        .with_panel(
+            _prom_panel(
+                ids,
+                "State loads and resume",
+                "p95 time to bring a batch's missing jobs back from the store; how long each worker's last "
+                "partition assignment took to load its jobs (it follows the active jobs, not the log's length).",
+                "s",
+                promql(
+                    "histogram_quantile(0.95, sum by (le) "
+                    f"(rate(jobprov_worker_state_load_seconds_bucket{_SEL}[$__rate_interval])))",
+                    "load p95",
+                    "A",
+                ),
+                promql(f"max by (instance) (jobprov_worker_resume_seconds{_SEL})", "resume {{instance}}", "B"),
             )
         )
         .with_panel(

@@ -312,7 +312,14 @@ class ProcessorSettings(KafkaSecuritySettings):
     derived_topic: str = "jobprov.derived"
     """Where the Kafka-topic sink writes derived records (JSON), keyed by record key."""
     batch_size: int = 1000
+    """Messages per consume call (each is decoded and folded together)."""
     batch_timeout_s: float = 0.2
+    commit_interval_s: float = 1.0
+    """How long folded records may wait in the sink's buffer under load before they are made durable and the
+    offsets committed; an idle topic flushes at once. Each flush costs one insert per table, so fewer, larger
+    flushes are what lets one worker keep up."""
+    commit_max_events: int = 20_000
+    """Flush (and commit) once this many events wait, whatever the interval."""
     session_timeout_s: float = 10.0
     """How long the group waits for a silent worker before its partitions move (a crashed worker's)."""
     metrics_port: int = 9464
@@ -358,10 +365,17 @@ def _validate_emitter(settings: EmitterSettings) -> None:
 def _validate_processor(settings: ProcessorSettings) -> None:
     if not settings.source_url.startswith("kafka://"):
         raise ConfigError("processor.source_url", f"{settings.source_url!r}: expected kafka://host:port/topic")
-    for name in ("partitions", "batch_size"):
+    for name in ("partitions", "batch_size", "commit_max_events"):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"processor.{name}", "must be > 0")
-    for name in ("batch_timeout_s", "lost_after_s", "sink_flush_timeout_s", "session_timeout_s", "liveness_timeout_s"):
+    for name in (
+        "batch_timeout_s",
+        "commit_interval_s",
+        "lost_after_s",
+        "sink_flush_timeout_s",
+        "session_timeout_s",
+        "liveness_timeout_s",
+    ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"processor.{name}", "must be > 0")
     if settings.allowed_lateness_s < 0:

@@ -138,7 +138,7 @@ class Processor:
             self._folded[event.event_type] += 1
         outputs += self._snapshots(touched)
         if self.state_store is not None:
-            outputs += self._checkpoint(self._evict())
+            outputs += self._checkpoint(self._evict(touched))
         self.metrics.fold_seconds(time.perf_counter() - started, len(items))
         # Within a batch only the newest record per key matters (the sink would keep just that one).
         latest: dict[tuple[str, tuple[str, ...]], Record] = {}
@@ -221,16 +221,23 @@ class Processor:
             self.status_of[job_id] = snapshot(self.states[job_id], watermark, self.context).status
         return jobs
 
-    def _evict(self) -> set[str]:
-        """Forget the jobs the watermark has passed that nothing but a new event can change."""
+    def _evict(self, touched: set[str]) -> set[str]:
+        """Forget the jobs the watermark has passed that nothing but a new event can change: every such job when
+        the watermark moved, else those of this batch (e.g. an old job a late event brought back)."""
         watermark = self.watermark_ms
-        if watermark is None or watermark == self._evicted_at_watermark:
+        if watermark is None:
             return set()
-        self._evicted_at_watermark = watermark
+        candidates: Iterable[str] = touched
+        if watermark != self._evicted_at_watermark:
+            self._evicted_at_watermark = watermark
+            candidates = list(self.status_of)
+        status_of = self.status_of
         gone = {
             job_id
-            for job_id, status in self.status_of.items()
-            if status not in _WATCHED and self.states[job_id].last_event_ms < watermark
+            for job_id in candidates
+            if job_id in status_of
+            and status_of[job_id] not in _WATCHED
+            and self.states[job_id].last_event_ms < watermark
         }
         for job_id in gone:
             del self.states[job_id], self.status_of[job_id]

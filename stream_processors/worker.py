@@ -2,8 +2,9 @@
 
 - One consumer in the group ``app_id`` (cooperative-sticky rebalancing, from librdkafka), reading the events
   topic (keyed by job id, so a job's history is in one partition) in batches of ``batch_size``.
-- At least once: a batch's offsets are committed only after its records are durable in the sink; the records
-  are idempotent, so a redelivered batch changes nothing.
+- At least once: offsets are committed only after the records of the batches they cover are durable in the sink
+  (flushed every ``commit_interval_s`` or ``commit_max_events`` under load, at once when the topic is idle); the
+  records are idempotent, so a redelivered batch changes nothing.
 - Backpressure: when the sink cannot take a batch, the assigned partitions are paused (the consumer keeps
   polling, so it stays in the group) and the flush is retried after the sink's ``retry_after``; they resume
   once it succeeds. The loop never sleeps.
@@ -189,6 +190,8 @@ class Worker:
         self._drain = drain
         self._stop = threading.Event()
         self._pending: dict[int, int] = {}  # partition -> next offset to commit, once the sink has the batch
+        self._unflushed = 0  # events folded into the sink's buffer since the last flush
+        self._unflushed_since = 0.0
         self._paused = False
         self._retry_at = 0.0
         self._delay = 0.1
@@ -228,14 +231,19 @@ class Worker:
                 self._held = []
                 if self._handle(messages):
                     idle_since = None
-                elif idle_since is None:
-                    idle_since = time.monotonic()
+                else:
+                    if self._unflushed:
+                        self._flush()  # nothing more is coming now: make what waits visible
+                    if idle_since is None:
+                        idle_since = time.monotonic()
+            if self._unflushed and not self._paused:
+                self._flush()
             self._commit(asynchronous=False)
         finally:
             self.consumer.close()  # leaves the group: the partitions move now, not after the session timeout
 
     def _handle(self, messages: list[Message]) -> bool:
-        """Fold a batch, hand it to the sink and commit it once durable; False when there was nothing to fold."""
+        """Fold a batch into the sink's buffer, and flush and commit when due; False when there was nothing."""
         items: list[RawEvent] = []
         for msg in messages:
             error = msg.error()
@@ -251,7 +259,14 @@ class Worker:
             return False
         started = time.perf_counter()
         self.processor.fold_batch(items)
-        self._flush()
+        if not self._unflushed:
+            self._unflushed_since = time.monotonic()
+        self._unflushed += len(items)
+        if (
+            self._unflushed >= self.settings.commit_max_events
+            or time.monotonic() - self._unflushed_since >= self.settings.commit_interval_s
+        ):
+            self._flush()
         self.stats.add(len(items), time.perf_counter() - started)
         self._report_lag()
         return True
@@ -271,6 +286,7 @@ class Worker:
             log.warning("sink %s pushes back: %s; partitions paused, retrying in %.1fs", self.processor.sink.name,
                         exc, wait)  # fmt: skip
             return
+        self._unflushed = 0
         self._commit(asynchronous=True)
         self._delay = 0.1
         if self._paused:
@@ -332,8 +348,8 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions if tp.topic == self.topic}
-        if self._paused:
-            self._flush()  # one more try: what the store takes now need not be redone by the next owner
+        if self._unflushed:
+            self._flush()  # what the store takes now need not be redone by the next owner
         if not self._paused:
             self._commit(asynchronous=False)
         for partition in numbers:

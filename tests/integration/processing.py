@@ -14,7 +14,7 @@ from typing import Any
 from jobprov.embedded.tansu import free_port
 from jobprov.schemas.models import Event
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
-from jobprov.stream_processors.records import Record, content_of, from_json_dict
+from jobprov.stream_processors.records import Record, content_of, from_json_dict, materialize
 from jobprov.stream_processors.state import JobFoldState
 
 
@@ -61,14 +61,9 @@ def records_of(messages: Iterable[Any]) -> list[Record]:
 
 
 def latest_by_key(records: Iterable[Record]) -> dict[tuple[str, tuple[str, ...]], Record]:
-    """What an idempotent sink keeps: per key the record with the highest state_version, version zeroed
-    (versions depend on arrival order; content must not)."""
-    best: dict[tuple[str, tuple[str, ...]], Record] = {}
-    for record in records:
-        key = (record.KIND, record.key())
-        if key not in best or best[key].state_version <= record.state_version:
-            best[key] = record
-    return {k: content_of(r) for k, r in best.items()}
+    """What an idempotent sink keeps (``materialize``: per key the record with the highest state_version, bucket
+    moves applied), version zeroed (versions depend on arrival order; content must not)."""
+    return {k: content_of(r) for k, r in materialize(records).items()}
 
 
 def expected_records(

@@ -1,0 +1,162 @@
+"""Bounded, resumable worker state on the real engine: a job that leaves memory and comes back from the store gives
+the outputs of a worker that never forgot it; a new worker resumes from the store's checkpoints; memory follows the
+jobs running now."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from jobprov.schemas.models import (
+    Annotation,
+    Event,
+    Heartbeat,
+    JobFinished,
+    JobStarted,
+    JobSubmitted,
+    MetricMeasured,
+    Producer,
+    ProvenanceDeclared,
+    ResourceSample,
+)
+from jobprov.schemas.wire import encode_event
+from jobprov.sinks.clickhouse.ddl import Target
+from jobprov.sinks.clickhouse.migrate import migrate
+from jobprov.sinks.clickhouse.sink import ClickHouseSink
+from jobprov.sinks.clickhouse.state import ClickHouseStateStore
+from jobprov.stream_processors.fold import FoldContext
+from jobprov.stream_processors.processor import Processor, RawEvent
+from jobprov.stream_processors.replay import verify
+from tests.integration.processing import ListDeadLetters
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+LATENESS_MS = 60_000
+
+
+def _event(job_id: str, instance: str, seq: int, at: datetime, payload: Any, attempt: int = 1) -> Event:
+    producer = Producer("test", "0", instance)
+    name = type(payload).__name__
+    return Event(f"{instance}-{seq}", job_id, name, at, at, producer, seq, attempt, payload=payload)
+
+
+def _log(jobs: int, running: set[int], seed: int = 3) -> list[Event]:
+    """Jobs ten minutes apart in event time (so the watermark passes each a few jobs later), with what forgetting
+    must survive: late annotations and a late provenance change of long-finished jobs, and redeliveries."""
+    rng = random.Random(seed)
+    log: list[Event] = []
+    for j in range(jobs):
+        job_id, instance = f"job-{j:03d}", f"job-{j:03d}/1"
+        start = T0 + timedelta(minutes=10 * j)
+        payloads: list[Any] = [
+            JobSubmitted(name="nightly", kind="ci"),
+            JobStarted(host=f"h{j % 3}", os="linux", kernel="6", cwd="/"),
+            ProvenanceDeclared(values={"dataset": rng.choice(["hsc", "cfht"]), "band": "r"}),
+            Heartbeat(interval_ms=30_000),
+            ResourceSample(cpu_user_s=1.0, cpu_system_s=0.1, rss_bytes=10, peak_rss_bytes=10, threads=1),
+            *[MetricMeasured(name="AM1", value=rng.gauss(10, 1), unit="mas") for _ in range(4)],
+        ]
+        if j not in running:
+            payloads.append(JobFinished(status=rng.choice(["succeeded", "failed"]), exit_code=0))
+        log += [_event(job_id, instance, n, start + timedelta(seconds=n), p) for n, p in enumerate(payloads, 1)]
+    # Late news of old jobs: each comes when the watermark has long passed the job.
+    for j in range(0, jobs - 5, 4):
+        at = T0 + timedelta(minutes=10 * (j + 5))
+        log.append(_event(f"job-{j:03d}", f"reviewer-{j}", 1, at, Annotation(key="quality", value="bad")))
+    log.append(
+        _event(
+            "job-001", "job-001/late", 1, T0 + timedelta(minutes=200), ProvenanceDeclared(values={"dataset": "decam"})
+        )
+    )
+    # Redeliveries of early events, interleaved late in the log.
+    redelivered = rng.sample(log[: len(log) // 3], 25)
+    return log + redelivered
+
+
+def _batches(events: list[Event], size: int) -> Iterator[list[RawEvent]]:
+    raw = [RawEvent(encode_event(e), "events", 0, i) for i, e in enumerate(events)]
+    for start in range(0, len(raw), size):
+        yield raw[start : start + size]
+
+
+@pytest.fixture
+def databases(store: Any) -> Iterator[list[str]]:
+    names = [f"{store.jobprov_database[:50]}_{suffix}" for suffix in ("a", "b")]
+    for name in names:
+        store.command(f"DROP DATABASE IF EXISTS {name}")
+        migrate(store, Target(name))
+    yield [store.jobprov_database, *names]
+    for name in names:
+        store.command(f"DROP DATABASE IF EXISTS {name}")
+
+
+def _processor(client: Any, database: str, *, bounded: bool) -> Processor:
+    return Processor(
+        ClickHouseSink(client, database),
+        ListDeadLetters(),
+        FoldContext(),
+        allowed_lateness_ms=LATENESS_MS,
+        state_store=ClickHouseStateStore(client, database) if bounded else None,
+    )
+
+
+def test_forgetting_jobs_and_loading_them_back_changes_no_output(store: Any, databases: list[str]) -> None:
+    forgetful_db, reference_db, _ = databases
+    events = _log(jobs=40, running={37, 39})
+    forgetful = _processor(store, forgetful_db, bounded=True)
+    reference = _processor(store, reference_db, bounded=False)
+    held: list[int] = []
+    for batch in _batches(events, 9):
+        forgetful.process_batch(batch)
+        reference.process_batch(batch)
+        held.append(len(forgetful.states))
+
+    verification = verify(store, reference_db, forgetful_db)
+    assert verification.clean, verification.differences
+    assert len(reference.states) == 40
+    assert max(held) < 15, "finished jobs left memory as the watermark passed them"
+    # The running job stays (job-037 fell silent and is lost: it left); so do the jobs whose newest event is
+    # within the allowed lateness.
+    watermark = forgetful.watermark_ms
+    assert watermark is not None
+    within = {j for j, s in reference.states.items() if s.last_event_ms >= watermark}
+    assert reference.status_of["job-037"] == "lost"
+    assert set(forgetful.states) == {"job-039"} | within
+    # Late news brought old jobs back from the store (their points moved after the late provenance).
+    moved = store.query(
+        f"SELECT count() FROM {forgetful_db}.metric_points FINAL "
+        "WHERE job_id = 'job-001' AND is_deleted = 0 AND bucket_keys['dataset'] = 'decam'"
+    ).result_rows[0][0]
+    assert moved == 4
+
+
+def test_a_new_worker_resumes_from_the_checkpoints(store: Any, databases: list[str]) -> None:
+    resumed_db, reference_db, _ = databases
+    events = _log(jobs=30, running={20, 29})
+    cut = len(events) // 2
+    reference = _processor(store, reference_db, bounded=False)
+    for batch in _batches(events, 11):
+        reference.process_batch(batch)
+
+    first = _processor(store, resumed_db, bounded=True)
+    for batch in _batches(events[:cut], 11):
+        first.process_batch(batch)
+    held_at_cut = set(first.states)
+    watermark_at_cut = first.watermark_ms
+    del first  # a crash or a rebalance: only the store remains
+
+    second = _processor(store, resumed_db, bounded=True)
+    assert second.resume("events", [0]) == len(held_at_cut)
+    assert set(second.states) == held_at_cut, "the jobs the first worker held, and no others"
+    assert second.watermark_ms == watermark_at_cut
+    assert second.resume("events", [1]) == 0, "another partition's worker held nothing"
+    for batch in _batches(events[cut:], 11):
+        second.process_batch(batch)
+
+    verification = verify(store, reference_db, resumed_db)
+    assert verification.clean, verification.differences
