@@ -1,10 +1,11 @@
 """Where a worker's state comes back from: the contract between the processor and the store it writes to.
 
-The fold's state is a pure function of a job's events, so a job's state is brought back by folding its events
-again, read from the store's copy of the log (no serialized state to keep compatible across fold versions). The
-store also keeps the workers' checkpoints, written with the records of each batch: which jobs each partition's
-worker held in memory, and the newest event time it had folded. A worker that is assigned a partition loads just
-those jobs and resumes at the group's committed offset: the cost follows the jobs active then, not the log.
+The store keeps the workers' checkpoints, written with the records of each flush: each job's fold state as of that
+flush (a snapshot), which jobs each partition's worker held in memory, and the newest event time it had folded. A
+job comes back from its snapshot; when there is none it can use (another fold or registry version), from its
+stored events folded again (the fold's state is a pure function of a job's events). A worker assigned a partition
+loads just the jobs its last worker held and resumes at the group's committed offset: the cost follows the jobs
+active then, not the log, nor how long those jobs have been running.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Protocol
 class StateStore(Protocol):
     def job_events(self, job_ids: Sequence[str]) -> Iterable[bytes]:
         """The stored events (as on the wire) of these jobs; nothing for a job the store does not know."""
+        ...
+
+    def snapshots(self, job_ids: Sequence[str]) -> dict[str, tuple[int, str, bytes]]:
+        """Job id -> (fold version, registry version, state bytes) of the latest snapshot of these jobs."""
         ...
 
     def resident_jobs(self, topic: str, partitions: Sequence[int]) -> dict[str, int]:

@@ -9,11 +9,13 @@ idempotent records give exactly-once results.
 Bounded, resumable state (with a :class:`~jobprov.stream_processors.checkpoint.StateStore`):
 
 - A job leaves memory once it is no longer running and its newest event is older than the watermark (the newest
-  event time seen, less the allowed lateness). An event for a job not in memory first brings the job back by
-  folding its stored events again, so the outputs are those of a processor that never forgot it.
-- Which jobs are in memory, per partition, and each partition's newest event time are checkpointed with the
-  records of the batch (:class:`ResidentJob`, :class:`PartitionWatermark`); :meth:`resume` loads a partition's
-  jobs from them when the partition is assigned.
+  event time seen, less the allowed lateness). An event for a job not in memory first brings the job back from
+  its snapshot (or, without a usable one, by folding its stored events again), so the outputs are those of a
+  processor that never forgot it.
+- Checkpointed with the records of each flush: the state of every job changed since the last flush
+  (:class:`JobSnapshot`), which jobs are in memory per partition (:class:`ResidentJob`), and each partition's
+  newest event time (:class:`PartitionWatermark`); :meth:`resume` loads a partition's jobs from them when the
+  partition is assigned.
 
 Without a state store (the derived-records topic sink) nothing leaves memory, and the caller rebuilds a
 partition's state from the log through :meth:`rebuild` (no outputs) before resuming. Not thread-safe: one
@@ -33,11 +35,19 @@ from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import Event
 from jobprov.schemas.wire import decode_event
 from jobprov.sinks.base import Sink, SinkBackpressure
+from jobprov.stream_processors import snapshots
 from jobprov.stream_processors.checkpoint import StateStore
 from jobprov.stream_processors.dead_letters import DeadLetters
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
 from jobprov.stream_processors.metrics import ProcessorMetrics
-from jobprov.stream_processors.records import EventRecord, PartitionWatermark, Record, ResidentJob
+from jobprov.stream_processors.records import (
+    FOLD_VERSION,
+    EventRecord,
+    JobSnapshot,
+    PartitionWatermark,
+    Record,
+    ResidentJob,
+)
 from jobprov.stream_processors.state import JobFoldState
 
 log = logging.getLogger("jobprov.processor")
@@ -83,6 +93,7 @@ class Processor:
         self._partition_max: dict[tuple[str, int], int] = {}
         self._partition_max_written: dict[tuple[str, int], int] = {}
         self._evicted_at_watermark: int | None = None
+        self._dirty: set[str] = set()  # jobs changed since their last snapshot
         self._consumed: Counter[str] = Counter()
         self._folded: Counter[str] = Counter()
 
@@ -138,7 +149,8 @@ class Processor:
             self._folded[event.event_type] += 1
         outputs += self._snapshots(touched)
         if self.state_store is not None:
-            outputs += self._checkpoint(self._evict(touched))
+            self._dirty |= touched
+            outputs += self._checkpoint(touched)
         self.metrics.fold_seconds(time.perf_counter() - started, len(items))
         # Within a batch only the newest record per key matters (the sink would keep just that one).
         latest: dict[tuple[str, tuple[str, ...]], Record] = {}
@@ -148,8 +160,11 @@ class Processor:
         return outputs
 
     def flush(self) -> None:
-        """Make what :meth:`fold_batch` handed over durable; raises :class:`SinkBackpressure` when the store
-        cannot take it now (the records stay buffered: call again)."""
+        """Make what :meth:`fold_batch` handed over durable, with a snapshot of every job it changed; raises
+        :class:`SinkBackpressure` when the store cannot take it now (the records stay buffered: call again)."""
+        if self._dirty:
+            self.sink.write([self._job_snapshot(self.states[j]) for j in sorted(self._dirty) if j in self.states])
+            self._dirty.clear()
         self.sink.flush(self._flush_timeout)
         self.dead_letters.flush(self._flush_timeout)
         # Counted once durable: a scrape never shows work the sink could still lose.
@@ -197,12 +212,33 @@ class Processor:
         missing = [job_id for job_id in wanted if job_id not in self.states]
         if not missing:
             return
-        assert self.state_store is not None
         started = time.perf_counter()
-        loaded = self._refold(self.state_store.job_events(missing))
+        loaded = self._bring_back(missing)
         for job_id in loaded:
             self.partition_of[job_id] = wanted[job_id]
         self.metrics.state_loaded(len(loaded), time.perf_counter() - started)
+
+    def _bring_back(self, job_ids: list[str]) -> set[str]:
+        """Jobs from their snapshots, or, without a usable one, from their stored events; returns those found."""
+        assert self.state_store is not None
+        found: set[str] = set()
+        registry_version = self.context.registry.version
+        for job_id, (fold_version, snapshot_registry, data) in self.state_store.snapshots(job_ids).items():
+            if fold_version != FOLD_VERSION or snapshot_registry != registry_version:
+                continue  # made by another fold or registry: its events tell what this one makes of them
+            try:
+                self.states[job_id] = snapshots.load(data)
+            except snapshots.SnapshotError as exc:
+                log.warning("the snapshot of %s is not usable (%s); folding its events again", job_id, exc)
+                continue
+            found.add(job_id)
+        rest = [job_id for job_id in job_ids if job_id not in found]
+        if rest:
+            found |= self._refold(self.state_store.job_events(rest))
+        watermark = self.watermark_ms
+        for job_id in found:
+            self.status_of[job_id] = snapshot(self.states[job_id], watermark, self.context).status
+        return found
 
     def _refold(self, raw_events: Iterable[bytes]) -> set[str]:
         """Fold stored events into state without outputs (they were handed off when first folded)."""
@@ -216,10 +252,11 @@ class Processor:
                 continue
             self.states[event.job_id] = state
             jobs.add(event.job_id)
-        watermark = self.watermark_ms
-        for job_id in jobs:
-            self.status_of[job_id] = snapshot(self.states[job_id], watermark, self.context).status
+        self._dirty |= jobs  # a snapshot next time, so the next load is cheap
         return jobs
+
+    def _job_snapshot(self, job: JobFoldState) -> JobSnapshot:
+        return JobSnapshot(job.job_id, snapshots.dump(job), self.context.registry.version, job.version)
 
     def _evict(self, touched: set[str]) -> set[str]:
         """Forget the jobs the watermark has passed that nothing but a new event can change: every such job when
@@ -240,14 +277,20 @@ class Processor:
             and self.states[job_id].last_event_ms < watermark
         }
         for job_id in gone:
-            del self.states[job_id], self.status_of[job_id]
+            del self.status_of[job_id]
         return gone
 
-    def _checkpoint(self, evicted: set[str]) -> list[Record]:
-        """Residency changes and advanced partition watermarks, to be written with the batch's records."""
+    def _checkpoint(self, touched: set[str]) -> list[Record]:
+        """Jobs leaving memory (with their last snapshot), residency changes and advanced partition watermarks, to
+        be written with the batch's records."""
+        evicted = self._evict(touched)
         version = time.time_ns()
         out: list[Record] = []
         for job_id in evicted:
+            job = self.states.pop(job_id)
+            if job_id in self._dirty:  # its last state, for whichever event brings it back
+                self._dirty.discard(job_id)
+                out.append(self._job_snapshot(job))
             topic, partition = self.partition_of.pop(job_id)
             if job_id in self._resident:
                 self._resident.discard(job_id)
@@ -278,7 +321,7 @@ class Processor:
                 self._partition_max_written[(topic, partition)] = max(
                     newest, self._partition_max_written.get((topic, partition), 0)
                 )
-        self._refold(self.state_store.job_events(sorted(resident)))
+        self._bring_back(sorted(resident))
         for job_id, partition in resident.items():
             if job_id in self.states:  # else the store has none of its events: nothing to hold
                 self.partition_of[job_id] = (topic, partition)
@@ -314,6 +357,7 @@ class Processor:
             self.partition_of.pop(job_id, None)
             self.status_of.pop(job_id, None)
             self._resident.discard(job_id)
+            self._dirty.discard(job_id)
         for where in [w for w in self._partition_max if w[1] in partitions]:
             self._partition_max.pop(where, None)
             self._partition_max_written.pop(where, None)

@@ -251,6 +251,22 @@ class ResidentJob:
 
 
 @dataclass(slots=True)
+class JobSnapshot:
+    """A worker's checkpoint, not derived from the log: a job's fold state (``snapshots.dump``) as of
+    ``state_version``, made with this fold and registry version, so the job comes back without a re-fold."""
+
+    KIND: ClassVar[str] = "job_snapshot"
+    job_id: str
+    state: bytes
+    registry_version: str
+    state_version: int
+    fold_version: int = FOLD_VERSION
+
+    def key(self) -> tuple[str, ...]:
+        return (self.job_id,)
+
+
+@dataclass(slots=True)
 class PartitionWatermark:
     """A worker's checkpoint, not derived from the log: the newest event time folded from ``partition``
     (``state_version``: a sink keeps the highest)."""
@@ -275,6 +291,7 @@ Record = (
     | AnnotationRecord
     | StepState
     | ResidentJob
+    | JobSnapshot
     | PartitionWatermark
 )
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -290,6 +307,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         AnnotationRecord,
         StepState,
         ResidentJob,
+        JobSnapshot,
         PartitionWatermark,
     )
 }

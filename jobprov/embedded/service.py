@@ -100,12 +100,19 @@ class ApiThread:
 
 
 def launch(
-    args: list[str], *, env: Mapping[str, str], home: Path, log_path: Path, timeout: float = 120.0
+    args: list[str],
+    *,
+    env: Mapping[str, str],
+    home: Path,
+    log_path: Path,
+    timeout: float = 120.0,
+    python: str = sys.executable,
 ) -> tuple[subprocess.Popen[bytes], ServiceInfo]:
     """Start ``jobprov up ARGS`` in the background (its own session, output to ``log_path``) and wait until it
-    serves ``home``; for the demo and the tests. :func:`stop` ends it as Ctrl-C would."""
+    serves ``home``; for the demo, the tests and the benchmarks (``python``: another installation's interpreter,
+    to measure it in the same run). :func:`stop` ends it as Ctrl-C would."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobprov.cli.main", "up", *args],
+        [python, "-m", "jobprov.cli.main", "up", *args],
         env=dict(env),
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,

@@ -8,9 +8,9 @@ use the host's time zone).
 Deduplication: every derived table is a ReplacingMergeTree keyed by the record's key and versioned by
 ``state_version`` (plus ``is_deleted`` for metric points, which move when late provenance re-buckets them);
 reads use ``FINAL``. The events table is keyed by ``(job_id, event_id)``: a re-sent event is one row.
-``resident_jobs`` and ``partition_watermarks`` are the workers' checkpoints, not derived from the log: which jobs a
-partition's worker held in memory and the newest event time it had seen, written with the records of each batch,
-so a worker that takes a partition over loads just those jobs (their events, from ``events``) and resumes.
+``resident_jobs``, ``job_states`` and ``partition_watermarks`` are the workers' checkpoints, not derived from the
+log: which jobs a partition's worker held in memory, each job's fold state, and the newest event time it had seen,
+written with the records of each flush, so a worker that takes a partition over loads just those jobs and resumes.
 ``buckets`` holds one row per metric and bucket (its key values and unit): the sink writes a bucket's row the first
 time it sees the bucket, so a series is labelled by a lookup instead of a scan of its points.
 """
@@ -256,7 +256,7 @@ def migrations(t: Target) -> list[tuple[int, str, list[str]]]:
         ),
         (
             3,
-            "the workers' checkpoints (resident jobs, watermarks) and a job index on metric points for bucket moves",
+            "the workers' checkpoints (resident jobs, job states, watermarks) and a job index on metric points",
             [
                 f"ALTER TABLE {t.database}.metric_points{t.on_cluster} "
                 "ADD INDEX IF NOT EXISTS job_idx job_id TYPE bloom_filter GRANULARITY 1",
@@ -271,6 +271,17 @@ def migrations(t: Target) -> list[tuple[int, str, list[str]]]:
     version UInt64""",
                     t.engine("version"),
                     "topic, partition, job_id",
+                ),
+                _table(
+                    t,
+                    "job_states",
+                    """    job_id String,
+    state String CODEC(ZSTD(3)),
+    registry_version LowCardinality(String),
+    state_version UInt64,
+    fold_version UInt16""",
+                    t.engine("state_version"),
+                    "job_id",
                 ),
                 _table(
                     t,

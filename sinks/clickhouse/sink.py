@@ -9,8 +9,8 @@
   and ``state_version``; reads use FINAL. A :class:`BucketMove` (late provenance) is applied after the flush's
   points: the job's stored points are read back (by the ``job_id`` skip index), and each point whose bucket
   changes is written in its new bucket and deleted (``is_deleted = 1``) from its old one.
-- The workers' checkpoints (:class:`ResidentJob`, :class:`PartitionWatermark`) are written in the same flush as
-  the records of their batch.
+- The workers' checkpoints (:class:`ResidentJob`, :class:`JobSnapshot`, :class:`PartitionWatermark`) are written
+  in the same flush as the records of their batch.
 - ``buckets`` (a metric's buckets with their key values and unit: the series' labels) gets a row the first
   time this sink sees a bucket, not one per point: a bucket's keys never change (its id is their fingerprint),
   and rows written again (a redelivery, another worker, a restart) are one row after deduplication.
@@ -35,6 +35,7 @@ from jobprov.stream_processors.records import (
     AnnotationRecord,
     BucketMove,
     EventRecord,
+    JobSnapshot,
     JobState,
     LineageEdge,
     MetricPoint,
@@ -148,6 +149,7 @@ TABLES: dict[type[Any], TableSpec] = {
     ResidentJob: TableSpec(
         "resident_jobs", (*_same("topic", "partition", "job_id", "resident"), ("version", "state_version"))
     ),
+    JobSnapshot: TableSpec("job_states", _same("job_id", "state", "registry_version", "state_version", "fold_version")),
     PartitionWatermark: TableSpec(
         "partition_watermarks", (*_same("topic", "partition"), ("max_event_time_ms", "state_version"))
     ),

@@ -1,6 +1,6 @@
 """The ClickHouse store as the workers' :class:`~jobprov.stream_processors.checkpoint.StateStore`: a job's events
 from ``events`` (ordered by job id first, so one job's events are one range of the primary key), the checkpoints
-from ``resident_jobs`` and ``partition_watermarks``."""
+from ``job_states``, ``resident_jobs`` and ``partition_watermarks``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,20 @@ class ClickHouseStateStore:
             ).result_rows
             for (raw,) in rows:
                 yield raw
+
+    def snapshots(self, job_ids: Sequence[str]) -> dict[str, tuple[int, str, bytes]]:
+        sql = (
+            "SELECT job_id, fold_version, registry_version, state "  # noqa: S608 - checked identifier
+            f"FROM {self.database}.job_states FINAL WHERE job_id IN {{jobs:Array(String)}}"
+        )
+        found: dict[str, tuple[int, str, bytes]] = {}
+        for start in range(0, len(job_ids), _CHUNK):
+            rows = self.client.query(
+                sql, parameters={"jobs": list(job_ids[start : start + _CHUNK])}, column_formats={"state": "bytes"}
+            ).result_rows
+            for job_id, fold_version, registry_version, data in rows:
+                found[job_id] = (int(fold_version), registry_version, data)
+        return found
 
     def resident_jobs(self, topic: str, partitions: Sequence[int]) -> dict[str, int]:
         rows = self.client.query(

@@ -135,7 +135,9 @@ def test_forgetting_jobs_and_loading_them_back_changes_no_output(store: Any, dat
     assert moved == 4
 
 
-def test_a_new_worker_resumes_from_the_checkpoints(store: Any, databases: list[str]) -> None:
+@pytest.mark.parametrize("snapshots", ["kept", "lost"])
+def test_a_new_worker_resumes_from_the_checkpoints(store: Any, databases: list[str], snapshots: str) -> None:
+    """From the jobs' snapshots; and when there are none it can use, from their stored events."""
     resumed_db, reference_db, _ = databases
     events = _log(jobs=30, running={20, 29})
     cut = len(events) // 2
@@ -149,6 +151,10 @@ def test_a_new_worker_resumes_from_the_checkpoints(store: Any, databases: list[s
     held_at_cut = set(first.states)
     watermark_at_cut = first.watermark_ms
     del first  # a crash or a rebalance: only the store remains
+    stored = store.query(f"SELECT count() FROM {resumed_db}.job_states FINAL").result_rows[0][0]
+    assert stored >= len(held_at_cut), "every job held had a snapshot written with its records"
+    if snapshots == "lost":
+        store.command(f"TRUNCATE TABLE {resumed_db}.job_states")
 
     second = _processor(store, resumed_db, bounded=True)
     assert second.resume("events", [0]) == len(held_at_cut)

@@ -3,15 +3,20 @@ values (a late provenance change is a move the sink applies)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 import pickle
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobprov.schemas.models import Event, JobStarted, JobSubmitted, MetricMeasured, Producer, ResourceSample
-from jobprov.stream_processors.fold import FoldContext, fold
+from jobprov.stream_processors import snapshots
+from jobprov.stream_processors.fold import FoldContext, fold, snapshot
 from jobprov.stream_processors.state import JobFoldState, SeqSet
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -80,3 +85,24 @@ def test_events_without_a_seq_are_deduplicated_by_id() -> None:
     state = _fold_all(events + events)
     assert state.version == 10
     assert len(state.unsequenced) == 10 and not state.seqs
+
+
+def test_a_snapshot_gives_back_the_same_state(realistic: Any, fold_events: Any, context: Any) -> None:
+    state, _ = fold_events(realistic())
+    back = snapshots.load(snapshots.dump(state))
+    assert back == dataclasses.replace(state, _values={}, _buckets={})
+    assert snapshot(back, None, context) == snapshot(state, None, context)
+    assert back.provenance_values() == state.provenance_values()
+
+
+def test_a_snapshot_builds_nothing_but_state() -> None:
+    class Evil:
+        def __reduce__(self) -> Any:
+            return (os.system, ("echo pwned",))
+
+    with pytest.raises(snapshots.SnapshotError, match=r"may not build posix\.system|may not build os\.system"):
+        snapshots.load(pickle.dumps(Evil()))
+    with pytest.raises(snapshots.SnapshotError, match="not a job's state"):
+        snapshots.load(pickle.dumps({"job_id": "x"}))
+    with pytest.raises(snapshots.SnapshotError, match="unreadable"):
+        snapshots.load(b"\x80\x05garbage")
