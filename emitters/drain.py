@@ -2,8 +2,11 @@
 
 Each segment is locked, read, produced with the idempotent producer, and only what the broker acknowledged is
 removed: a fully acknowledged segment is deleted, a partly acknowledged one is replaced by a segment holding
-only the rest. A crash between producing and deleting re-sends those events on the next drain; they keep
-their event_id, so consumers see each event once.
+only the rest. A damaged segment gives up every event that can be read (``emitters/ocf.py``); the file itself
+is then moved to ``quarantine/`` with a note instead of being deleted, and the drain reports it.
+
+A crash between producing and deleting re-sends those events on the next drain; they keep their event_id, so
+consumers see each event once.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from jobprov.emitters.kafka import log, producer_config
-from jobprov.emitters.spool import claim_segments, read_segment, write_records
+from jobprov.emitters.spool import claim_segments, quarantine, read_segment, write_records
 from jobprov.schemas.wire import Codec
 
 
@@ -27,7 +30,7 @@ class DrainReport:
     segments: int = 0
     sent: int = 0
     kept: int = 0
-    torn: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # "segment: what could not be read"
     errors: list[str] = field(default_factory=list)
 
 
@@ -68,15 +71,24 @@ def drain(
                 break
             contents = read_segment(segment.handle)
             report.segments += 1
-            if contents.torn_tail:
-                report.torn.append(f"{segment.path.name}: {contents.torn_tail}")
             _send_segment(producer, topic, codec, contents.records, deadline, acked, failures)
             unacked = [r for r in contents.records if r["event_id"] not in acked]
-            report.sent += len(contents.records) - len(unacked)
+            sent = len(contents.records) - len(unacked)
+            report.sent += sent
             if unacked:
                 write_records(segment.path.parent, unacked)
                 report.kept += len(unacked)
-            segment.path.unlink()
+            if contents.damage:
+                damage = "; ".join(str(d) for d in contents.damage)
+                where = quarantine(
+                    segment.path,
+                    f"{segment.path.name}: {len(contents.records)} readable events recovered from this segment "
+                    f"({sent} sent to {topic}, {len(unacked)} kept in the spool to send later); this file still "
+                    f"holds them and the parts that could not be read: {damage}",
+                )
+                report.quarantined.append(f"{where}: {damage}")
+            else:
+                segment.path.unlink()
         except OSError as exc:
             report.errors.append(f"{segment.path.name}: {exc}")
         finally:

@@ -145,4 +145,9 @@ def test_the_next_job_drains_what_an_earlier_one_spooled(own_broker: Broker, set
 
     events = events_of(consume(own_broker.bootstrap, "events", expected=31))
     assert sorted(e.job_id for e in events) == ["job-offline"] * 30 + ["job-online"]
-    assert spool_status(settings.spool_dir) == {"sealed_segments": 0, "open_segments": 0, "bytes": 0}
+    assert spool_status(settings.spool_dir) == {
+        "sealed_segments": 0,
+        "open_segments": 0,
+        "bytes": 0,
+        "quarantined_segments": 0,
+    }
