@@ -24,6 +24,8 @@ from jobprov.emitters.kafka import log, producer_config
 from jobprov.emitters.spool import claim_segments, quarantine, read_segment, write_records
 from jobprov.schemas.wire import Codec
 
+_SLICE_S = 0.1
+
 
 @dataclass
 class DrainReport:
@@ -34,14 +36,22 @@ class DrainReport:
     errors: list[str] = field(default_factory=list)
 
 
-def broker_reachable(bootstrap: str, security: dict[str, str], timeout: float) -> bool:
-    """True if a broker answers a metadata request within ``timeout`` seconds."""
+def broker_reachable(
+    bootstrap: str, security: dict[str, str], timeout: float, stop: threading.Event | None = None
+) -> bool:
+    """True if a broker answers a metadata request within ``timeout`` seconds. Asks in short slices (the
+    client keeps connecting in between) so that ``stop`` ends the wait within a tenth of a second."""
     probe = Producer({**producer_config(bootstrap, 5000, security), "client.id": "jobprov-probe"})
-    try:
-        probe.list_topics(timeout=timeout)
-        return True
-    except Exception:
-        return False
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or (stop is not None and stop.is_set()):
+            return False
+        try:
+            probe.list_topics(timeout=min(_SLICE_S, remaining))
+            return True
+        except Exception:  # noqa: S112 - not yet: the next slice asks again
+            continue
 
 
 def drain(
@@ -71,7 +81,7 @@ def drain(
                 break
             contents = read_segment(segment.handle)
             report.segments += 1
-            _send_segment(producer, topic, codec, contents.records, deadline, acked, failures)
+            _send_segment(producer, topic, codec, contents.records, deadline, acked, failures, stop)
             unacked = [r for r in contents.records if r["event_id"] not in acked]
             sent = len(contents.records) - len(unacked)
             report.sent += sent
@@ -105,6 +115,7 @@ def _send_segment(
     deadline: float,
     acked: set[str],
     failures: list[str],
+    stop: threading.Event | None,
 ) -> None:
     def on_delivery(event_id: str, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -123,7 +134,9 @@ def _send_segment(
                 producer.poll(0.1)
                 if time.monotonic() >= deadline:
                     return
-    remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+    remaining = len(producer)
+    while remaining and time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        remaining = producer.flush(min(_SLICE_S, max(0.0, deadline - time.monotonic())))
     if remaining:
         log.debug("drain: %d events unacknowledged at the deadline", remaining)
         producer.purge(in_queue=True, in_flight=True, blocking=False)

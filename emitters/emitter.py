@@ -8,6 +8,9 @@ thread builds the envelopes, encodes them and hands them to the transport. Guara
   loss and no unbounded memory).
 - ``close`` returns within ``timeout`` seconds (the flush timeout); whatever was not delivered by then is in
   the spool, and one line on stderr says how many events and where.
+- ``close`` does not wait for the background drain of earlier jobs' spool: a drain still probing the broker
+  is stopped at once, one already sending gets ``DRAIN_GRACE_S`` at most. What it did not send stays in the
+  spool for the next job or ``jobprov spool drain``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ log.addHandler(logging.NullHandler())  # a library never prints through logging'
 
 _LINGER_S = 0.02
 _BATCH = 2048
+DRAIN_GRACE_S = 0.5
 
 
 def event_time_ms(value: datetime | float | None, default_s: float) -> int:
@@ -104,6 +108,7 @@ class Emitter:
         self._idle.set()
         self._drainer: threading.Thread | None = None
         self._drain_stop = threading.Event()
+        self._drain_sending = threading.Event()  # the broker answered: the drain is sending
 
     def drain_spool_in_background(self) -> None:
         """Send what earlier jobs left in the spool, without holding this job up (Kafka transports only)."""
@@ -121,7 +126,8 @@ class Emitter:
 
         def work() -> None:
             try:
-                if broker_reachable(bootstrap, settings.kafka_config(), timeout=2.0):
+                if broker_reachable(bootstrap, settings.kafka_config(), timeout=2.0, stop=self._drain_stop):
+                    self._drain_sending.set()
                     drain(
                         settings.spool_dir,
                         bootstrap=bootstrap,
@@ -236,9 +242,12 @@ class Emitter:
         except Exception as exc:
             report = DeliveryReport(errors=[f"closing {self.transport.name} failed: {exc}"])
         if self._drainer is not None:
-            # A drain cut short keeps its segment; what it had sent is deduplicated by event_id downstream.
-            self._drainer.join(max(0.0, deadline - time.monotonic()))
+            # The job does not wait for the drain. A drain cut short keeps in the spool what the broker did not
+            # acknowledge; anything sent twice keeps its event_id and is deduplicated downstream.
+            if self._drain_sending.is_set():
+                self._drainer.join(max(0.0, min(DRAIN_GRACE_S, deadline - time.monotonic())))
             self._drain_stop.set()
+            self._drainer.join(max(0.0, min(0.2, deadline - time.monotonic())))
         report.errors = self._failures + report.errors
         self._report = report
         _tell(report, self.settings)

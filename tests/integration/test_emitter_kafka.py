@@ -151,3 +151,24 @@ def test_the_next_job_drains_what_an_earlier_one_spooled(own_broker: Broker, set
         "bytes": 0,
         "quarantined_segments": 0,
     }
+
+
+def test_a_job_does_not_wait_for_the_background_drain(own_broker: Broker, settings_for: Settings) -> None:
+    """With the broker down and something in the spool, the drain's reachability probe (2 s) runs in the
+    background; a job's close must not wait for it."""
+    settings = settings_for(own_broker.url("events"), delivery_timeout_ms=2000, flush_timeout_s=5.0)
+    earlier = create_emitter(settings)
+    earlier.emit("job-earlier", MetricMeasured(name="AM1", value=1.0))
+    assert earlier.close().spooled == 1
+
+    timings = []
+    for _ in range(3):
+        emitter = create_emitter(settings)  # starts the background drain: the spool is not empty
+        assert emitter._drainer is not None
+        emitter.emit("job-now", MetricMeasured(name="AM1", value=2.0))
+        started = time.monotonic()
+        report = emitter.close()
+        timings.append(time.monotonic() - started)
+        assert report.spooled == 1 and report.lost == 0
+    # librdkafka notices a refused connection in tens of milliseconds; the probe alone took 2 s.
+    assert max(timings) < 1.0, f"close took {timings} s"
