@@ -4,6 +4,8 @@
 thread builds the envelopes, encodes them and hands them to the transport. Guarantees:
 
 - ``emit`` never raises into the caller; an internal failure is counted and reported once on stderr.
+- Every string of every payload is redacted (``emitters/redact.py``) on the sender thread, just before the
+  event is encoded: this is the one place all events pass, whoever built them.
 - The queue is bounded: past ``max_queue`` events the caller sends the backlog itself (backpressure with no
   loss and no unbounded memory).
 - ``close`` returns within ``timeout`` seconds (the flush timeout); whatever was not delivered by then is in
@@ -29,6 +31,7 @@ from typing import Any
 
 from jobprov import __version__
 from jobprov.emitters.base import DeliveryReport, Framed, Transport
+from jobprov.emitters.redact import Redactor
 from jobprov.schemas import registry
 from jobprov.schemas.binary import EnvelopeEncoder, timestamp_millis
 from jobprov.schemas.models import Producer
@@ -92,6 +95,7 @@ class Emitter:
         # The framing header goes in front of every body: the encoder writes it, saving a copy per event.
         self._envelope = EnvelopeEncoder(registry.current().schema, prefix=codec.header)
         self._event_ids = EventIds()
+        self._redactor = Redactor(os.environ)
         # One sequence per job: gaps are detected per (emitter instance, job).
         self._seqs: dict[str, itertools.count[int]] = {}
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
@@ -184,6 +188,7 @@ class Emitter:
         """Encode ``count`` queued events into ``batch``; one loop with everything bound locally, as this is
         where an event costs most of its time."""
         popleft, encode, new_id, producer = self._queue.popleft, self._envelope.encode, self._event_ids, self.producer
+        redact = self._redactor.payload
         # Framed is a NamedTuple: tuple.__new__ builds one without its Python-level __new__ (a third the cost).
         append, new_tuple = batch.append, tuple.__new__
         for _ in range(count):
@@ -191,6 +196,7 @@ class Emitter:
             try:
                 emitted_ms = int(emitted_s * 1000)
                 when = emitted_ms if event_time is None else event_time_ms(event_time, emitted_s)
+                payload = redact(payload)
                 event_id = new_id()
                 value = encode(event_id, job_id, payload.__class__.__name__, when, emitted_ms, producer, seq, attempt,
                                payload)  # fmt: skip
