@@ -4,6 +4,8 @@
 thread builds the envelopes, encodes them and hands them to the transport. Guarantees:
 
 - ``emit`` never raises into the caller; an internal failure is counted and reported once on stderr.
+- An event the pipeline could not take (``emitters/validate.py``: a time out of range, a NaN metric...) is
+  rejected before it is sent, counted, and reported at close with the rule it breaks.
 - Every string of every payload is redacted (``emitters/redact.py``) on the sender thread, just before the
   event is encoded: this is the one place all events pass, whoever built them.
 - The queue is bounded: past ``max_queue`` events the caller sends the backlog itself (backpressure with no
@@ -21,6 +23,7 @@ import atexit
 import collections
 import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -32,6 +35,8 @@ from typing import Any
 from jobprov import __version__
 from jobprov.emitters.base import DeliveryReport, Framed, Transport
 from jobprov.emitters.redact import Redactor
+from jobprov.emitters.validate import check_event
+from jobprov.errors import InvalidEventError
 from jobprov.schemas import registry
 from jobprov.schemas.binary import EnvelopeEncoder, timestamp_millis
 from jobprov.schemas.models import Producer
@@ -41,6 +46,7 @@ from jobprov.settings import EmitterSettings
 log = logging.getLogger("jobprov")
 log.addHandler(logging.NullHandler())  # a library never prints through logging's last-resort handler
 
+REJECTED = "rejected "  # the prefix of a rejection's message among the report's errors
 _LINGER_S = 0.02
 _BATCH = 2048
 DRAIN_GRACE_S = 0.5
@@ -52,9 +58,12 @@ def event_time_ms(value: datetime | float | None, default_s: float) -> int:
         return int(default_s * 1000)
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise ValueError("event time must be timezone-aware (naive datetimes are ambiguous)")
+            raise InvalidEventError("event time must be timezone-aware (naive datetimes are ambiguous)")
         return timestamp_millis(value)
-    return int(float(value) * 1000)
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise InvalidEventError(f"event time must be a finite number of epoch seconds, got {value!r}")
+    return int(seconds * 1000)
 
 
 class EventIds:
@@ -107,6 +116,7 @@ class Emitter:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._failures: list[str] = []
+        self._rejected = 0
         self._report: DeliveryReport | None = None
         self._idle = threading.Event()
         self._idle.set()
@@ -188,7 +198,7 @@ class Emitter:
         """Encode ``count`` queued events into ``batch``; one loop with everything bound locally, as this is
         where an event costs most of its time."""
         popleft, encode, new_id, producer = self._queue.popleft, self._envelope.encode, self._event_ids, self.producer
-        redact = self._redactor.payload
+        redact, check = self._redactor.payload, check_event
         # Framed is a NamedTuple: tuple.__new__ builds one without its Python-level __new__ (a third the cost).
         append, new_tuple = batch.append, tuple.__new__
         for _ in range(count):
@@ -196,11 +206,15 @@ class Emitter:
             try:
                 emitted_ms = int(emitted_s * 1000)
                 when = emitted_ms if event_time is None else event_time_ms(event_time, emitted_s)
+                check(payload, when)
                 payload = redact(payload)
                 event_id = new_id()
                 value = encode(event_id, job_id, payload.__class__.__name__, when, emitted_ms, producer, seq, attempt,
                                payload)  # fmt: skip
                 append(new_tuple(Framed, (job_id, value, event_id)))
+            except InvalidEventError as exc:
+                self._rejected += 1
+                self._failures.append(f"{REJECTED}{type(payload).__name__}: {exc}")
             except Exception as exc:
                 self._failures.append(f"{type(payload).__name__} not recorded: {exc}")
 
@@ -255,6 +269,7 @@ class Emitter:
             self._drain_stop.set()
             self._drainer.join(max(0.0, min(0.2, deadline - time.monotonic())))
         report.errors = self._failures + report.errors
+        report.rejected = self._rejected
         self._report = report
         _tell(report, self.settings)
         return report
@@ -270,12 +285,16 @@ def _tell(report: DeliveryReport, settings: EmitterSettings) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        if report.lost or report.errors:
+        rejections = [e[len(REJECTED) :] for e in report.errors if e.startswith(REJECTED)]
+        others = [e for e in report.errors if not e.startswith(REJECTED)]
+        if report.rejected:
             print(
-                f"jobprov: {report.lost} events lost; {'; '.join(report.errors[:5])}",
+                f"jobprov: {report.rejected} invalid events not recorded; {'; '.join(rejections[:5])}",
                 file=sys.stderr,
                 flush=True,
             )
+        if report.lost or others:
+            print(f"jobprov: {report.lost} events lost; {'; '.join(others[:5])}", file=sys.stderr, flush=True)
     except (OSError, ValueError):  # a closed stderr must not turn into an exception at exit
         return
 

@@ -16,7 +16,7 @@ import pytest
 
 from jobprov.emitters.redact import REDACTED, Redactor
 from jobprov.schemas import registry
-from jobprov.schemas.models import PAYLOAD_BY_AVRO_NAME, Annotation, from_avro, to_avro
+from jobprov.schemas.models import PAYLOAD_BY_AVRO_NAME, Annotation, MetricMeasured, from_avro, to_avro
 from tests.unit.emitters.test_emitter import make_emitter, read_spool
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -140,6 +140,8 @@ def test_no_secret_survives_in_any_string(tmp_path: Path, avro_name: str, schema
     spool = tmp_path / "spool"
     emitter = make_emitter(spool)
     for kind, (text, _) in SECRETS.items():
+        if (cls, path) == (MetricMeasured, ("name",)):
+            text = text.replace("\n", " ")  # a metric name with a control character is refused, not redacted
         record = _minimal(schema)
         _plant(record, schema, path, text)
         emitter.emit(f"job-{kind}", from_avro(cls, record))
@@ -175,7 +177,7 @@ def test_an_annotation_with_a_secret_named_key_loses_its_value() -> None:
 
 
 def test_harmless_payloads_are_not_copied_or_changed() -> None:
-    from jobprov.schemas.models import MetricMeasured, ProvenanceDeclared
+    from jobprov.schemas.models import ProvenanceDeclared
 
     redactor = Redactor({"AWS_SECRET_ACCESS_KEY": AWS_SECRET})
     metric = MetricMeasured(name="AM1", value=3.0, unit="mas", tags={"band": "r", "author": "alice"}, step="x")
