@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import itertools
 import logging
 import math
@@ -316,29 +317,45 @@ def get_emitter(settings: EmitterSettings | None = None, *, name: str = "jobprov
 
 
 def create_emitter(settings: EmitterSettings | None = None, *, name: str = "jobprov-python") -> Emitter:
-    """An emitter from settings; configuration problems degrade to the spool, never into an exception."""
+    """An emitter from settings. Problems degrade, never into an exception, and never to a destination that
+    was not configured: configuration that cannot be read sends events to the default spool only; a transport
+    that cannot be made keeps them in the configured spool, or records nothing. One line on stderr says which."""
+    import dataclasses
+
     from jobprov.emitters.factory import make_codec, make_transport
-    from jobprov.emitters.noop import NoopTransport
-    from jobprov.emitters.spool import SpoolTransport
     from jobprov.errors import JobprovError
-    from jobprov.schemas.wire import SingleObjectCodec
     from jobprov.settings import load_emitter_settings
 
     try:
         settings = settings or load_emitter_settings()
-        emitter = Emitter(settings, make_transport(settings), make_codec(settings), name=name)
-        emitter.drain_spool_in_background()
-        return emitter
     except JobprovError as exc:
-        fallback = EmitterSettings()
-        try:
-            transport: Transport = SpoolTransport(fallback.spool_dir)
-            where = f"events go to the spool at {fallback.spool_dir}"
-        except JobprovError:
-            transport = NoopTransport()
-            where = "events are not recorded"
-        print(f"jobprov: configuration error: {exc}; {where}", file=sys.stderr, flush=True)
-        return Emitter(fallback, transport, SingleObjectCodec(), name=name)
+        default = EmitterSettings()
+        spool_only = dataclasses.replace(default, url=f"file://{default.spool_dir}")
+        return _degraded(spool_only, f"configuration error: {exc}", name)
+    try:
+        emitter = Emitter(settings, make_transport(settings), make_codec(settings), name=name)
+    except JobprovError as exc:
+        return _degraded(settings, str(exc), name)
+    emitter.drain_spool_in_background()
+    return emitter
+
+
+def _degraded(settings: EmitterSettings, problem: str, name: str) -> Emitter:
+    """An emitter that keeps events in ``settings``' spool, or records nothing if even that is impossible."""
+    from jobprov.emitters.noop import NoopTransport
+    from jobprov.emitters.spool import SpoolTransport
+    from jobprov.errors import JobprovError
+    from jobprov.schemas.wire import SingleObjectCodec
+
+    try:
+        transport: Transport = SpoolTransport(settings.spool_dir)
+        where = f"events go to the spool at {settings.spool_dir}"
+    except JobprovError as exc:
+        transport = NoopTransport()
+        where = f"{exc}; events are not recorded"
+    with contextlib.suppress(OSError, ValueError):  # a closed stderr is no reason to fail the job
+        print(f"jobprov: {problem}; {where}", file=sys.stderr, flush=True)
+    return Emitter(settings, transport, SingleObjectCodec(), name=name)
 
 
 def _reset_after_fork() -> None:

@@ -172,3 +172,19 @@ def test_a_job_does_not_wait_for_the_background_drain(own_broker: Broker, settin
         assert report.spooled == 1 and report.lost == 0
     # librdkafka notices a refused connection in tens of milliseconds; the probe alone took 2 s.
     assert max(timings) < 1.0, f"close took {timings} s"
+
+
+def test_a_spool_that_cannot_be_created_still_delivers_to_the_configured_broker(
+    kafka: Endpoint, topic: str, settings_for: Settings, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the spool's parent should be")
+    emitter = create_emitter(settings_for(kafka.url(topic), spool_dir=str(blocker / "spool")))
+    for i in range(20):
+        emitter.emit("job-nospool", MetricMeasured(name="AM1", value=float(i)))
+    report = emitter.close()
+    assert report.delivered == 20 and report.lost == 0
+    events = events_of(consume(kafka.bootstrap, topic, expected=20))
+    assert sorted(e.payload.value for e in events if isinstance(e.payload, MetricMeasured)) == [
+        float(i) for i in range(20)
+    ]
