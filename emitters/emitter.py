@@ -143,7 +143,7 @@ class Emitter:
             try:
                 if broker_reachable(bootstrap, settings.kafka_config(), timeout=2.0, stop=self._drain_stop):
                     self._drain_sending.set()
-                    drain(
+                    report = drain(
                         settings.spool_dir,
                         bootstrap=bootstrap,
                         topic=topic,
@@ -151,6 +151,8 @@ class Emitter:
                         security=settings.kafka_config(),
                         stop=self._drain_stop,
                     )
+                    for line in report.quarantined:  # rare, and the operator must hear of it
+                        print(f"jobprov: damaged spool segment quarantined: {line}", file=sys.stderr, flush=True)
             except Exception as exc:  # the spool stays as it was; the next drain tries again
                 log.debug("background drain failed: %s", exc)
 

@@ -56,6 +56,7 @@ def _check_drained(kafka: Endpoint, topic: str, spool: Path, segment: Path, expe
     note = (spool / QUARANTINE / f"{segment.name}.txt").read_text()
     assert f"{len(expected)} readable events recovered" in note
     assert oct(os.stat(quarantined.parent).st_mode & 0o777) == oct(0o700)
+    assert oct(os.stat(spool / QUARANTINE / f"{segment.name}.txt").st_mode & 0o777) == oct(0o600)
     assert spool_status(spool)["sealed_segments"] == 0
     assert spool_status(spool)["quarantined_segments"] == 1
 
@@ -105,3 +106,34 @@ def test_truncated_segment(kafka: Endpoint, topic: str, tmp_path: Path) -> None:
     assert len(expected) >= 55
     assert _recoverable(segment) == expected, "every record written completely before the cut"
     _check_drained(kafka, topic, spool, segment, expected)
+
+
+def test_the_next_jobs_background_drain_quarantines_too(
+    kafka: Endpoint, topic: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from jobprov.emitters.emitter import create_emitter
+    from jobprov.schemas.models import MetricMeasured
+    from jobprov.settings import load_emitter_settings
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    events = [make_event(i) for i in range(1, 31)]
+    segment = write_records(spool, [to_avro(e) for e in events])
+    os.truncate(segment, segment.stat().st_size - 100)
+    expected = _recoverable(segment)
+    assert 0 < len(expected) < 30
+
+    settings = load_emitter_settings(
+        {"url": kafka.url(topic), "spool_dir": str(spool), "capture_packages": False, "capture_git": False}, env={}
+    )
+    emitter = create_emitter(settings)
+    assert emitter._drainer is not None
+    emitter._drainer.join(20)  # this test is about what the drain does, not about how long a job waits
+    emitter.emit("job-now", MetricMeasured(name="AM1", value=1.0))
+    assert emitter.close().delivered == 1
+
+    sent = events_of(consume(kafka.bootstrap, topic, expected=len(expected) + 1, idle=2.0))
+    ids = [e.event_id for e in sent if e.job_id != "job-now"]
+    assert sorted(ids) == sorted(expected) and len(ids) == len(set(ids))
+    assert (spool / QUARANTINE / segment.name).exists()
+    assert "damaged spool segment quarantined" in capfd.readouterr().err
