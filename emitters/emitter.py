@@ -217,7 +217,8 @@ class Emitter:
                 append(new_tuple(Framed, (job_id, value, event_id)))
             except InvalidEventError as exc:
                 self._rejected += 1
-                self._failures.append(f"{REJECTED}{type(payload).__name__}: {exc}")
+                # The message quotes the caller's value, which may hold a secret: it goes to stderr redacted.
+                self._failures.append(f"{REJECTED}{type(payload).__name__}: {self._redactor.text(str(exc))}")
             except Exception as exc:
                 self._failures.append(f"{type(payload).__name__} not recorded: {exc}")
 

@@ -77,3 +77,13 @@ def test_the_job_api_reports_rejections_and_never_raises(tmp_path: Path, capsys:
     for rule in (VALUE_RULE, NAME_RULE, TIME_RULE, "finite number of epoch seconds"):
         assert rule in err
     assert "events lost" not in err, "a refused event is not a delivery failure"
+
+
+def test_a_rejection_message_never_carries_a_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    emitter = make_emitter(tmp_path / "spool")
+    emitter.emit("job-1", MetricMeasured(name="AM1 password=hunter2secret\n", value=1.0))
+    emitter.emit("job-1", MetricMeasured(name="ghp_" + "Zq4mT8vK2pX9wL3nR7sD1fH6jB5cY0aE8gU2", value=math.nan))
+    assert emitter.close().rejected == 2
+    err = capsys.readouterr().err
+    assert NAME_RULE in err and VALUE_RULE in err
+    assert "hunter2secret" not in err and "Zq4mT8vK2pX9wL3nR7sD1fH6jB5cY0aE8gU2" not in err
