@@ -217,8 +217,7 @@ class Emitter:
                 append(new_tuple(Framed, (job_id, value, event_id)))
             except InvalidEventError as exc:
                 self._rejected += 1
-                # The message quotes the caller's value, which may hold a secret: it goes to stderr redacted.
-                self._failures.append(f"{REJECTED}{type(payload).__name__}: {self._redactor.text(str(exc))}")
+                self._failures.append(f"{REJECTED}{type(payload).__name__}: {exc}")
             except Exception as exc:
                 self._failures.append(f"{type(payload).__name__} not recorded: {exc}")
 
@@ -272,7 +271,8 @@ class Emitter:
                 self._drainer.join(max(0.0, min(DRAIN_GRACE_S, deadline - time.monotonic())))
             self._drain_stop.set()
             self._drainer.join(max(0.0, min(0.2, deadline - time.monotonic())))
-        report.errors = self._failures + report.errors
+        # Messages quote the caller's values (a rejected metric's name, an exception): they leave redacted.
+        report.errors = [self._redactor.text(e) for e in self._failures + report.errors]
         report.rejected = self._rejected
         self._report = report
         _tell(report, self.settings)
