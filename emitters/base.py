@@ -30,6 +30,7 @@ class DeliveryReport:
     delivered: int = 0
     spooled: int = 0
     lost: int = 0
+    rejected: int = 0  # invalid events the emitter refused to send (emitters/validate.py)
     spool_dir: str | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -37,6 +38,7 @@ class DeliveryReport:
         self.delivered += other.delivered
         self.spooled += other.spooled
         self.lost += other.lost
+        self.rejected += other.rejected
         self.spool_dir = self.spool_dir or other.spool_dir
         self.errors.extend(other.errors)
 

@@ -2,8 +2,11 @@
 
 Each segment is locked, read, produced with the idempotent producer, and only what the broker acknowledged is
 removed: a fully acknowledged segment is deleted, a partly acknowledged one is replaced by a segment holding
-only the rest. A crash between producing and deleting re-sends those events on the next drain; they keep
-their event_id, so consumers see each event once.
+only the rest. A damaged segment gives up every event that can be read (``emitters/ocf.py``); the file itself
+is then moved to ``quarantine/`` with a note instead of being deleted, and the drain reports it.
+
+A crash between producing and deleting re-sends those events on the next drain; they keep their event_id, so
+consumers see each event once.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from jobprov.emitters.kafka import log, producer_config
-from jobprov.emitters.spool import claim_segments, read_segment, write_records
+from jobprov.emitters.spool import claim_segments, quarantine, read_segment, write_records
 from jobprov.schemas.wire import Codec
+
+_SLICE_S = 0.1
 
 
 @dataclass
@@ -27,18 +32,26 @@ class DrainReport:
     segments: int = 0
     sent: int = 0
     kept: int = 0
-    torn: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # "segment: what could not be read"
     errors: list[str] = field(default_factory=list)
 
 
-def broker_reachable(bootstrap: str, security: dict[str, str], timeout: float) -> bool:
-    """True if a broker answers a metadata request within ``timeout`` seconds."""
+def broker_reachable(
+    bootstrap: str, security: dict[str, str], timeout: float, stop: threading.Event | None = None
+) -> bool:
+    """True if a broker answers a metadata request within ``timeout`` seconds. Asks in short slices (the
+    client keeps connecting in between) so that ``stop`` ends the wait within a tenth of a second."""
     probe = Producer({**producer_config(bootstrap, 5000, security), "client.id": "jobprov-probe"})
-    try:
-        probe.list_topics(timeout=timeout)
-        return True
-    except Exception:
-        return False
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or (stop is not None and stop.is_set()):
+            return False
+        try:
+            probe.list_topics(timeout=min(_SLICE_S, remaining))
+            return True
+        except Exception:  # noqa: S112 - not yet: the next slice asks again
+            continue
 
 
 def drain(
@@ -68,15 +81,24 @@ def drain(
                 break
             contents = read_segment(segment.handle)
             report.segments += 1
-            if contents.torn_tail:
-                report.torn.append(f"{segment.path.name}: {contents.torn_tail}")
-            _send_segment(producer, topic, codec, contents.records, deadline, acked, failures)
+            _send_segment(producer, topic, codec, contents.records, deadline, acked, failures, stop)
             unacked = [r for r in contents.records if r["event_id"] not in acked]
-            report.sent += len(contents.records) - len(unacked)
+            sent = len(contents.records) - len(unacked)
+            report.sent += sent
             if unacked:
                 write_records(segment.path.parent, unacked)
                 report.kept += len(unacked)
-            segment.path.unlink()
+            if contents.damage:
+                damage = "; ".join(str(d) for d in contents.damage)
+                where = quarantine(
+                    segment.path,
+                    f"{segment.path.name}: {len(contents.records)} readable events recovered from this segment "
+                    f"({sent} sent to {topic}, {len(unacked)} kept in the spool to send later); this file still "
+                    f"holds them and the parts that could not be read: {damage}",
+                )
+                report.quarantined.append(f"{where}: {damage}")
+            else:
+                segment.path.unlink()
         except OSError as exc:
             report.errors.append(f"{segment.path.name}: {exc}")
         finally:
@@ -93,6 +115,7 @@ def _send_segment(
     deadline: float,
     acked: set[str],
     failures: list[str],
+    stop: threading.Event | None,
 ) -> None:
     def on_delivery(event_id: str, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -111,7 +134,9 @@ def _send_segment(
                 producer.poll(0.1)
                 if time.monotonic() >= deadline:
                     return
-    remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+    remaining = len(producer)
+    while remaining and time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        remaining = producer.flush(min(_SLICE_S, max(0.0, deadline - time.monotonic())))
     if remaining:
         log.debug("drain: %d events unacknowledged at the deadline", remaining)
         producer.purge(in_queue=True, in_flight=True, blocking=False)

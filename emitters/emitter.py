@@ -4,18 +4,27 @@
 thread builds the envelopes, encodes them and hands them to the transport. Guarantees:
 
 - ``emit`` never raises into the caller; an internal failure is counted and reported once on stderr.
+- An event the pipeline could not take (``emitters/validate.py``: a time out of range, a NaN metric...) is
+  rejected before it is sent, counted, and reported at close with the rule it breaks.
+- Every string of every payload is redacted (``emitters/redact.py``) on the sender thread, just before the
+  event is encoded: this is the one place all events pass, whoever built them.
 - The queue is bounded: past ``max_queue`` events the caller sends the backlog itself (backpressure with no
   loss and no unbounded memory).
 - ``close`` returns within ``timeout`` seconds (the flush timeout); whatever was not delivered by then is in
   the spool, and one line on stderr says how many events and where.
+- ``close`` does not wait for the background drain of earlier jobs' spool: a drain still probing the broker
+  is stopped at once, one already sending gets ``DRAIN_GRACE_S`` at most. What it did not send stays in the
+  spool for the next job or ``jobprov spool drain``.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -26,6 +35,9 @@ from typing import Any
 
 from jobprov import __version__
 from jobprov.emitters.base import DeliveryReport, Framed, Transport
+from jobprov.emitters.redact import Redactor
+from jobprov.emitters.validate import check_event
+from jobprov.errors import InvalidEventError
 from jobprov.schemas import registry
 from jobprov.schemas.binary import EnvelopeEncoder, timestamp_millis
 from jobprov.schemas.models import Producer
@@ -35,8 +47,10 @@ from jobprov.settings import EmitterSettings
 log = logging.getLogger("jobprov")
 log.addHandler(logging.NullHandler())  # a library never prints through logging's last-resort handler
 
+REJECTED = "rejected "  # the prefix of a rejection's message among the report's errors
 _LINGER_S = 0.02
 _BATCH = 2048
+DRAIN_GRACE_S = 0.5
 
 
 def event_time_ms(value: datetime | float | None, default_s: float) -> int:
@@ -45,9 +59,12 @@ def event_time_ms(value: datetime | float | None, default_s: float) -> int:
         return int(default_s * 1000)
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise ValueError("event time must be timezone-aware (naive datetimes are ambiguous)")
+            raise InvalidEventError("event time must be timezone-aware (naive datetimes are ambiguous)")
         return timestamp_millis(value)
-    return int(float(value) * 1000)
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise InvalidEventError(f"event time must be a finite number of epoch seconds, got {value!r}")
+    return int(seconds * 1000)
 
 
 class EventIds:
@@ -88,6 +105,7 @@ class Emitter:
         # The framing header goes in front of every body: the encoder writes it, saving a copy per event.
         self._envelope = EnvelopeEncoder(registry.current().schema, prefix=codec.header)
         self._event_ids = EventIds()
+        self._redactor = Redactor(os.environ)
         # One sequence per job: gaps are detected per (emitter instance, job).
         self._seqs: dict[str, itertools.count[int]] = {}
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
@@ -99,11 +117,13 @@ class Emitter:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._failures: list[str] = []
+        self._rejected = 0
         self._report: DeliveryReport | None = None
         self._idle = threading.Event()
         self._idle.set()
         self._drainer: threading.Thread | None = None
         self._drain_stop = threading.Event()
+        self._drain_sending = threading.Event()  # the broker answered: the drain is sending
 
     def drain_spool_in_background(self) -> None:
         """Send what earlier jobs left in the spool, without holding this job up (Kafka transports only)."""
@@ -121,8 +141,9 @@ class Emitter:
 
         def work() -> None:
             try:
-                if broker_reachable(bootstrap, settings.kafka_config(), timeout=2.0):
-                    drain(
+                if broker_reachable(bootstrap, settings.kafka_config(), timeout=2.0, stop=self._drain_stop):
+                    self._drain_sending.set()
+                    report = drain(
                         settings.spool_dir,
                         bootstrap=bootstrap,
                         topic=topic,
@@ -130,6 +151,8 @@ class Emitter:
                         security=settings.kafka_config(),
                         stop=self._drain_stop,
                     )
+                    for line in report.quarantined:  # rare, and the operator must hear of it
+                        print(f"jobprov: damaged spool segment quarantined: {line}", file=sys.stderr, flush=True)
             except Exception as exc:  # the spool stays as it was; the next drain tries again
                 log.debug("background drain failed: %s", exc)
 
@@ -178,6 +201,7 @@ class Emitter:
         """Encode ``count`` queued events into ``batch``; one loop with everything bound locally, as this is
         where an event costs most of its time."""
         popleft, encode, new_id, producer = self._queue.popleft, self._envelope.encode, self._event_ids, self.producer
+        redact, check = self._redactor.payload, check_event
         # Framed is a NamedTuple: tuple.__new__ builds one without its Python-level __new__ (a third the cost).
         append, new_tuple = batch.append, tuple.__new__
         for _ in range(count):
@@ -185,10 +209,15 @@ class Emitter:
             try:
                 emitted_ms = int(emitted_s * 1000)
                 when = emitted_ms if event_time is None else event_time_ms(event_time, emitted_s)
+                check(payload, when)
+                payload = redact(payload)
                 event_id = new_id()
                 value = encode(event_id, job_id, payload.__class__.__name__, when, emitted_ms, producer, seq, attempt,
                                payload)  # fmt: skip
                 append(new_tuple(Framed, (job_id, value, event_id)))
+            except InvalidEventError as exc:
+                self._rejected += 1
+                self._failures.append(f"{REJECTED}{type(payload).__name__}: {exc}")
             except Exception as exc:
                 self._failures.append(f"{type(payload).__name__} not recorded: {exc}")
 
@@ -236,10 +265,15 @@ class Emitter:
         except Exception as exc:
             report = DeliveryReport(errors=[f"closing {self.transport.name} failed: {exc}"])
         if self._drainer is not None:
-            # A drain cut short keeps its segment; what it had sent is deduplicated by event_id downstream.
-            self._drainer.join(max(0.0, deadline - time.monotonic()))
+            # The job does not wait for the drain. A drain cut short keeps in the spool what the broker did not
+            # acknowledge; anything sent twice keeps its event_id and is deduplicated downstream.
+            if self._drain_sending.is_set():
+                self._drainer.join(max(0.0, min(DRAIN_GRACE_S, deadline - time.monotonic())))
             self._drain_stop.set()
-        report.errors = self._failures + report.errors
+            self._drainer.join(max(0.0, min(0.2, deadline - time.monotonic())))
+        # Messages quote the caller's values (a rejected metric's name, an exception): they leave redacted.
+        report.errors = [self._redactor.text(e) for e in self._failures + report.errors]
+        report.rejected = self._rejected
         self._report = report
         _tell(report, self.settings)
         return report
@@ -255,12 +289,16 @@ def _tell(report: DeliveryReport, settings: EmitterSettings) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        if report.lost or report.errors:
+        rejections = [e[len(REJECTED) :] for e in report.errors if e.startswith(REJECTED)]
+        others = [e for e in report.errors if not e.startswith(REJECTED)]
+        if report.rejected:
             print(
-                f"jobprov: {report.lost} events lost; {'; '.join(report.errors[:5])}",
+                f"jobprov: {report.rejected} invalid events not recorded; {'; '.join(rejections[:5])}",
                 file=sys.stderr,
                 flush=True,
             )
+        if report.lost or others:
+            print(f"jobprov: {report.lost} events lost; {'; '.join(others[:5])}", file=sys.stderr, flush=True)
     except (OSError, ValueError):  # a closed stderr must not turn into an exception at exit
         return
 
@@ -282,29 +320,45 @@ def get_emitter(settings: EmitterSettings | None = None, *, name: str = "jobprov
 
 
 def create_emitter(settings: EmitterSettings | None = None, *, name: str = "jobprov-python") -> Emitter:
-    """An emitter from settings; configuration problems degrade to the spool, never into an exception."""
+    """An emitter from settings. Problems degrade, never into an exception, and never to a destination that
+    was not configured: configuration that cannot be read sends events to the default spool only; a transport
+    that cannot be made keeps them in the configured spool, or records nothing. One line on stderr says which."""
+    import dataclasses
+
     from jobprov.emitters.factory import make_codec, make_transport
-    from jobprov.emitters.noop import NoopTransport
-    from jobprov.emitters.spool import SpoolTransport
     from jobprov.errors import JobprovError
-    from jobprov.schemas.wire import SingleObjectCodec
     from jobprov.settings import load_emitter_settings
 
     try:
         settings = settings or load_emitter_settings()
-        emitter = Emitter(settings, make_transport(settings), make_codec(settings), name=name)
-        emitter.drain_spool_in_background()
-        return emitter
     except JobprovError as exc:
-        fallback = EmitterSettings()
-        try:
-            transport: Transport = SpoolTransport(fallback.spool_dir)
-            where = f"events go to the spool at {fallback.spool_dir}"
-        except JobprovError:
-            transport = NoopTransport()
-            where = "events are not recorded"
-        print(f"jobprov: configuration error: {exc}; {where}", file=sys.stderr, flush=True)
-        return Emitter(fallback, transport, SingleObjectCodec(), name=name)
+        default = EmitterSettings()
+        spool_only = dataclasses.replace(default, url=f"file://{default.spool_dir}")
+        return _degraded(spool_only, f"configuration error: {exc}", name)
+    try:
+        emitter = Emitter(settings, make_transport(settings), make_codec(settings), name=name)
+    except JobprovError as exc:
+        return _degraded(settings, str(exc), name)
+    emitter.drain_spool_in_background()
+    return emitter
+
+
+def _degraded(settings: EmitterSettings, problem: str, name: str) -> Emitter:
+    """An emitter that keeps events in ``settings``' spool, or records nothing if even that is impossible."""
+    from jobprov.emitters.noop import NoopTransport
+    from jobprov.emitters.spool import SpoolTransport
+    from jobprov.errors import JobprovError
+    from jobprov.schemas.wire import SingleObjectCodec
+
+    try:
+        transport: Transport = SpoolTransport(settings.spool_dir)
+        where = f"events go to the spool at {settings.spool_dir}"
+    except JobprovError as exc:
+        transport = NoopTransport()
+        where = f"{exc}; events are not recorded"
+    with contextlib.suppress(OSError, ValueError):  # a closed stderr is no reason to fail the job
+        print(f"jobprov: {problem}; {where}", file=sys.stderr, flush=True)
+    return Emitter(settings, transport, SingleObjectCodec(), name=name)
 
 
 def _reset_after_fork() -> None:

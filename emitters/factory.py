@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from urllib.parse import urlsplit
 
 from jobprov.emitters.base import Transport
 from jobprov.emitters.kafka import KafkaTransport, parse_kafka_url
 from jobprov.emitters.noop import NoopTransport
 from jobprov.emitters.spool import SpoolTransport
-from jobprov.errors import ConfigError
+from jobprov.errors import ConfigError, TransportError
 from jobprov.schemas.wire import Codec, ConfluentCodec, SingleObjectCodec
 from jobprov.settings import EmitterSettings
 
@@ -27,10 +28,16 @@ def make_transport(settings: EmitterSettings) -> Transport:
     if settings.url.startswith("file:"):
         return SpoolTransport(spool_path(settings.url))
     bootstrap, topic = parse_kafka_url(settings.url)
+    try:
+        fallback: Transport | None = SpoolTransport(settings.spool_dir)
+    except TransportError as exc:
+        # The broker is still the one configured; only the safety net is missing, and the job is told so.
+        fallback = None
+        _say(f"{exc}; events go to {settings.url} with no spool: any the broker does not acknowledge are lost")
     return KafkaTransport(
         bootstrap,
         topic,
-        fallback=SpoolTransport(settings.spool_dir),
+        fallback=fallback,
         delivery_timeout_ms=settings.delivery_timeout_ms,
         security=settings.kafka_config(),
     )
@@ -41,3 +48,10 @@ def make_codec(settings: EmitterSettings) -> Codec:
         _, topic = parse_kafka_url(settings.url)
         return ConfluentCodec(settings.schema_registry_url, topic)
     return SingleObjectCodec()
+
+
+def _say(message: str) -> None:
+    try:
+        print(f"jobprov: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a closed stderr is no reason to fail the job
+        return

@@ -1,21 +1,32 @@
-"""Keeping secrets out of events: environment allow-listing and command-line redaction.
+"""Keeping secrets out of events: environment allow-listing, and redaction of every string a job hands over.
 
 The environment is captured only for allow-listed names, and even then a value is replaced when its name
-looks secret. Command lines are scanned for secret-bearing options (``--password x``, ``--token=x``),
-``NAME=value`` assignments with secret-looking names, credentials in URLs, well-known token formats, and the
-literal values of any secret-named variable in the environment (allow-listed or not).
+looks secret. Every other string (command lines, provenance, parameters, tags, annotations, exception text,
+step caveats...) is scanned for secret-bearing options (``--password x``, ``--token=x``), ``name=value`` and
+``name: value`` pairs with secret-looking names, ``Authorization:`` headers, credentials in URLs, well-known
+token formats, PEM blocks, and the literal values of any secret-named variable in the environment
+(allow-listed or not). A map entry or an annotation whose key looks secret loses its whole value.
+
+:class:`Redactor` applies all of it to an event payload; the emitter calls it once per event, just before
+encoding, so no payload type and no caller can skip it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from functools import cache
+from typing import Any
 
 REDACTED = "[REDACTED]"
 
 _SECRET_NAME = re.compile(
-    r"(pass(wd|word|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|auth|"
+    r"(pass(wd|word|phrase)?|secret|token(?!i[sz])|api[_-]?key|access[_-]?key|private[_-]?key|credential|"
+    r"auth(?!or)|"
     r"session|cookie|signature|(^|[_-])key($|[_-])|(^|[_-])pw($|[_-])|dsn|conn(ection)?[_-]?str)",
     re.IGNORECASE,
 )
@@ -31,6 +42,16 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
 _SECRET_WORD = r"[A-Za-z0-9_.-]*(?:pass(?:wd|word|phrase)?|secret|token|api[_-]?key|credential)[A-Za-z0-9_.-]*"  # noqa: S105
 _INLINE_OPTION = re.compile(rf"(?P<opt>(?<![\w-])--?{_SECRET_WORD})(?P<sep>=|\s+)(?P<val>[^\s&;|'\"]+)", re.I)
 _INLINE_ASSIGNMENT = re.compile(rf"(?P<name>(?<![\w-]){_SECRET_WORD})=(?P<val>[^\s&;|'\"]+)", re.I)
+# `password: x`, `"token": "x"`, `secret => x` in logs, JSON, YAML or an exception message.
+_INLINE_PAIR = re.compile(
+    rf"(?P<name>(?<![\w-]){_SECRET_WORD}[\"']?)(?P<sep>\s*(?::|=>)\s*[\"']?)"
+    r"(?!\[REDACTED\])(?P<val>[^\s,;&|'\"}]+)",
+    re.I,
+)
+_AUTHORIZATION = re.compile(
+    r"(?i)(?P<name>\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)(?P<val>(?:[a-z0-9-]+\s+)?[^\s\"',}]+)"
+)
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----(?:.*?-----END [A-Z0-9 ]+-----|.*\Z)", re.S)
 _ASSIGNMENT = re.compile(r"^(?P<name>-{0,2}[A-Za-z_][A-Za-z0-9_.-]*)(?P<sep>=)(?P<value>.+)$", re.S)
 
 
@@ -43,9 +64,13 @@ def redact_text(text: str, known_secrets: Iterable[str] = ()) -> str:
     for secret in known_secrets:
         if len(secret) >= 6 and secret in text:
             text = text.replace(secret, REDACTED)
+    if "-----BEGIN " in text:
+        text = _PEM.sub(REDACTED, text)
+    text = _AUTHORIZATION.sub(lambda m: f"{m['name']}{REDACTED}", text)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
     text = _INLINE_OPTION.sub(lambda m: f"{m['opt']}{m['sep']}{REDACTED}", text)
     text = _INLINE_ASSIGNMENT.sub(lambda m: f"{m['name']}={REDACTED}", text)
+    text = _INLINE_PAIR.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", text)
     text = _TOKEN_FORMATS.sub(REDACTED, text)
     return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
@@ -58,6 +83,11 @@ def secret_values(environ: Mapping[str, str]) -> list[str]:
 
 def redact_argv(argv: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
     known = secret_values(environ or {})
+    return _redact_args(argv, lambda arg: redact_text(arg, known))
+
+
+def _redact_args(argv: Iterable[str], text: Callable[[str], str]) -> list[str]:
+    """A list of strings read as a command line: ``--password x`` hides the element after the option too."""
     out: list[str] = []
     hide_next = False
     for arg in argv:
@@ -73,7 +103,7 @@ def redact_argv(argv: Iterable[str], environ: Mapping[str, str] | None = None) -
             out.append(arg)
             hide_next = True
             continue
-        out.append(redact_text(arg, known))
+        out.append(text(arg))
     return out
 
 
@@ -87,3 +117,106 @@ def capture_environment(environ: Mapping[str, str], allowlist: Iterable[str]) ->
             continue
         captured[name] = REDACTED if is_secret_name(name) else redact_text(value, known)
     return dict(sorted(captured.items()))
+
+
+# --- every string of a payload ------------------------------------------------------------------------------
+
+_STR, _MAP, _LIST, _RECORD, _RECORD_LIST = range(1, 6)
+_CACHE_MAX = 20_000  # distinct short strings remembered (metric names, tag values): ~ a few MB at most
+_CACHE_LEN = 256  # longer strings (exception text) are rare and not worth remembering
+
+
+def _kind(hint: Any) -> tuple[int, Any]:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _kind(inner[0]) if len(inner) == 1 else (0, None)
+    if hint is str:
+        return _STR, None
+    if origin is dict:
+        return _MAP, None
+    if origin is list and args and args[0] is str:
+        return _LIST, None
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        return _RECORD_LIST, args[0]
+    if dataclasses.is_dataclass(hint):
+        return _RECORD, hint
+    return 0, None
+
+
+@cache
+def _string_fields(cls: type[Any]) -> tuple[tuple[str, int, Any], ...]:
+    """The fields of a model class that hold strings, directly or inside maps, lists and nested records."""
+    hints = typing.get_type_hints(cls)
+    plan = ((f.name, *_kind(hints[f.name])) for f in dataclasses.fields(cls))
+    return tuple(item for item in plan if item[1])
+
+
+class Redactor:
+    """Redacts every string of an event payload (any model class of ``jobprov.schemas.models``).
+
+    The secret values to look for are those of the secret-named variables of ``environ`` when the redactor is
+    made. Short strings found harmless are remembered, so an event whose strings were all seen before (a
+    metric's name and tags, after the first) costs a few set lookups. A payload with nothing to redact is
+    returned as it is, not copied.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._known = secret_values(environ)
+        self._clean: set[str] = set()  # strings that redact to themselves
+        self._clean_keys: set[str] = set()  # ... and are no secret's name: a map's values under them stay
+
+    def _remember(self, into: set[str], value: str) -> None:
+        if len(value) <= _CACHE_LEN:
+            if len(into) >= _CACHE_MAX:
+                into.clear()
+            into.add(value)
+
+    def text(self, value: str) -> str:
+        if value in self._clean:
+            return value
+        out = redact_text(value, self._known)
+        if out == value:
+            self._remember(self._clean, value)
+        return out
+
+    def mapping(self, values: Mapping[str, str]) -> dict[str, str]:
+        """A secret-named key keeps its name and loses its value."""
+        out: dict[str, str] = {}
+        for key, value in values.items():
+            if key in self._clean_keys:
+                out[key] = self.text(value)
+                continue
+            name = self.text(key)
+            secret = is_secret_name(key)
+            out[name] = REDACTED if secret else self.text(value)
+            if name == key and not secret:
+                self._remember(self._clean_keys, key)
+        return out
+
+    def payload(self, obj: Any) -> Any:
+        clean, clean_keys = self._clean, self._clean_keys
+        changes: dict[str, Any] = {}
+        for name, kind, _sub in _string_fields(obj.__class__):
+            value = getattr(obj, name)
+            if value is None:
+                continue
+            if kind == _STR:
+                if value in clean and name != "value":
+                    continue
+                new: Any = self.text(value)
+                if name == "value" and is_secret_name(getattr(obj, "key", None) or ""):
+                    new = REDACTED  # an annotation (key, value) whose key looks secret
+            elif kind == _MAP:
+                if not value or (clean_keys.issuperset(value) and clean.issuperset(value.values())):
+                    continue
+                new = self.mapping(value)
+            elif kind == _LIST:
+                new = _redact_args(value, self.text) if value else value
+            elif kind == _RECORD:
+                new = self.payload(value)
+            else:
+                new = [self.payload(v) for v in value]
+            if new != value:
+                changes[name] = new
+        return dataclasses.replace(obj, **changes) if changes else obj

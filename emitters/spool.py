@@ -7,7 +7,11 @@ Layout of a spool directory::
 
 Any Avro tool reads a segment (``fastavro.reader``, ``avro cat``): the writer schema is in its header. A
 writer that dies leaves an ``.open`` segment whose lock is free; readers treat it as sealed and read every
-complete block (a torn last block, from a crash mid-write, is reported and skipped).
+complete block (a torn last block, from a crash mid-write, keeps its complete records). A damaged segment
+is read block by block (``emitters/ocf.py``); the drain sends what was readable and moves the segment into
+``quarantine/`` with a note.
+
+The spool may hold what redaction missed: directories are created 0700 and segments 0600.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from types import SimpleNamespace
 from typing import IO, Any
 
 from jobprov.emitters.base import DeliveryReport, Framed
+from jobprov.emitters.ocf import Damage, recover
 from jobprov.errors import TransportError
 from jobprov.schemas import registry
 from jobprov.schemas.wire import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
 
 SEALED = ".avro"
 OPEN = ".avro.open"
+QUARANTINE = "quarantine"
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 
 
@@ -54,7 +60,7 @@ class SpoolTransport:
     def __init__(self, directory: str | Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.directory = Path(directory)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            _make_private_dir(self.directory)
         except OSError as exc:
             raise TransportError(f"cannot create spool directory {self.directory}: {exc.strerror}") from exc
         self._segment_bytes = segment_bytes
@@ -68,7 +74,7 @@ class SpoolTransport:
     def _open_segment(self) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         path = self.directory / f"{stamp}-{os.getpid()}-{secrets.token_hex(4)}{OPEN}"
-        fh = path.open("xb")
+        fh = _create_private(path)
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         from fastavro.write import Writer  # here: a job whose events all reach the broker never loads it
 
@@ -124,6 +130,28 @@ class SpoolTransport:
         return self._report
 
 
+def _make_private_dir(directory: Path) -> None:
+    """``mkdir -p`` that creates every missing level 0700 (``Path.mkdir`` gives parents the default mode)."""
+    missing: list[Path] = []
+    level = directory
+    while not level.is_dir():
+        missing.append(level)
+        if level.parent == level:
+            break
+        level = level.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+
+
+def _create_private(path: Path) -> IO[bytes]:
+    """A new file only its owner can read (fails if it exists)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -165,27 +193,41 @@ def claim_segments(directory: str | Path) -> Iterator[Segment]:
 @dataclass
 class SegmentContents:
     records: list[dict[str, Any]]
-    torn_tail: str | None  # why reading stopped early, if it did
+    damage: list[Damage]  # byte ranges that yielded nothing (see emitters/ocf.py)
+
+    @property
+    def torn_tail(self) -> str | None:
+        """Why some of the segment could not be read, if any of it could not."""
+        return "; ".join(str(d) for d in self.damage) or None
 
 
 def read_segment(handle: IO[bytes]) -> SegmentContents:
-    """Every complete record of a segment, resolved to the current schema."""
-    import fastavro
-
+    """Every trustworthy record of a segment, resolved to the current schema, and what could not be read."""
     handle.seek(0)
-    records: list[dict[str, Any]] = []
-    try:
-        for record in fastavro.reader(handle, reader_schema=registry.current().parsed, return_record_name=True):
-            if isinstance(record, dict):
-                records.append(record)
-    except Exception as exc:  # a torn block from a crash mid-write; everything before it is good
-        return SegmentContents(records, f"{type(exc).__name__}: {exc}")
-    return SegmentContents(records, None)
+    recovered = recover(handle.read(), registry.current().parsed)
+    return SegmentContents(recovered.records, recovered.damage)
+
+
+def quarantine(segment: Path, why: str) -> Path:
+    """Move a damaged segment into ``quarantine/`` beside it, with a ``.txt`` saying what happened to it.
+    The drain has already sent what could be read; the file is kept for inspection, never sent again."""
+    folder = segment.parent / QUARANTINE
+    _make_private_dir(folder)
+    target = folder / segment.name
+    os.rename(segment, target)
+    note = folder / f"{segment.name}.txt"
+    fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(why.rstrip() + "\n")
+    _fsync_dir(segment.parent)
+    return target
 
 
 def spool_status(directory: str | Path) -> dict[str, int]:
     root = Path(directory)
     sealed = open_ = size = 0
+    folder = root / QUARANTINE
+    quarantined = sum(1 for p in folder.iterdir() if p.name.endswith((SEALED, OPEN))) if folder.is_dir() else 0
     if root.is_dir():
         for path in root.iterdir():
             if path.name.endswith(SEALED):
@@ -195,7 +237,7 @@ def spool_status(directory: str | Path) -> dict[str, int]:
             else:
                 continue
             size += path.stat().st_size
-    return {"sealed_segments": sealed, "open_segments": open_, "bytes": size}
+    return {"sealed_segments": sealed, "open_segments": open_, "bytes": size, "quarantined_segments": quarantined}
 
 
 def write_records(directory: str | Path, records: list[dict[str, Any]]) -> Path:
@@ -205,7 +247,7 @@ def write_records(directory: str | Path, records: list[dict[str, Any]]) -> Path:
     root = Path(directory)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     tmp = root / f"{stamp}-{os.getpid()}-{secrets.token_hex(4)}{OPEN}"
-    with tmp.open("xb") as fh:
+    with _create_private(tmp) as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         fastavro.writer(fh, registry.current().parsed, records)
         fh.flush()
@@ -219,6 +261,7 @@ def write_records(directory: str | Path, records: list[dict[str, Any]]) -> Path:
 __all__ = [
     "SpoolTransport",
     "claim_segments",
+    "quarantine",
     "read_segment",
     "spool_status",
     "write_records",

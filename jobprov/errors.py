@@ -23,6 +23,10 @@ class SerializationError(JobprovError):
     """An event could not be encoded or decoded."""
 
 
+class InvalidEventError(SerializationError, ValueError):
+    """An event carries a value the pipeline could not store or fold (the message names the rule)."""
+
+
 class UnknownSchemaError(SerializationError):
     """The writer schema of an encoded event is not known to this reader (a dead letter, not a crash)."""
 

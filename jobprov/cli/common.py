@@ -49,9 +49,18 @@ def parse_time(raw: str | None) -> datetime | None:
     if raw is None:
         return None
     try:
-        return datetime.fromtimestamp(float(raw), UTC)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (ValueError, OverflowError, OSError) as exc:
+            from jobprov.emitters.validate import TIME_RULE
+
+            raise click.BadParameter(
+                f"{raw!r} epoch seconds is out of range: {TIME_RULE}", param_hint="--time"
+            ) from exc
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as exc:

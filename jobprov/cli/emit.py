@@ -6,13 +6,15 @@ import json
 import os
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import click
 
 from jobprov.cli.common import parse_pairs, parse_time, settings_from
-from jobprov.emitters.emitter import create_emitter
+from jobprov.emitters.emitter import create_emitter, event_time_ms
 from jobprov.emitters.job import config_ref
+from jobprov.emitters.validate import check_event
+from jobprov.errors import InvalidEventError
 from jobprov.schemas.models import (
     JOB_KINDS,
     JOB_STATUSES,
@@ -34,8 +36,20 @@ job_id_option = click.option("--job-id", envvar="JOBPROV_JOB_ID", help="Target j
 time_option = click.option("--time", "when", help="Event time for backfill: ISO 8601 with offset, or epoch seconds.")
 
 
+def _check(payload: Any, when: datetime | None) -> None:
+    """The emitter's own checks (emitters/validate.py), made before anything is sent."""
+    check_event(payload, None if when is None else event_time_ms(when, 0.0))
+
+
 def _send(ctx: click.Context, events: Iterable[tuple[str, Any, datetime | None, int]]) -> None:
-    """Emit and close within the flush timeout. Delivery problems end in the spool, never in a failed exit."""
+    """Emit and close within the flush timeout. Delivery problems end in the spool, never in a failed exit;
+    an invalid event is a usage error and nothing is sent."""
+    events = list(events)
+    for _, payload, when, _ in events:
+        try:
+            _check(payload, when)
+        except InvalidEventError as exc:
+            raise click.UsageError(f"nothing emitted: {exc}") from exc
     emitter = create_emitter(settings_from(ctx), name="jobprov-cli")
     for job_id, payload, when, attempt in events:
         emitter.emit(job_id, payload, event_time=when, attempt=attempt)
@@ -250,16 +264,21 @@ def finished(
 
 
 @emit.command()
-@click.argument("source", type=click.File("r"))
+@click.argument("source", type=click.File("rb"))
 @click.pass_context
-def jsonl(ctx: click.Context, source: TextIO) -> None:
+def jsonl(ctx: click.Context, source: BinaryIO) -> None:
     """Backfill events from JSON lines: {"type", "job_id", "time", "attempt"?, "payload"}.
 
     Every line is checked first; if any is bad, nothing is emitted and each bad line is named.
     """
     events: list[tuple[str, Any, datetime | None, int]] = []
     problems: list[str] = []
-    for number, line in enumerate(source, 1):
+    for number, raw in enumerate(source, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+            continue
         if not line.strip():
             continue
         try:
@@ -293,4 +312,6 @@ def _parse_line(line: str) -> tuple[str, Any, datetime | None, int]:
     if not isinstance(attempt, int) or attempt < 1:
         raise ValueError("attempt must be a positive integer")
     raw_time = item.get("time")
-    return job_id, payload, parse_time(None if raw_time is None else str(raw_time)), attempt
+    when = parse_time(None if raw_time is None else str(raw_time))
+    _check(payload, when)
+    return job_id, payload, when, attempt

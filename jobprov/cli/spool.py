@@ -30,7 +30,10 @@ def status(ctx: click.Context) -> None:
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Give up after this many seconds.")
 @click.pass_context
 def drain(ctx: click.Context, timeout: float) -> None:
-    """Send the spool to Kafka; remove only what the broker acknowledged. Exit 1 if anything is left."""
+    """Send the spool to Kafka; remove only what the broker acknowledged. Exit 1 if anything is left.
+
+    A damaged segment gives up every readable event and is moved to the spool's quarantine/ folder with a
+    note; that too exits 1, with a warning."""
     settings = settings_from(ctx)
     if not settings.url.startswith("kafka:"):
         raise click.UsageError(f"drain needs a kafka:// URL, not {settings.url!r} (set --url or JOBPROV_URL)")
@@ -49,10 +52,12 @@ def drain(ctx: click.Context, timeout: float) -> None:
                 "segments": report.segments,
                 "sent": report.sent,
                 "kept": report.kept,
-                "torn": report.torn,
+                "quarantined": report.quarantined,
                 "errors": report.errors,
             }
         )
     )
-    if report.kept or report.errors:
+    for line in report.quarantined:
+        click.echo(f"jobprov: warning: damaged spool segment quarantined: {line}", err=True)
+    if report.kept or report.errors or report.quarantined:
         ctx.exit(1)

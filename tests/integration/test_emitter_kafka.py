@@ -145,4 +145,46 @@ def test_the_next_job_drains_what_an_earlier_one_spooled(own_broker: Broker, set
 
     events = events_of(consume(own_broker.bootstrap, "events", expected=31))
     assert sorted(e.job_id for e in events) == ["job-offline"] * 30 + ["job-online"]
-    assert spool_status(settings.spool_dir) == {"sealed_segments": 0, "open_segments": 0, "bytes": 0}
+    assert spool_status(settings.spool_dir) == {
+        "sealed_segments": 0,
+        "open_segments": 0,
+        "bytes": 0,
+        "quarantined_segments": 0,
+    }
+
+
+def test_a_job_does_not_wait_for_the_background_drain(own_broker: Broker, settings_for: Settings) -> None:
+    """With the broker down and something in the spool, the drain's reachability probe (2 s) runs in the
+    background; a job's close must not wait for it."""
+    settings = settings_for(own_broker.url("events"), delivery_timeout_ms=2000, flush_timeout_s=5.0)
+    earlier = create_emitter(settings)
+    earlier.emit("job-earlier", MetricMeasured(name="AM1", value=1.0))
+    assert earlier.close().spooled == 1
+
+    timings = []
+    for _ in range(3):
+        emitter = create_emitter(settings)  # starts the background drain: the spool is not empty
+        assert emitter._drainer is not None
+        emitter.emit("job-now", MetricMeasured(name="AM1", value=2.0))
+        started = time.monotonic()
+        report = emitter.close()
+        timings.append(time.monotonic() - started)
+        assert report.spooled == 1 and report.lost == 0
+    # librdkafka notices a refused connection in tens of milliseconds; the probe alone took 2 s.
+    assert max(timings) < 1.0, f"close took {timings} s"
+
+
+def test_a_spool_that_cannot_be_created_still_delivers_to_the_configured_broker(
+    kafka: Endpoint, topic: str, settings_for: Settings, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the spool's parent should be")
+    emitter = create_emitter(settings_for(kafka.url(topic), spool_dir=str(blocker / "spool")))
+    for i in range(20):
+        emitter.emit("job-nospool", MetricMeasured(name="AM1", value=float(i)))
+    report = emitter.close()
+    assert report.delivered == 20 and report.lost == 0
+    events = events_of(consume(kafka.bootstrap, topic, expected=20))
+    assert sorted(e.payload.value for e in events if isinstance(e.payload, MetricMeasured)) == [
+        float(i) for i in range(20)
+    ]

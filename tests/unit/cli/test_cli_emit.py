@@ -272,3 +272,62 @@ def test_bad_url_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["--url", "ftp://x/y", "emit", "metric", "AM1", "1", "--job-id", "j"])
     assert result.exit_code == 2
     assert "url" in result.output
+
+
+# --- values the pipeline could not take: refused with the rule named, nothing sent ------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "rule"),
+    [
+        (["AM1", "nan"], "metric values must be finite numbers"),
+        (["AM1", "inf"], "metric values must be finite numbers"),
+        (["--", "AM1", "-inf"], "metric values must be finite numbers"),
+        (["", "1"], "metric names must be non-empty and free of control characters"),
+        (["AM\x001", "1"], "metric names must be non-empty and free of control characters"),
+        (["AM1\n", "1"], "metric names must be non-empty and free of control characters"),
+        (["AM1", "1", "--time", "1e15"], "event times must lie between 1900-01-01 and 2299-12-31 UTC"),
+        (["AM1", "1", "--time", "-1e10"], "event times must lie between 1900-01-01 and 2299-12-31 UTC"),
+        (["AM1", "1", "--time", "2400-01-01T00:00:00Z"], "event times must lie between 1900-01-01 and 2299-12-31"),
+    ],
+)
+def test_emit_metric_refuses_what_the_pipeline_cannot_take(spool: Path, args: list[str], rule: str) -> None:
+    result = run(spool, "emit", "metric", "--job-id", "j1", *args)
+    assert result.exit_code == 2, result.output
+    assert rule in result.output
+    assert "Traceback" not in result.output
+    assert spooled(spool) == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "time", "rule"),
+    [
+        ('{"name": "m", "value": NaN}', None, "metric values must be finite numbers"),
+        ('{"name": "m", "value": -Infinity}', None, "metric values must be finite numbers"),
+        ('{"name": "", "value": 1.0}', None, "metric names must be non-empty"),
+        ('{"name": "m", "value": 1.0}', 1e15, "event times must lie between"),
+    ],
+)
+def test_jsonl_names_the_line_of_an_invalid_event(
+    spool: Path, tmp_path: Path, payload: str, time: float | None, rule: str
+) -> None:
+    good = _line(type="MetricMeasured", job_id="j", payload={"name": "m", "value": 1.0})
+    bad = json.dumps({"type": "MetricMeasured", "job_id": "j", "time": time, "payload": "@"}).replace('"@"', payload)
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join([good, bad, good]) + "\n")
+    result = run(spool, "emit", "jsonl", str(source))
+    assert result.exit_code == 2, result.output
+    assert "line 2:" in result.output and rule in result.output
+    assert "line 1:" not in result.output and "line 3:" not in result.output
+    assert spooled(spool) == []
+
+
+def test_jsonl_with_a_byte_that_is_not_utf8(spool: Path, tmp_path: Path) -> None:
+    good = _line(type="MetricMeasured", job_id="j", payload={"name": "m", "value": 1.0}).encode()
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(good + b"\n" + good.replace(b'"m"', b'"m\xff"') + b"\n" + good + b"\n")
+    result = run(spool, "emit", "jsonl", str(source))
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "line 2: not UTF-8 (byte 0xff at column" in result.output
+    assert spooled(spool) == []

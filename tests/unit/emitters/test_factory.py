@@ -15,6 +15,7 @@ from jobprov.emitters.kafka import KafkaTransport
 from jobprov.emitters.noop import NoopTransport
 from jobprov.emitters.spool import SpoolTransport
 from jobprov.errors import ConfigError
+from jobprov.schemas.models import MetricMeasured
 from jobprov.settings import load_emitter_settings
 
 
@@ -71,3 +72,42 @@ def test_sequence_numbers_are_counted_per_job(tmp_path: Path) -> None:
     assert seqs == {"job-a": [1, 2, 3, 4, 5], "job-b": [1, 2, 3, 4, 5]}, (
         "no false gaps when one emitter serves two jobs"
     )
+
+
+def test_a_spool_that_cannot_be_created_keeps_the_configured_broker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    url = "kafka://127.0.0.1:1/configured-topic"
+    settings = load_emitter_settings(
+        {"url": url, "spool_dir": str(blocker / "spool"), "capture_packages": False}, env={}
+    )
+    emitter = create_emitter(settings)
+    try:
+        assert emitter.settings.url == url
+        assert isinstance(emitter.transport, KafkaTransport)
+        assert emitter.transport.topic == "configured-topic"
+        assert emitter.transport._fallback is None
+        err = capsys.readouterr().err
+        assert f"cannot create spool directory {blocker / 'spool'}" in err
+        assert f"events go to {url} with no spool" in err
+        assert "9092" not in err
+    finally:
+        emitter.close(0.5)
+
+
+def test_unreadable_configuration_goes_to_the_spool_not_to_a_default_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("JOBPROV_FLUSH_TIMEOUT_S", "not a number")
+    emitter = create_emitter()
+    emitter.emit("job-1", MetricMeasured(name="AM1", value=1.0))
+    report = emitter.close()
+    assert isinstance(emitter.transport, SpoolTransport) and report.spooled == 1
+    assert emitter.settings.url.startswith("file://")
+    err = capsys.readouterr().err
+    assert "configuration error: JOBPROV_FLUSH_TIMEOUT_S" in err
+    assert f"events go to the spool at {tmp_path / 'state' / 'jobprov' / 'spool'}" in err
+    assert "9092" not in err

@@ -155,7 +155,9 @@ def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
 
-@pytest.mark.parametrize("name", ["HOME", "PATH", "USER", "keyfile", "monkey", "OMP_NUM_THREADS", "SLURM_JOB_ID"])
+@pytest.mark.parametrize(
+    "name", ["HOME", "PATH", "USER", "keyfile", "monkey", "OMP_NUM_THREADS", "SLURM_JOB_ID", "author", "tokenizer"]
+)
 def test_harmless_names(name: str) -> None:
     assert not is_secret_name(name)
 

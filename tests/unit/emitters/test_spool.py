@@ -219,7 +219,7 @@ def test_claim_ignores_other_files_and_missing_dirs(tmp_path: Path) -> None:
     assert list(claim_segments(tmp_path / "absent")) == []
 
 
-def test_torn_tail_keeps_the_complete_first_block(tmp_path: Path) -> None:
+def test_torn_tail_keeps_every_complete_record(tmp_path: Path) -> None:
     first = [make_event(i) for i in (1, 2, 3)]
     second = [make_event(i) for i in (4, 5, 6)]
     spool = SpoolTransport(tmp_path)
@@ -234,8 +234,9 @@ def test_torn_tail_keeps_the_complete_first_block(tmp_path: Path) -> None:
     os.truncate(path, end_of_first_block + (full - end_of_first_block) // 2)
     with path.open("rb") as fh:
         contents = read_segment(fh)
-    assert [r["event_id"] for r in contents.records] == [e.event_id for e in first]
-    assert contents.torn_tail
+    # The first block, and the one record of the second that was written completely before the cut.
+    assert [r["event_id"] for r in contents.records] == [e.event_id for e in first + second[:1]]
+    assert contents.torn_tail and "torn last block: 1 of 3" in contents.torn_tail
 
 
 @pytest.mark.parametrize("cut", [1, 8, 16])
@@ -268,6 +269,7 @@ def test_rollover_with_tiny_segments(tmp_path: Path) -> None:
         "sealed_segments": 5,
         "open_segments": 0,
         "bytes": sum(p.stat().st_size for p in paths),
+        "quarantined_segments": 0,
     }
 
 
@@ -355,3 +357,105 @@ def test_registry_schema_is_the_segment_schema(tmp_path: Path) -> None:
         reader = fastavro.reader(fh)
         schema = reader.writer_schema
     assert registry.fingerprint_of(schema) == registry.current().fingerprint
+
+
+# --- damaged segments: every readable event, nothing twice, nothing made up ---------------------------------
+
+
+def _segment_of_blocks(directory: Path, blocks: int, per_block: int) -> tuple[Path, list[Event], list[int]]:
+    """A sealed segment of ``blocks`` blocks; the events and each block's end offset."""
+    events = [make_event(i) for i in range(1, blocks * per_block + 1)]
+    spool = SpoolTransport(directory)
+    ends = []
+    for b in range(blocks):
+        spool.send(framed(events[b * per_block : (b + 1) * per_block]))
+        [path] = open_segments(directory)
+        ends.append(path.stat().st_size)
+    spool.close(1.0)
+    [path] = sealed(directory)
+    return path, events, ends
+
+
+def _read(path: Path) -> tuple[list[str], str | None]:
+    with path.open("rb") as fh:
+        contents = read_segment(fh)
+    return [r["event_id"] for r in contents.records], contents.torn_tail
+
+
+def test_corrupt_bytes_mid_file_cost_only_their_block(tmp_path: Path) -> None:
+    path, events, ends = _segment_of_blocks(tmp_path, blocks=10, per_block=10)
+    data = bytearray(path.read_bytes())
+    middle = (ends[4] + ends[5]) // 2  # inside the sixth block
+    data[middle : middle + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    ids, damage = _read(path)
+    expected = [e.event_id for e in events[:50] + events[60:]]
+    assert ids == expected, "every block but the damaged one, in order, once each"
+    assert damage is not None and f"bytes {ends[4]}-{ends[5]}" in damage
+
+
+def test_a_damaged_sync_marker_loses_no_event(tmp_path: Path) -> None:
+    path, events, ends = _segment_of_blocks(tmp_path, blocks=4, per_block=5)
+    data = bytearray(path.read_bytes())
+    data[ends[1] - 10] ^= 0xFF  # inside the sync marker closing the second block
+    path.write_bytes(bytes(data))
+    ids, damage = _read(path)
+    assert ids == [e.event_id for e in events]
+    assert damage is not None and "sync marker" in damage
+
+
+@pytest.mark.parametrize("garbage", [b"\x00" * 64, os.urandom(64), b"\x02\x80\x80\x80\x80\x01"])
+def test_garbage_between_blocks_is_skipped(tmp_path: Path, garbage: bytes) -> None:
+    path, events, ends = _segment_of_blocks(tmp_path, blocks=3, per_block=4)
+    data = path.read_bytes()
+    path.write_bytes(data[: ends[0]] + garbage + data[ends[0] :])
+    ids, damage = _read(path)
+    assert ids == [e.event_id for e in events]
+    assert damage is not None
+
+
+def test_every_truncation_keeps_every_complete_record(tmp_path: Path) -> None:
+    path, events, ends = _segment_of_blocks(tmp_path, blocks=3, per_block=5)
+    data = path.read_bytes()
+    all_ids = [e.event_id for e in events]
+    previous = 0
+    cuts = set(range(ends[0] - 200, len(data), 5)) | {end + d for end in ends for d in (-1, 0, 1)}
+    for cut in sorted(c for c in cuts if c < len(data)):
+        path.write_bytes(data[:cut])
+        ids, damage = _read(path)
+        assert ids == all_ids[: len(ids)], f"cut at {cut}: a prefix, in order, no duplicates"
+        assert len(ids) >= previous, f"cut at {cut}: fewer events than a shorter file gave"
+        complete_blocks = sum(1 for end in ends if end <= cut)
+        assert len(ids) >= complete_blocks * 5, f"cut at {cut}: lost a complete block"
+        assert (damage is None) == (cut in ends), f"cut at {cut}: damage reported only for a torn file"
+        previous = len(ids)
+    path.write_bytes(data)
+    assert _read(path) == (all_ids, None)
+
+
+@pytest.mark.parametrize("content", [b"", b"Obj"])
+def test_a_segment_without_a_whole_header(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / f"x{SEALED}"
+    path.write_bytes(content)
+    ids, damage = _read(path)
+    assert ids == []
+    assert (damage is None) == (content == b""), "an empty file held nothing; a torn header is damage"
+
+
+def test_spool_is_private_to_its_owner(tmp_path: Path) -> None:
+    """The spool may hold what redaction missed: every level it creates is 0700, every segment 0600."""
+    old = os.umask(0o022)  # the usual umask, which would give 0755 and 0644
+    try:
+        root = tmp_path / "state" / "jobprov" / "spool"
+        spool = SpoolTransport(root)
+        spool.send(framed([make_event(1)]))
+        [live] = open_segments(root)
+        assert live.stat().st_mode & 0o777 == 0o600
+        spool.close(1.0)
+        kept = write_records(root, [to_avro(make_event(2))])
+    finally:
+        os.umask(old)
+    for level in (root, root.parent, root.parent.parent):
+        assert level.stat().st_mode & 0o777 == 0o700, level
+    for path in [*sealed(root), kept]:
+        assert path.stat().st_mode & 0o777 == 0o600, path
