@@ -3,6 +3,9 @@ every other command it shows must parse against the real CLI (a renamed option o
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import re
 import shlex
@@ -10,6 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -140,3 +144,24 @@ def test_the_tour_runs_command_by_command(tmp_path: Path) -> None:
     assert ran[0] == "jobprov up" and "^C" in ran and len(ran) >= 12
     assert (tmp_path / "am1.png").read_bytes().startswith(b"\x89PNG")
     assert "software.numpy: 1.26.4 → 2.0.1" in (tmp_path / "am1.html").read_text()
+    _check_the_nightly_times(env, tmp_path)
+
+
+NIGHTLY_START_S = 1_790_000_000  # nightly.py's first night; one night later each time
+
+
+def _check_the_nightly_times(env: dict[str, str], cwd: Path) -> None:
+    """nightly.py backdates its jobs: each night's AM1 point lies at that night's start (not at "now", which
+    would stack the plot in one column), and each job lasts the seconds it ran, not the months since then."""
+    rows = list(csv.DictReader(io.StringIO(_run("jobprov query series AM1 --format csv", env, cwd))))
+    nights = {int(r["job_id"].removeprefix("nightly-")): r for r in rows if r["job_id"].startswith("nightly-")}
+    assert sorted(nights) == list(range(15))
+    for night, row in nights.items():
+        start = datetime.fromtimestamp(NIGHTLY_START_S + night * 86_400, UTC)
+        offset = datetime.fromisoformat(row["time"]) - start
+        assert timedelta(0) <= offset < timedelta(minutes=1), (night, row["time"])
+    job = json.loads(_run("jobprov query job nightly-00", env, cwd))
+    start = datetime.fromtimestamp(NIGHTLY_START_S, UTC)
+    assert datetime.fromisoformat(job["started_at"]) == start
+    assert timedelta(0) <= datetime.fromisoformat(job["finished_at"]) - start < timedelta(minutes=1)
+    assert 0 <= job["duration_ms"] < 60_000
