@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import click
 
-from jobprov.cli.common import parse_pairs, parse_time, settings_from
+from jobprov.cli.common import SuggestingGroup, parse_pairs, parse_time, settings_from
 from jobprov.emitters.emitter import create_emitter
 from jobprov.emitters.job import config_ref
 from jobprov.schemas.models import (
@@ -53,7 +53,7 @@ def _attempt() -> int:
     return int(raw) if raw.isdigit() and int(raw) > 0 else 1
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def emit() -> None:
     """Add an event to a job."""
 

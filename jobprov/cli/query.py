@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobprov.cli.common import parse_pairs, processor_settings_from
+from jobprov.cli.common import SuggestingGroup, parse_pairs, processor_settings_from
 from jobprov.errors import ConfigError, JobprovError, QueryError
 from jobprov.query.store import to_plain
 
@@ -122,7 +122,7 @@ def _changes(changes: Sequence[dict[str, Any]]) -> str:
     return describe_changes(changes) or "(no provenance change)"
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 @click.option("--store", help="chdb:///dir or http(s)://host:8123 ($JOBPROV_PROCESSOR_SINK_URL).")
 @click.option("--api", envvar="JOBPROV_API_URL", help="Ask this query API (http(s)://host:port) instead of a store.")
 @click.pass_context
