@@ -17,9 +17,10 @@ def close_matches(name: str, known: Iterable[str], limit: int = 3) -> list[str]:
     """The known names closest to ``name``: a difference of case first (``am1`` -> ``AM1``), then difflib's."""
     known = sorted(set(known))
     by_fold = {k.casefold(): k for k in known}
-    same = [by_fold[name.casefold()]] if name.casefold() in by_fold else []
+    if name.casefold() in by_fold:  # the same name in another case: surely that one
+        return [by_fold[name.casefold()]]
     near = difflib.get_close_matches(name.casefold(), list(by_fold), n=limit, cutoff=0.6)
-    return list(dict.fromkeys([*same, *(by_fold[n] for n in near)]))[:limit]
+    return [by_fold[n] for n in near]
 
 
 def unknown(what: str, name: str, known: Iterable[str], hint: str = "", prefer: Iterable[str] = ()) -> UnknownNameError:
