@@ -22,12 +22,13 @@
     if (!changes || !changes.length) return "no provenance change";
     return changes.map((c) => `${c.key}: ${c.before ?? "∅"} → ${c.after ?? "∅"}`).join("; ");
   }
-  // Three significant digits everywhere a value is said (tooltips, tables, explanations), the CLI's precision.
+  // Four significant digits wherever a value is said (tooltips, tables, explanations), as the CLI's tables and
+  // the HTML report say them.
   function fmt(value) {
     if (value === 0) return "0";
     const size = Math.abs(value);
-    if (size >= 1e5 || size < 1e-3) return value.toExponential(2);
-    return String(Number(value.toPrecision(size >= 100 ? Math.ceil(Math.log10(size + 0.5)) : 3)));
+    if (size >= 1e5 || size < 1e-3) return value.toExponential(3);
+    return String(Number(value.toPrecision(4)));
   }
   function day(ms) { return new Date(ms).toISOString().slice(0, 10); }
   function minute(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }
