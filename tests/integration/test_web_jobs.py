@@ -36,7 +36,10 @@ def demo_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, d
     try:
         env = {**up.env, "JOBPROV_SAMPLE_INTERVAL_S": "0.2"}
         ids = {"wrapped": "wrapped-1", "aborted": "aborted-1", "backfilled": "backfilled-1", "retried": "retried-1",
-               "failed": "failed-1"}  # fmt: skip
+               "failed": "failed-1", "rerun": "rerun-1"}  # fmt: skip
+        for value in ("1.0", "2.0"):  # the same id run twice: not a retry, a second run
+            subprocess.run([*JOBPROV, "run", "--name", "rerun", "--job-id", ids["rerun"], "--", "sh", "-c",
+                            f"{EMIT} metric RR1 {value}"], env=env, check=True)  # fmt: skip
         subprocess.run([*JOBPROV, "run", "--name", "shell_metric", "--job-id", ids["wrapped"], "-p", "band=r", "--",
                         "sh", "-c", f"sleep 1; {EMIT} metric TE1 0.93 --unit arcsec"], env=env, check=True)  # fmt: skip
         killed = subprocess.Popen([*JOBPROV, "run", "--name", "long_job", "--job-id", ids["aborted"], "--",
@@ -65,7 +68,7 @@ def demo_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, d
             pass
         emitter.close()
         counts = up.wait_for_jobs(len(ids))
-        assert counts == {"succeeded": 3, "failed": 1, "aborted": 1}, counts
+        assert counts == {"succeeded": 4, "failed": 1, "aborted": 1}, counts
         info = ServiceInfo.read(home)
         assert info is not None
         yield info.api_url, ids
@@ -85,7 +88,7 @@ def _open(browser: Any, url: str, ready: str) -> tuple[Any, list[str]]:  # noqa:
     return page, errors
 
 
-@pytest.mark.parametrize("kind", ["wrapped", "aborted", "backfilled", "retried", "failed"])
+@pytest.mark.parametrize("kind", ["wrapped", "aborted", "backfilled", "retried", "failed", "rerun"])
 def test_every_job_page_loads_without_errors(
     demo_jobs: tuple[str, dict[str, str]],
     browser: Any,  # noqa: F811
@@ -98,7 +101,7 @@ def test_every_job_page_loads_without_errors(
     assert ids[kind] in title and "cannot load" not in title, title
     summary = page.locator("#summary").inner_text()
     resources = page.locator("#resources")
-    if kind in ("wrapped", "aborted"):  # `jobprov run` samples the process tree
+    if kind in ("wrapped", "aborted", "rerun"):  # `jobprov run` samples the process tree
         page.wait_for_selector("#resources svg polyline")
         assert page.locator("#resources svg circle.point").count() >= 2
         assert "resource=rss" in resources.inner_text()
@@ -109,6 +112,10 @@ def test_every_job_page_loads_without_errors(
     if kind == "retried":
         attempts = page.locator("#attempts").inner_text()
         assert "1\tretried" in attempts and "2\tsucceeded" in attempts
+    if kind == "rerun":
+        assert "attempt 1: started 2 times (by 2 emitters): the job id was reused" in summary
+    else:
+        assert "reused" not in summary
     if kind == "failed":
         assert "RuntimeError: butler repository not found" in summary
     if kind == "backfilled":
