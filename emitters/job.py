@@ -321,9 +321,9 @@ class Job:
             if status is None:
                 status = "succeeded" if exc is None else ("aborted" if isinstance(exc, KeyboardInterrupt) else "failed")
             etype, message = _exception_fields(exc)
-            # A finish at a given time of a backfilled job: the fold takes the duration from the two times.
-            explicit = self._start_time is not None and time is not None
-            duration = None if explicit else int((_time.monotonic() - self._started_at) * 1000)
+            # A backfilled job's duration is its finish minus its start, both on its own clock: the fold
+            # takes it from the two times.
+            duration = None if self._start_time is not None else int((_time.monotonic() - self._started_at) * 1000)
             self._emit(
                 JobFinished(
                     status=status,

@@ -49,7 +49,7 @@ def test_every_event_of_a_backfilled_job_is_on_the_jobs_own_clock(
     assert times[-1] - START < timedelta(seconds=30)  # and nothing at "now", months later
     finished = events[-1]
     assert finished.event_type == "JobFinished"
-    assert 200 <= finished.payload.duration_ms < 30_000
+    assert finished.payload.duration_ms is None  # the fold takes finish - start: the real 0.2 s and a bit
     assert all(e.emitted_at > START + timedelta(days=30) for e in events)  # emitted now, dated then
 
 
