@@ -47,6 +47,6 @@ bench: install
 clean:
 	rm -rf build .tools .mypy_cache .pytest_cache .ruff_cache
 
-# The demo: a local broker, two weeks of nightly jobs through the real emitters, read back and summarised.
+# The demo: a local broker, four weeks of nightly jobs through the real emitters, read back and summarised.
 demo: install
 	$(PY) examples/campaign.py

@@ -7,6 +7,10 @@ step instead of starting an unrelated one.
 
 Every method swallows its own failures (counted and reported once at exit): instrumentation must never be
 the reason a job fails. Every method takes ``time=`` (aware datetime or epoch seconds) for backfill.
+
+A job opened with ``time=`` (a backfilled job) keeps its own clock: an event recorded without a time of its
+own is stamped with the job's start plus the time elapsed since the job was entered, so its metrics, steps and
+finish fall inside the job and its duration is the real one, not the months between then and now.
 """
 
 from __future__ import annotations
@@ -85,6 +89,14 @@ def _dataset(item: Dataset | Mapping[str, Any] | str) -> Dataset:
         version=None if version is None else str(version),
         checksum=None if checksum is None else str(checksum),
     )
+
+
+def _epoch_seconds(value: Time) -> float | None:
+    """A ``time=`` argument as epoch seconds. None for a naive datetime: its zone would be a guess, and the
+    emitter reports the events given one (see :func:`jobprov.emitters.emitter.event_time_ms`)."""
+    if value is None or (isinstance(value, datetime) and value.tzinfo is None):
+        return None
+    return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
 def config_ref(path: str | Path) -> ConfigRef:
@@ -176,7 +188,8 @@ class Job:
         self._step: Step | None = None  # the step this job is, when it joined a wrapping job
         self._steps: list[Step] = []  # open steps, innermost last
         self._finished = False
-        self._started_at = 0.0
+        self._started_at = 0.0  # monotonic, when the job was entered
+        self._origin_s: float | None = None  # epoch seconds of a backfilled job's start: its own clock's zero
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._capture_thread: threading.Thread | None = None
@@ -210,6 +223,7 @@ class Job:
         env = os.environ
         self._emitter = self._emitter_arg or get_emitter()
         self._started_at = _time.monotonic()
+        self._origin_s = _epoch_seconds(self._start_time)
         settings = self._emitter.settings
         joined_id = env.get("JOBPROV_JOB_ID")
         if joined_id and not self._explicit_id:
@@ -307,6 +321,8 @@ class Job:
             if status is None:
                 status = "succeeded" if exc is None else ("aborted" if isinstance(exc, KeyboardInterrupt) else "failed")
             etype, message = _exception_fields(exc)
+            # A backfilled job's duration is its finish minus its start, both on its own clock: the fold
+            # takes it from the two times.
             duration = None if self._start_time is not None else int((_time.monotonic() - self._started_at) * 1000)
             self._emit(
                 JobFinished(
@@ -325,9 +341,17 @@ class Job:
     def _current_step(self) -> str | None:
         return self._steps[-1].name if self._steps else None
 
+    def now(self) -> float | None:
+        """The time an event recorded now gets: None (the emitter's clock) for a live job; for a backfilled
+        job its start plus the time elapsed since it was entered, in epoch seconds."""
+        if self._origin_s is None:
+            return None
+        return self._origin_s + (_time.monotonic() - self._started_at)
+
     def _emit(self, payload: Any, time: Time = None) -> None:
         if self._emitter is not None:
-            self._emitter.emit(self.job_id, payload, event_time=time, attempt=self.attempt)
+            when = time if time is not None else self.now()
+            self._emitter.emit(self.job_id, payload, event_time=when, attempt=self.attempt)
 
     @_safe
     def metric(

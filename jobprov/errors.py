@@ -45,3 +45,8 @@ class SinkError(JobprovError):
 
 class QueryError(JobprovError):
     """A query has bad parameters."""
+
+
+class UnknownNameError(QueryError):
+    """A metric, attribute key or job the store does not know. The message names it and its close matches
+    (the HTTP API answers 404)."""

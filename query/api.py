@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from jobprov import __version__
-from jobprov.errors import QueryError
+from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.backend import LocalBackend
 from jobprov.query.store import Store
 
@@ -60,7 +60,10 @@ def create_app(store: Store) -> FastAPI:
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Any, exc: QueryError) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
+        # A name the store does not know (a metric, an attribute key) is not found; any other bad parameter
+        # is a bad request.
+        status = 404 if isinstance(exc, UnknownNameError) else 400
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
 
     @app.get("/healthz", summary="Liveness: the process is up")
     def healthz() -> dict[str, str]:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jobprov.errors import QueryError
+from jobprov.query.names import provenance_keys, unknown
 from jobprov.query.store import Store
 
 _OPS = ("<=", ">=", "!=", "=", "<", ">", "~")
@@ -133,13 +134,30 @@ def find_jobs(store: Store, query: Sequence[str], limit: int = 1000) -> list[str
     if not 1 <= limit <= 100_000:
         raise QueryError("limit: between 1 and 100000")
     compiler = _Compiler()
-    where = _where(parse(query), compiler.job_condition)
+    groups = parse(query)
+    where = _where(groups, compiler.job_condition)
     sql = (
         "SELECT j.job_id FROM {db}.jobs AS j FINAL "
         "LEFT JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = j.job_id "
         f"WHERE {where} ORDER BY j.job_id LIMIT {compiler.param(limit, 'UInt32')}"
     )
-    return [r[0] for r in store.rows(sql, **compiler.params)]
+    found = [r[0] for r in store.rows(sql, **compiler.params)]
+    if not found:  # nothing matched: say so if a provenance key is one no job has (`status` for `job.status`)
+        _check_provenance_keys(store, [c for group in groups for c in group])
+    return found
+
+
+def _check_provenance_keys(store: Store, comparisons: Sequence[Comparison]) -> None:
+    keys = None
+    for c in comparisons:
+        if c.attribute.startswith(("job.", "time.", "ann.")):
+            continue
+        keys = keys if keys is not None else set(provenance_keys(store))
+        key = c.attribute.removeprefix("prov.")
+        if key not in keys:
+            named = {f"job.{k}" for k in _JOB_TEXT | _JOB_NUMBER} | {f"time.{k}" for k in _TIME}
+            prefer = [f"job.{key}"] if key in _JOB_TEXT | _JOB_NUMBER else []
+            raise unknown("attribute", c.attribute, named | keys, " (no job has this provenance key)", prefer=prefer)
 
 
 def find_artifacts(store: Store, query: Sequence[str], limit: int = 1000) -> list[str]:

@@ -29,6 +29,7 @@ def job_detail(store: Store, job_id: str) -> dict[str, Any]:
     if not rows:
         raise QueryError(f"no job {job_id!r}")
     detail = _record(_JOB_COLUMNS, rows[0])
+    detail["anomalies"] = [*detail["anomalies"], *reused_id(store, job_id)]
     provenance = store.rows("SELECT values FROM {db}.provenance FINAL WHERE job_id = {job:String}", job=job_id)
     detail["provenance"] = dict(provenance[0][0]) if provenance else {}
     step_columns = "attempt, name, step_attempt, status, started_at, finished_at, exception_type, caveats"
@@ -66,6 +67,23 @@ def job_detail(store: Store, job_id: str) -> dict[str, Any]:
     )[0]
     detail["resource_samples"] = {"count": peak[2], "max_peak_rss_bytes": peak[0], "max_cpu_s": peak[1]}
     return detail
+
+
+def reused_id(store: Store, job_id: str) -> list[str]:
+    """Runs that shared this job id: an attempt started more than once (a job re-run with the same id, not
+    as a retry). The fold keeps one start per attempt and adds up everything else, so each such run's metrics,
+    samples and steps are in the job; say so. Read from the events table (keyed by job id: a short read)."""
+    rows = store.rows(
+        "SELECT attempt, count(), uniqExact(producer_instance) FROM {db}.events FINAL "
+        "WHERE job_id = {job:String} AND event_type = 'JobStarted' GROUP BY attempt HAVING count() > 1 "
+        "ORDER BY attempt",
+        job=job_id,
+    )
+    return [
+        f"attempt {attempt}: started {starts} times (by {emitters} emitters): the job id was reused, and the "
+        "job holds every run's metrics; give each run its own id, or a new attempt number for a retry"
+        for attempt, starts, emitters in rows
+    ]
 
 
 def status_counts(store: Store) -> dict[str, int]:

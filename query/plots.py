@@ -31,6 +31,17 @@ def _changes(changes: Sequence[dict[str, Any]]) -> str:
     return describe_changes(changes) or "no provenance change"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def ringed(regressions: Sequence[dict[str, Any]]) -> str:
+    """What the rings mean, counted as the regressions table counts: a regression is where a run of outliers
+    starts (its onset, the larger ring); every point of the run is ringed."""
+    onsets = sum(1 for r in regressions if r.get("onset"))
+    return f"{_count(onsets, 'regression')}, {_count(len(regressions), 'point')} outside the baseline ringed"
+
+
 def series_png(metric: str, lines: Sequence[dict[str, Any]], regressions: Sequence[dict[str, Any]], path: Path) -> Path:
     try:
         import matplotlib
@@ -62,8 +73,7 @@ def series_png(metric: str, lines: Sequence[dict[str, Any]], regressions: Sequen
                             fontsize=8, color=REGRESSION, arrowprops={"arrowstyle": "->", "color": REGRESSION},
                             bbox={"boxstyle": "round", "fc": "white", "ec": REGRESSION})  # fmt: skip
         unit = lines[0].get("unit")
-        ax.set_title(f"{metric} by provenance bucket" + (f" ({len(regressions)} regression points ringed)"
-                                                         if regressions else ""))  # fmt: skip
+        ax.set_title(f"{metric} by provenance bucket" + (f": {ringed(regressions)}" if regressions else ""))
         ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))  # type: ignore[no-untyped-call]
         ax.grid(True, color="#eef0f4")
@@ -90,11 +100,12 @@ def series_html(
         for r in regressions
         if r.get("onset")
     )
+    summary = html.escape(f": {ringed(regressions)}") if regressions else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(metric)}: jobprov regression report</title>
 <style>{web_asset("style.css")}</style>
 <script>{web_asset("chart.js")}</script></head>
-<body><header><h1>jobprov</h1><span>{html.escape(metric)} by provenance bucket</span></header>
+<body><header><h1>jobprov</h1><span>{html.escape(metric)} by provenance bucket{summary}</span></header>
 <main><div id="chart" class="chart"></div><div id="explain"></div>
 <h2>Regressions</h2><table><tr><th>when</th><th>line</th><th>value</th><th>what changed</th></tr>
 {rows or '<tr><td colspan="4" class="muted">no regressions</td></tr>'}</table></main>

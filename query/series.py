@@ -20,6 +20,7 @@ from typing import Any
 from jobprov.errors import QueryError
 from jobprov.query.buckets import bucket_labels
 from jobprov.query.lines import Line, Point
+from jobprov.query.names import check_metric
 from jobprov.query.store import Store, to_utc
 from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_keys, fingerprint
 
@@ -80,8 +81,12 @@ def series(
         where += " AND m.bucket = {bucket:String}"
         params["bucket"] = bucket
     if group_by:
-        return _series_by_keys(store, list(group_by), where, params)
-    return _series_by_bucket(store, metric, where, params)
+        lines = _series_by_keys(store, list(group_by), where, params)
+    else:
+        lines = _series_by_bucket(store, metric, where, params)
+    if not lines:  # nothing matched: a metric that does not exist is an error, not an empty series
+        check_metric(store, metric)
+    return lines
 
 
 # Sorting the selected rows beats reading them in key order here: with FINAL, reading in order merges the
@@ -188,6 +193,7 @@ def baseline(store: Store, metric: str, bucket: str, last: int = 50) -> Baseline
     )
     values = [float(r[0]) for r in rows]
     if not values:
+        check_metric(store, metric)
         return Baseline(metric, bucket, 0, None, None, None, None, None, None, None)
     median = statistics.median(values)
     return Baseline(

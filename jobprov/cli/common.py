@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,20 @@ import click
 
 from jobprov.errors import ConfigError
 from jobprov.settings import EmitterSettings, ProcessorSettings, load_emitter_settings, load_processor_settings
+
+
+class SuggestingGroup(click.Group):
+    """A command group that answers a mistyped command with the close ones (`jobprov qurey` -> query)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            matches = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+            hint = f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
 
 
 def settings_from(ctx: click.Context, **overrides: Any) -> EmitterSettings:

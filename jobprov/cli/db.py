@@ -6,11 +6,11 @@ import json
 
 import click
 
-from jobprov.cli.common import processor_settings_from
+from jobprov.cli.common import SuggestingGroup, processor_settings_from
 from jobprov.errors import JobprovError
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def db() -> None:
     """The ClickHouse tables."""
 

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from jobprov.cli.common import parse_pairs, parse_time, settings_from
+from jobprov.cli.common import SuggestingGroup, parse_pairs, parse_time, settings_from
 from jobprov.emitters.emitter import create_emitter, event_time_ms
 from jobprov.emitters.job import config_ref
 from jobprov.emitters.validate import check_event
@@ -67,7 +67,7 @@ def _attempt() -> int:
     return int(raw) if raw.isdigit() and int(raw) > 0 else 1
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def emit() -> None:
     """Add an event to a job."""
 

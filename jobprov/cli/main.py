@@ -8,7 +8,7 @@ import json
 import click
 
 from jobprov import __version__
-from jobprov.cli.common import settings_from
+from jobprov.cli.common import SuggestingGroup, settings_from
 
 # Command name -> module defining it (under the same name). Each is imported only when it runs or when help
 # lists it: `jobprov run` wraps jobs and `jobprov emit` is called from inside them, so neither should pay
@@ -27,7 +27,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS})
 
@@ -50,7 +50,7 @@ def cli(config: str | None, url: str | None, spool_dir: str | None) -> None:
     """Record each job's provenance as it runs, and compare like with like."""
 
 
-@cli.group()
+@cli.group(cls=SuggestingGroup)
 def config() -> None:
     """Inspect settings."""
 

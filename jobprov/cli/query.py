@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobprov.cli.common import parse_pairs, processor_settings_from
+from jobprov.cli.common import SuggestingGroup, parse_pairs, processor_settings_from
 from jobprov.errors import ConfigError, JobprovError, QueryError
 from jobprov.query.store import to_plain
 
@@ -100,8 +100,8 @@ def _emit(rows: Sequence[dict[str, Any]], fmt: str, document: Any = None) -> Non
 
 def _cell(value: Any) -> str:
     plain = _plain(value)
-    if isinstance(plain, dict):
-        return ",".join(f"{k}={v}" for k, v in plain.items())
+    if isinstance(plain, dict):  # a label: keys declared empty (no config hash) separate buckets, say nothing
+        return ",".join(f"{k}={v}" for k, v in plain.items() if v not in ("", None))
     if isinstance(plain, float):
         return f"{plain:.6g}"
     return "" if plain is None else str(plain)
@@ -122,7 +122,7 @@ def _changes(changes: Sequence[dict[str, Any]]) -> str:
     return describe_changes(changes) or "(no provenance change)"
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 @click.option("--store", help="chdb:///dir or http(s)://host:8123 ($JOBPROV_PROCESSOR_SINK_URL).")
 @click.option("--api", envvar="JOBPROV_API_URL", help="Ask this query API (http(s)://host:port) instead of a store.")
 @click.pass_context
@@ -197,13 +197,18 @@ def bucket(ctx: click.Context, metric: str, provenance: tuple[str, ...], last: i
 @query.command()
 @click.argument("job_a")
 @click.argument("job_b")
-@click.option("--all", "show_all", is_flag=True, help="Include environment variables.")
+@click.option("--all", "show_all", is_flag=True, help="Every row: environment variables, and each package.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, fmt: str) -> None:
-    """Provenance keys whose values differ between JOB_A and JOB_B."""
+    """Provenance keys whose values differ between JOB_A and JOB_B.
+
+    Packages whose version changed are always shown; packages installed in one job only are counted in one
+    row unless --all."""
+    from jobprov.cli.views import compare_rows
+
     changes = _run(lambda: _backend(ctx).compare(job_a, job_b, include_env=show_all))
-    _emit([{"key": c["key"], job_a: c["before"], job_b: c["after"]} for c in changes], fmt, changes)
+    _emit(compare_rows(changes, job_a, job_b, show_all=show_all or fmt != "table"), fmt, changes)
 
 
 @query.command()
@@ -236,9 +241,12 @@ def regressions(
             exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated"),
         )
     )
+    # A table is read by a person: four significant digits; CSV keeps every digit.
+    number = (lambda v: f"{v:.4g}") if fmt == "table" else (lambda v: v)
     rows = [
-        {"label": r["label"], "time": r["point"]["time"], "value": r["point"]["value"], "baseline": r["median"],
-         "deviation": round(r["deviation"], 1), "job_id": r["point"]["job_id"], "what_changed": _changes(r["changes"])}
+        {"label": r["label"], "time": r["point"]["time"], "value": number(r["point"]["value"]),
+         "baseline": number(r["median"]), "deviation": round(r["deviation"], 1), "job_id": r["point"]["job_id"],
+         "what_changed": _changes(r["changes"])}
         for r in found
     ]  # fmt: skip
     _emit(rows, fmt, found)
@@ -272,15 +280,21 @@ def lineage(ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple
 
 @query.command()
 @click.argument("job_id")
-@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="Every field, package and environment variable.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
-def job(ctx: click.Context, job_id: str, fmt: str) -> None:
-    """Everything about JOB_ID: state, steps, provenance, annotations, lineage."""
+def job(ctx: click.Context, job_id: str, show_all: bool, fmt: str) -> None:
+    """JOB_ID: state, provenance, steps, annotations, lineage.
+
+    The table groups installed packages and environment variables into a row each (--all lists them);
+    --format json is the whole document."""
+    from jobprov.cli.views import job_rows
+
     detail = _run(lambda: _backend(ctx).job(job_id))
     if fmt == "json":
         _emit([], "json", detail)
     else:
-        _emit([{"field": k, "value": v} for k, v in detail.items()], "table")
+        _emit(job_rows(detail, show_all=show_all), "table")
 
 
 @query.command()

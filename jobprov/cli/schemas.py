@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from jobprov.cli.common import SuggestingGroup
 from jobprov.errors import SchemaCompatibilityError
 from jobprov.schemas import registry
 from jobprov.schemas.compat import check_dirs
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def schemas() -> None:
     """The event schemas and their evolution."""
 

@@ -6,14 +6,14 @@ import json
 
 import click
 
-from jobprov.cli.common import settings_from
+from jobprov.cli.common import SuggestingGroup, settings_from
 from jobprov.emitters.drain import drain as drain_spool
 from jobprov.emitters.factory import make_codec
 from jobprov.emitters.kafka import parse_kafka_url
 from jobprov.emitters.spool import spool_status
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def spool() -> None:
     """The local spool of events that could not be delivered."""
 

@@ -22,11 +22,54 @@
     if (!changes || !changes.length) return "no provenance change";
     return changes.map((c) => `${c.key}: ${c.before ?? "∅"} → ${c.after ?? "∅"}`).join("; ");
   }
+  // Four significant digits wherever a value is said (tooltips, tables, explanations), as the CLI's tables and
+  // the HTML report say them.
   function fmt(value) {
-    return Math.abs(value) >= 1000 || (value !== 0 && Math.abs(value) < 0.01) ? value.toExponential(2) : value.toFixed(2);
+    if (value === 0) return "0";
+    const size = Math.abs(value);
+    if (size >= 1e5 || size < 1e-3) return value.toExponential(3);
+    return String(Number(value.toPrecision(4)));
   }
   function day(ms) { return new Date(ms).toISOString().slice(0, 10); }
-  function minute(ms) { return new Date(ms).toISOString().slice(0, 16); }
+  function minute(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }
+  function clock(ms) { return new Date(ms).toISOString().slice(11, 19); }
+  function tenths(ms) { return new Date(ms).toISOString().slice(11, 21); }
+
+  // Axis ticks at round values (1, 2 or 5 times a power of ten) covering [low, high], labelled with as many
+  // decimals as the step needs and no more.
+  function niceTicks(low, high, wanted) {
+    const raw = (high - low) / Math.max(1, wanted);
+    const power = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((f) => f * power).find((s) => s >= raw) || 10 * power;
+    const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+    const ticks = [];
+    for (let v = Math.ceil(low / step) * step; v <= high + step * 1e-9; v += step) {
+      ticks.push({ value: v, text: Math.abs(v) >= 1e6 ? v.toExponential(1) : v.toFixed(decimals) });
+    }
+    return ticks;
+  }
+
+  // The one shape every chart draws: a line is columns of equal length, times_ms (epoch milliseconds),
+  // values and job_ids, as the API's series serve them (query/lines.py). line() makes one from anything
+  // else (e.g. a job's resource samples); checkLine() refuses a malformed one with a message that names
+  // what is wrong, before anything is drawn.
+  function line(label, unit, times_ms, values, job_ids) {
+    return checkLine({ label, unit, times_ms, values, job_ids }, 0);
+  }
+  function checkLine(candidate, index) {
+    const where = `line ${index} (${labelText(candidate && candidate.label)})`;
+    for (const column of ["times_ms", "values", "job_ids"]) {
+      if (!Array.isArray(candidate[column])) {
+        throw new Error(`${where}: ${column} must be an array (a line is columns: times_ms, values, job_ids)`);
+      }
+    }
+    const n = candidate.times_ms.length;
+    if (candidate.values.length !== n || candidate.job_ids.length !== n) {
+      throw new Error(`${where}: columns of unequal length (times_ms ${n}, values ${candidate.values.length}, ` +
+        `job_ids ${candidate.job_ids.length})`);
+    }
+    return candidate;
+  }
   function regressionText(metric, r) {
     const unit = r.unit ? ` ${r.unit}` : "";
     return `${metric} = ${fmt(r.point.value)}${unit} on ${r.point.time.replace("T", " ").slice(0, 16)} UTC, ` +
@@ -36,7 +79,7 @@
 
   function renderSeries(container, data) {
     container.innerHTML = "";
-    const lines = data.lines || [];
+    const lines = (data.lines || []).map(checkLine);
     const regressions = data.regressions || [];
     if (!lines.length) { container.textContent = "no points"; return; }
     const width = Math.max(640, Math.min(container.clientWidth || 1000, 1100));
@@ -59,14 +102,16 @@
       "aria-label": `${data.metric} by provenance bucket` }, container);
     const grid = el("g", { class: "grid" }, svg);
     const axis = el("g", { class: "axis" }, svg);
-    for (let i = 0; i <= 5; i++) {
-      const v = v0 + ((v1 - v0) * i) / 5;
-      el("line", { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v) }, grid);
-      el("text", { x: m.left - 6, y: y(v) + 4, "text-anchor": "end" }, axis).textContent = fmt(v);
+    for (const tick of niceTicks(v0, v1, 5)) {
+      el("line", { x1: m.left, x2: width - m.right, y1: y(tick.value), y2: y(tick.value) }, grid);
+      el("text", { x: m.left - 6, y: y(tick.value) + 4, "text-anchor": "end" }, axis).textContent = tick.text;
     }
+    // Dates for a series over days; times of day (UTC) for one job's minutes or seconds.
+    const span = t1 - t0;
+    const stamp = span > 2 * 86400e3 ? day : span > 3 * 3600e3 ? minute : span > 60e3 ? clock : tenths;
     for (let i = 0; i <= 6; i++) {
       const t = t0 + ((t1 - t0) * i) / 6;
-      el("text", { x: x(t), y: height - m.bottom + 18, "text-anchor": "middle" }, axis).textContent = day(t);
+      el("text", { x: x(t), y: height - m.bottom + 18, "text-anchor": "middle" }, axis).textContent = stamp(t);
     }
     el("line", { x1: m.left, x2: width - m.right, y1: height - m.bottom, y2: height - m.bottom }, axis);
     el("line", { x1: m.left, x2: m.left, y1: m.top, y2: height - m.bottom }, axis);
@@ -92,8 +137,9 @@
       xs.forEach((px, j) => {
         const job = line.job_ids[j];
         const dot = el("circle", { class: "point", cx: px, cy: ys[j], r: 3.5, fill: colour, "data-job": job }, svg);
-        dot.addEventListener("mousemove", (e) =>
-          showTip(e, `${labelText(line.label)}: ${fmt(line.values[j])} on ${minute(line.times_ms[j])} (job ${job})`));
+        const unit = line.unit ? ` ${line.unit}` : "";
+        dot.addEventListener("mousemove", (e) => showTip(e,
+          `${labelText(line.label)}: ${fmt(line.values[j])}${unit} on ${minute(line.times_ms[j])} UTC (job ${job})`));
         dot.addEventListener("mouseleave", hideTip);
         if (data.jobLinks !== false) {
           dot.addEventListener("click", () => { location.href = `/jobs/${encodeURIComponent(job)}`; });
@@ -132,7 +178,7 @@
       for (const c of cells) tr.insertCell().textContent = c;
       const link = document.createElement("a");
       link.href = `/jobs/${encodeURIComponent(r.point.job_id)}`;
-      link.textContent = r.point.job_id.slice(0, 8);
+      link.textContent = r.point.job_id;
       tr.insertCell().appendChild(link);
     }
   }
@@ -145,5 +191,5 @@
     return body;
   }
 
-  window.jobprovChart = { renderSeries, regressionTable, regressionText, changeText, labelText, getJSON };
+  window.jobprovChart = { renderSeries, regressionTable, regressionText, changeText, labelText, getJSON, line, fmt };
 })();

@@ -189,8 +189,10 @@ def test_bad_parameters_are_refused_before_any_sql(loaded: Store) -> None:
         series(loaded, "AM1", group_by=[f"k{i}" for i in range(9)])
     with pytest.raises(QueryError, match="last"):
         baseline(loaded, "AM1", "b", last=0)
-    # Values travel as parameters: quotes in them are data, not SQL.
-    assert series(loaded, "AM1'; DROP TABLE x; --") == []
+    # Values travel as parameters: quotes in them are data, not SQL (a metric of that name, which is unknown).
+    with pytest.raises(QueryError, match="unknown metric"):
+        series(loaded, "AM1'; DROP TABLE x; --")
+    assert len(series(loaded, "AM1")) == 4
 
 
 def test_query_cli_answers_in_table_json_and_csv(loaded: Store) -> None:

@@ -125,7 +125,7 @@ def test_data_survives_a_restart_and_queries_work_without_the_service(tmp_path: 
         names = json.loads(second.cli("query", "find", "--where", "job.name ~ after", "--format", "json").stdout)
         assert len(names) == 1
         # The worker rebuilt the job's state from the store: what came before the restart is still there.
-        spanning = json.loads(second.cli("query", "job", "spanning").stdout)
+        spanning = json.loads(second.cli("query", "job", "spanning", "--format", "json").stdout)
         assert (spanning["name"], spanning["kind"], spanning["submitter"]) == ("long-haul", "hpc", "alice")
         assert spanning["status"] == "succeeded" and spanning["event_count"] == 2  # both halves folded together
     finally:

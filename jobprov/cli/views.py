@@ -1,0 +1,129 @@
+"""What `jobprov query job` and `jobprov query compare` show a person by default: what matters, with the long
+tails (installed packages, environment variables) grouped into one row each; ``--all`` shows every row and
+``--format json`` the whole document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Provenance key prefixes captured wholesale (every installed package, allow-listed environment variables):
+# dozens of rows that rarely matter to the question asked, so they are grouped unless --all.
+GROUPED = {"software.": "package", "env.": "environment variable"}
+SHOWN_INLINE = 5  # a group this small is shown row by row anyway
+SIGNALS = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 15: "SIGTERM", 24: "SIGXCPU"}
+
+_SUMMARY = (
+    ("job_id", "job id"), ("name", "name"), ("kind", "kind"), ("status", "status"), ("attempts", "attempts"),
+    ("submitted_at", "submitted"), ("started_at", "started"), ("finished_at", "finished"),
+    ("duration_ms", "duration"), ("exit_code", "exit code"), ("signal", "signal"), ("exception", "exception"),
+    ("host", "host"), ("cpu_s", "cpu"), ("peak_rss_bytes", "peak rss"), ("parent_job_id", "parent"),
+    ("workflow_id", "workflow"), ("dag_node", "dag node"), ("submitter", "submitter"), ("anomalies", "anomalies"),
+    ("event_count", "events"),
+)  # fmt: skip
+
+
+def _count(n: int, prefix: str) -> str:
+    return f"{n} {GROUPED[prefix]}" + ("" if n == 1 else "s")
+
+
+def _group_of(key: str) -> str | None:
+    return next((prefix for prefix in GROUPED if key.startswith(prefix)), None)
+
+
+def _duration(ms: int) -> str:
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def _summary_value(detail: Mapping[str, Any], field: str) -> Any:
+    if field == "attempts":
+        statuses = detail.get("attempt_statuses") or {}
+        return f"{detail.get('attempts')} ({', '.join(f'{n}: {s}' for n, s in sorted(statuses.items()))})"
+    if field == "duration_ms":
+        return None if detail.get("duration_ms") is None else _duration(int(detail["duration_ms"]))
+    if field == "signal":
+        number = detail.get("signal")
+        return None if number is None else f"{SIGNALS.get(number, 'signal')} ({number})"
+    if field == "exception":
+        return ": ".join(str(v) for v in (detail.get("exception_type"), detail.get("exception_message")) if v) or None
+    if field == "cpu_s":
+        used = [v for v in (detail.get("cpu_user_s"), detail.get("cpu_system_s")) if v is not None]
+        return f"{sum(used):.3g} s" if used else None
+    if field == "peak_rss_bytes":
+        rss = detail.get("peak_rss_bytes")
+        return None if rss is None else f"{rss / 1048576:.4g} MiB"
+    if field == "anomalies":
+        return "; ".join(detail.get("anomalies") or []) or None
+    return detail.get(field)
+
+
+def _provenance_rows(provenance: Mapping[str, str], show_all: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    groups: dict[str, list[str]] = {prefix: [] for prefix in GROUPED}
+    for key in sorted(provenance):
+        prefix = _group_of(key)
+        if prefix is None or show_all:
+            rows.append({"section": "provenance", "key": key, "value": provenance[key]})
+        else:
+            groups[prefix].append(key)
+    for prefix, keys in groups.items():
+        if 0 < len(keys) <= SHOWN_INLINE and prefix != "env.":
+            rows += [{"section": "provenance", "key": k, "value": provenance[k]} for k in keys]
+        elif keys:
+            names = ", ".join(k.removeprefix(prefix) for k in keys[:SHOWN_INLINE])
+            more = f", … {len(keys) - SHOWN_INLINE} more" if len(keys) > SHOWN_INLINE else ""
+            rows.append({"section": "provenance", "key": f"{prefix}*",
+                         "value": f"{_count(len(keys), prefix)}: {names}{more} (--all lists them)"})  # fmt: skip
+    return rows
+
+
+def job_rows(detail: Mapping[str, Any], show_all: bool = False) -> list[dict[str, Any]]:
+    """One job as rows of (section, key, value): its summary, provenance, steps, annotations and lineage."""
+    rows: list[dict[str, Any]] = []
+    for field, name in _SUMMARY:
+        value = _summary_value(detail, field)
+        if value not in (None, "", []) or show_all:
+            rows.append({"section": "job", "key": name, "value": value})
+    rows += _provenance_rows(detail.get("provenance") or {}, show_all)
+    for s in detail.get("steps") or []:
+        ended = f" {s['exception_type']}" if s.get("exception_type") else ""
+        rows.append({"section": "steps", "key": f"{s['attempt']}/{s['name']}",
+                     "value": f"{s['status']}{ended} ({s['started_at']} → {s['finished_at']})"})  # fmt: skip
+    for a in detail.get("annotations") or []:
+        rows.append({"section": "annotations", "key": a["key_name"], "value": f"{a['value']} (by {a['author']})"})
+    for e in detail.get("lineage") or []:
+        rows.append({"section": "lineage", "key": e["relation"], "value": f"{e['src']} → {e['dst']}"})
+    samples = detail.get("resource_samples") or {}
+    if samples.get("count"):
+        rows.append({"section": "resources", "key": "samples", "value": samples["count"]})
+    return rows
+
+
+def compare_rows(
+    changes: Sequence[Mapping[str, Any]], job_a: str, job_b: str, show_all: bool = False
+) -> list[dict[str, Any]]:
+    """Provenance differences between two jobs. Unless ``show_all``: a package whose version changed is shown
+    (that is what explains a regression); packages present in one job only are counted in one row."""
+    rows: list[dict[str, Any]] = []
+    only: dict[str, list[int]] = {}  # prefix -> [only in a, only in b]
+    for c in changes:
+        prefix = _group_of(c["key"])
+        one_sided = c["before"] is None or c["after"] is None
+        if prefix is not None and one_sided and not show_all:
+            counts = only.setdefault(prefix, [0, 0])
+            counts[0 if c["after"] is None else 1] += 1
+            continue
+        rows.append({"key": c["key"], job_a: c["before"], job_b: c["after"]})
+    for prefix, (in_a, in_b) in only.items():
+        if in_a + in_b <= SHOWN_INLINE:  # few: show them after all
+            rows += [{"key": c["key"], job_a: c["before"], job_b: c["after"]} for c in changes
+                     if _group_of(c["key"]) == prefix and (c["before"] is None or c["after"] is None)]  # fmt: skip
+            continue
+        rows.append({"key": f"{prefix}*", job_a: f"{_count(in_a, prefix)} only here",
+                     job_b: f"{in_b} only here (--all lists them)"})  # fmt: skip
+    return rows
