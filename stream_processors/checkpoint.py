@@ -19,8 +19,9 @@ class StateStore(Protocol):
         """The stored events (as on the wire) of these jobs; nothing for a job the store does not know."""
         ...
 
-    def snapshots(self, job_ids: Sequence[str]) -> dict[str, tuple[int, str, bytes]]:
-        """Job id -> (fold version, registry version, state bytes) of the latest snapshot of these jobs."""
+    def load(self, job_ids: Sequence[str]) -> tuple[dict[str, tuple[int, str, bytes]], list[bytes]]:
+        """The latest snapshot of each of these jobs that has one (job id -> fold version, registry version, state
+        bytes), and the stored events of those that have none."""
         ...
 
     def resident_jobs(self, topic: str, partitions: Sequence[int]) -> dict[str, int]:

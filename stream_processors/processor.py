@@ -223,18 +223,22 @@ class Processor:
         assert self.state_store is not None
         found: set[str] = set()
         registry_version = self.context.registry.version
-        for job_id, (fold_version, snapshot_registry, data) in self.state_store.snapshots(job_ids).items():
+        stored, events = self.state_store.load(job_ids)
+        unusable: list[str] = []
+        for job_id, (fold_version, snapshot_registry, data) in stored.items():
             if fold_version != FOLD_VERSION or snapshot_registry != registry_version:
-                continue  # made by another fold or registry: its events tell what this one makes of them
+                unusable.append(job_id)  # made by another fold or registry: the events tell what this one makes
+                continue
             try:
                 self.states[job_id] = snapshots.load(data)
             except snapshots.SnapshotError as exc:
                 log.warning("the snapshot of %s is not usable (%s); folding its events again", job_id, exc)
+                unusable.append(job_id)
                 continue
             found.add(job_id)
-        rest = [job_id for job_id in job_ids if job_id not in found]
-        if rest:
-            found |= self._refold(self.state_store.job_events(rest))
+        found |= self._refold(events)
+        if unusable:
+            found |= self._refold(self.state_store.job_events(unusable))
         watermark = self.watermark_ms
         for job_id in found:
             self.status_of[job_id] = snapshot(self.states[job_id], watermark, self.context).status

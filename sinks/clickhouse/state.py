@@ -27,19 +27,30 @@ class ClickHouseStateStore:
             for (raw,) in rows:
                 yield raw
 
-    def snapshots(self, job_ids: Sequence[str]) -> dict[str, tuple[int, str, bytes]]:
+    def load(self, job_ids: Sequence[str]) -> tuple[dict[str, tuple[int, str, bytes]], list[bytes]]:
+        # One round trip for the common case (a batch's new jobs: neither): the snapshots, and the events of the
+        # jobs that have none.
         sql = (
-            "SELECT job_id, fold_version, registry_version, state "  # noqa: S608 - checked identifier
-            f"FROM {self.database}.job_states FINAL WHERE job_id IN {{jobs:Array(String)}}"
+            "SELECT job_id, 1, fold_version, registry_version, state "  # noqa: S608 - checked identifier
+            f"FROM {self.database}.job_states FINAL WHERE job_id IN {{jobs:Array(String)}} "
+            "UNION ALL SELECT job_id, 0, 0, '', raw "
+            f"FROM {self.database}.events WHERE job_id IN {{jobs:Array(String)}} "
+            f"AND job_id NOT IN (SELECT job_id FROM {self.database}.job_states WHERE job_id IN {{jobs:Array(String)}})"
         )
         found: dict[str, tuple[int, str, bytes]] = {}
+        events: list[bytes] = []
         for start in range(0, len(job_ids), _CHUNK):
             rows = self.client.query(
-                sql, parameters={"jobs": list(job_ids[start : start + _CHUNK])}, column_formats={"state": "bytes"}
+                sql,
+                parameters={"jobs": list(job_ids[start : start + _CHUNK])},
+                column_formats={"state": "bytes", "raw": "bytes"},
             ).result_rows
-            for job_id, fold_version, registry_version, data in rows:
-                found[job_id] = (int(fold_version), registry_version, data)
-        return found
+            for job_id, is_snapshot, fold_version, registry_version, data in rows:
+                if is_snapshot:
+                    found[job_id] = (int(fold_version), registry_version, data)
+                else:
+                    events.append(data)
+        return found, events
 
     def resident_jobs(self, topic: str, partitions: Sequence[int]) -> dict[str, int]:
         rows = self.client.query(

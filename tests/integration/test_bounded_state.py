@@ -135,9 +135,9 @@ def test_forgetting_jobs_and_loading_them_back_changes_no_output(store: Any, dat
     assert moved == 4
 
 
-@pytest.mark.parametrize("snapshots", ["kept", "lost"])
+@pytest.mark.parametrize("snapshots", ["kept", "lost", "damaged"])
 def test_a_new_worker_resumes_from_the_checkpoints(store: Any, databases: list[str], snapshots: str) -> None:
-    """From the jobs' snapshots; and when there are none it can use, from their stored events."""
+    """From the jobs' snapshots; and when there are none it can use (none, or damaged), from their stored events."""
     resumed_db, reference_db, _ = databases
     events = _log(jobs=30, running={20, 29})
     cut = len(events) // 2
@@ -155,6 +155,11 @@ def test_a_new_worker_resumes_from_the_checkpoints(store: Any, databases: list[s
     assert stored >= len(held_at_cut), "every job held had a snapshot written with its records"
     if snapshots == "lost":
         store.command(f"TRUNCATE TABLE {resumed_db}.job_states")
+    if snapshots == "damaged":  # newer rows that are no snapshot at all
+        store.command(
+            f"INSERT INTO {resumed_db}.job_states SELECT job_id, 'garbage', registry_version, state_version + 1, "
+            f"fold_version FROM {resumed_db}.job_states FINAL"
+        )
 
     second = _processor(store, resumed_db, bounded=True)
     assert second.resume("events", [0]) == len(held_at_cut)
