@@ -99,6 +99,29 @@ def test_up_serves_jobs_end_to_end_and_stops_cleanly(service: Up) -> None:
     assert service.stop() == 0
     assert not (service.home / "up.json").exists()
     assert not _broker_alive(service.kafka_port)
+    assert "stopping: folding what the broker holds" in (service.home.parent / "up.out").read_text()
+
+
+def test_a_killed_up_leaves_no_broker_behind_and_starts_again(tmp_path: Path) -> None:
+    first = Up(tmp_path / "home").start()
+    assert first.proc is not None
+    first.cli("run", "--name", "before-the-kill", "--", "true")
+    assert first.wait_for_jobs(1) == {"succeeded": 1}
+    first.proc.kill()  # SIGKILL: no handler runs
+    first.proc.wait()
+    deadline = time.monotonic() + 10
+    while _broker_alive(first.kafka_port):
+        assert time.monotonic() < deadline, "the broker outlived its owner"
+        time.sleep(0.1)
+    second = Up(tmp_path / "home")
+    second.kafka_port = first.kafka_port  # the same port: nothing holds it any more
+    second.env["JOBPROV_URL"] = first.env["JOBPROV_URL"]
+    second.start()
+    try:
+        second.cli("run", "--name", "after-the-kill", "--", "true")
+        assert second.wait_for_jobs(2) == {"succeeded": 2}
+    finally:
+        assert second.stop() == 0
 
 
 def test_data_survives_a_restart_and_queries_work_without_the_service(tmp_path: Path) -> None:
