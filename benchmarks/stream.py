@@ -42,7 +42,16 @@ def emit(kafka_url: str, spool: Path, jobs: int, metrics_per_job: int, seed: int
     """Jobs with provenance, a step, artifacts and metrics through the emitter; returns (events, points)."""
     rng = random.Random(seed)
     settings = load_emitter_settings(
-        {"url": kafka_url, "spool_dir": str(spool), "capture_packages": False, "capture_git": False}, env={}
+        # A slow consumer must not make the emitter give up on the broker: the benchmark wants every event sent.
+        {
+            "url": kafka_url,
+            "spool_dir": str(spool),
+            "capture_packages": False,
+            "capture_git": False,
+            "delivery_timeout_ms": 600_000,
+            "flush_timeout_s": 600.0,
+        },
+        env={},
     )
     emitter = create_emitter(settings)
     points = 0
@@ -112,6 +121,7 @@ def through_up(python: str, jobs: int, metrics_per_job: int, *, raw: bool) -> di
     shows them all; with ``raw``, the raw baseline first, on its broker."""
     home = Path(tempfile.mkdtemp(prefix="jobprov-stream-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")} | {"JOBPROV_HOME": str(home)}
+    env["PYTHONSAFEPATH"] = "1"  # import the installation's own jobprov, never a checkout in the working directory
     ports = ["--kafka-port", str(free_port()), "--api-port", str(free_port()), "--metrics-port", str(free_port())]
     proc, info = launch(ports, env=env, home=home, log_path=home / "up.log", python=python)
     figures: dict[str, float] = {}

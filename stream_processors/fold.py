@@ -171,11 +171,12 @@ def _provenance_outputs(state: JobFoldState, changed: set[str], context: FoldCon
     if not changed.isdisjoint(state.metric_keys):
         declaring = sorted({a for by_attempt in state.provenance.values() for a in by_attempt})
         provenance = {str(a): dict(state.provenance_values(a)) for a in declaring}
-        out.append(BucketMove(job_id=state.job_id, provenance=provenance, state_version=state.version))
+        out.append(BucketMove(state.job_id, provenance, state_version=state.version, points=state.metric_count))
     return out
 
 
 def _on_metric(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
+    state.metric_count += 1
     return [_metric_point(state, event, cast(MetricMeasured, event.payload), time_ms, context)]
 
 

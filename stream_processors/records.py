@@ -12,8 +12,9 @@ records may share dict values (tags, bucket keys) with the fold's state.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -99,7 +100,7 @@ class BucketMove:
     """Late provenance changed a key the job's metric points are bucketed by: every point of the job already
     stored moves to the bucket :func:`~jobprov.stream_processors.comparability.bucket_for` gives with this
     provenance (a point keeps its bucket key names and tags; its attempt picks the values). The fold keeps no
-    metric values, so the sink, which holds the points, applies the move (``apply_move``); the moved points
+    metric values, so the sink, which holds the points, applies the move (:meth:`mover`); the moved points
     take this record's ``state_version``. Points emitted after it are bucketed with the new provenance already.
     """
 
@@ -109,6 +110,9 @@ class BucketMove:
     """Attempt number (as text) -> the job's provenance as that attempt sees it, for every attempt that declared
     some: a later attempt that declared nothing sees the latest earlier one's."""
     state_version: int
+    points: int = 0
+    """How many metric points the job had when the move was made: a sink that holds that many of them unwritten
+    moves them where they are, with no need to read the store."""
     fold_version: int = FOLD_VERSION
 
     def key(self) -> tuple[str, ...]:
@@ -120,12 +124,30 @@ class BucketMove:
 
     def apply(self, point: MetricPoint) -> MetricPoint | None:
         """The point moved by this provenance, or None when its bucket stays."""
+        return self.mover()(point)
+
+    def mover(self) -> Callable[[MetricPoint], MetricPoint | None]:
+        """:meth:`apply` for many points: a job's points share a few key sets and tags, so each bucket is computed
+        once (a fingerprint costs more than the rest of a move)."""
         from jobprov.stream_processors.comparability import bucket_for
 
-        chosen, bucket = bucket_for(point.bucket_keys, self.values_for(point.attempt), point.tags)
-        if bucket == point.bucket:
-            return None
-        return dataclasses.replace(point, bucket=bucket, bucket_keys=chosen, state_version=self.state_version)
+        buckets: dict[tuple[int, tuple[str, ...], tuple[tuple[str, str], ...]], tuple[dict[str, str], str]] = {}
+        version = self.state_version
+
+        def move(point: MetricPoint) -> MetricPoint | None:
+            tags = point.tags
+            memo = (point.attempt, tuple(point.bucket_keys), tuple(tags.items()) if tags else ())
+            found = buckets.get(memo)
+            if found is None:
+                found = buckets[memo] = bucket_for(point.bucket_keys, self.values_for(point.attempt), tags)
+            chosen, bucket = found
+            if bucket == point.bucket:
+                return None
+            moved = copy.copy(point)
+            moved.bucket, moved.bucket_keys, moved.state_version = bucket, chosen, version
+            return moved
+
+        return move
 
 
 @dataclass(slots=True)
@@ -333,10 +355,11 @@ def materialize(records: Iterable[Record]) -> dict[tuple[str, tuple[str, ...]], 
     for record in records:
         key = (record.KIND, record.key())
         if isinstance(record, BucketMove):
+            move = record.mover()
             for point_key in points_of.get(record.job_id, ()):
                 point = kept[point_key]
                 assert isinstance(point, MetricPoint)
-                moved = record.apply(point)
+                moved = move(point)
                 if moved is not None and moved.state_version >= point.state_version:
                     kept[point_key] = moved
             continue  # a move is an instruction, not a row: what it leaves depends on what came before it

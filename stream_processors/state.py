@@ -110,6 +110,7 @@ class JobFoldState:
     provenance: dict[str, dict[int, tuple[OrderKey, str]]] = field(default_factory=dict)
     provenance_version: int = 0
     config_snapshot: tuple[OrderKey, str] | None = None
+    metric_count: int = 0
     metric_keys: set[str] = field(default_factory=set)
     """Provenance keys some metric point of this job is bucketed by: only a change of one of them moves points."""
     steps: dict[tuple[int, str, int], StepFacts] = field(default_factory=dict)

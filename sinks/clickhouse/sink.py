@@ -6,7 +6,8 @@
   a reused insert context per table, and clears a buffer only once its insert succeeded. The worker flushes
   before it commits offsets.
 - Redelivered or replayed records create no visible duplicates: tables are ReplacingMergeTree by record key
-  and ``state_version``; reads use FINAL. A :class:`BucketMove` (late provenance) is applied after the flush's
+  and ``state_version``; reads use FINAL. A :class:`BucketMove` (late provenance) moves the job's points that
+  wait in the buffer at once; when some were written by an earlier flush, it is applied again after this flush's
   points: the job's stored points are read back (by the ``job_id`` skip index), and each point whose bucket
   changes is written in its new bucket and deleted (``is_deleted = 1``) from its old one.
 - The workers' checkpoints (:class:`ResidentJob`, :class:`JobSnapshot`, :class:`PartitionWatermark`) are written
@@ -185,6 +186,7 @@ class ClickHouseSink:
         self.client = client
         self.database = database
         self._buffers: dict[type[Any], list[Record]] = {}
+        self._points_of: dict[str, list[int]] = {}  # job id -> positions of its points in the points buffer
         self._moves: dict[str, BucketMove] = {}
         self._max = max_buffered_rows
         self.inserted = 0
@@ -198,16 +200,32 @@ class ClickHouseSink:
             kind = type(record)
             if kind is BucketMove:
                 assert isinstance(record, BucketMove)
-                current = self._moves.get(record.job_id)
-                if current is None or current.state_version <= record.state_version:
-                    self._moves[record.job_id] = record
+                self._move(record)
                 continue
             buffer = buffers.get(kind)
             if buffer is None:
                 buffer = buffers[kind] = []
-            buffer.append(record)
             if kind is MetricPoint:
-                self._pend_bucket(record)  # type: ignore[arg-type]
+                assert isinstance(record, MetricPoint)
+                self._points_of.setdefault(record.job_id, []).append(len(buffer))
+                self._pend_bucket(record)
+            buffer.append(record)
+
+    def _move(self, move: BucketMove) -> None:
+        """Move the job's points that wait in the buffer; when that is not all of them (some were written by an
+        earlier flush), the move waits for the flush, which moves the stored ones too."""
+        points = self._buffers.get(MetricPoint, [])
+        positions = [i for i in self._points_of.get(move.job_id, ()) if points[i].state_version <= move.state_version]
+        mover = move.mover()
+        for i in positions:
+            moved = mover(points[i])  # type: ignore[arg-type]
+            if moved is not None:
+                points[i] = moved
+                self._pend_bucket(moved)
+        if len(positions) < move.points:
+            current = self._moves.get(move.job_id)
+            if current is None or current.state_version <= move.state_version:
+                self._moves[move.job_id] = move
 
     def _pend_bucket(self, point: MetricPoint) -> None:
         bucket = (point.metric, point.bucket)
@@ -232,6 +250,8 @@ class ClickHouseSink:
             if records:
                 self._insert_columns(TABLES[kind], records)
             del self._buffers[kind]  # only what was inserted leaves the buffer
+            if kind is MetricPoint:
+                self._points_of = {}
         # After the points they move (those of this flush included).
         if self._moves:
             self._apply_moves(list(self._moves.values()))
@@ -260,12 +280,13 @@ class ClickHouseSink:
         attrs = [attr for column, attr in _POINTS.columns if column != "is_deleted"]
         moved: list[MetricPoint] = []
         deleted: list[MetricPoint] = []
+        movers = {job_id: move.mover() for job_id, move in by_job.items()}
         for row in rows:
             point = MetricPoint(**dict(zip(attrs, row, strict=True)))  # type: ignore[arg-type]
             move = by_job[point.job_id]
             if point.state_version > move.state_version:
                 continue
-            new = move.apply(point)
+            new = movers[point.job_id](point)
             if new is not None:
                 moved.append(new)
                 deleted.append(dataclasses.replace(point, state_version=move.state_version))

@@ -131,6 +131,25 @@ def test_late_provenance_moves_points_to_their_bucket(store: Any) -> None:
     assert all(bucket == which_bucket("AM1", dict(keys))[0] for bucket, keys in labels), "no bucket mislabelled"
 
 
+def test_late_provenance_moves_points_still_in_the_buffer_without_reading_the_store(store: Any) -> None:
+    """Points and the provenance that moves them in one flush: moved where they wait, never written in the
+    provisional bucket; a move of points partly stored already reads the stored ones back."""
+    db = store.jobprov_database
+    processor = Processor(ClickHouseSink(store, db), ListDeadLetters(), FoldContext())
+    processor.process_batch(_raw(_job("together", "hsc", [1.0, 2.0], late_provenance=True)))
+    split = _job("split", "cfht", [3.0, 4.0, 5.0], late_provenance=True)
+    processor.process_batch(_raw(split[:5]))  # the first point stored in the provisional bucket
+    processor.process_batch(_raw(split[5:]))  # two more points and the provenance in the buffer
+    rows = store.query(
+        f"SELECT job_id, bucket_keys['dataset'], count() FROM {db}.metric_points FINAL WHERE is_deleted = 0 "
+        "GROUP BY 1, 2 ORDER BY 1"
+    ).result_rows
+    assert rows == [("split", "cfht", 3), ("together", "hsc", 2)]
+    raw = dict(store.query(f"SELECT job_id, count() FROM {db}.metric_points GROUP BY 1").result_rows)
+    assert raw["together"] == 2, "moved in the buffer: no provisional row, no delete row"
+    assert raw["split"] == 5, "three points, and the stored one's provisional row and its delete row"
+
+
 def _buckets(client: Any, database: str | None = None) -> dict[str, tuple[str, str | None]]:
     """dataset -> (band, unit) of every row of ``buckets``, after deduplication."""
     db = database or client.jobprov_database

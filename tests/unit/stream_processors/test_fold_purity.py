@@ -30,7 +30,17 @@ FORBIDDEN = {
     "datetime.now": re.compile(r"\bdatetime\s*\.\s*(now|utcnow|today)\b"),
     "os.": re.compile(r"\bos\s*\."),
 }
-PURE_STDLIB = {"__future__", "bisect", "collections", "dataclasses", "typing", "functools", "itertools", "operator"}
+PURE_STDLIB = {
+    "__future__",
+    "bisect",
+    "collections",
+    "copy",
+    "dataclasses",
+    "typing",
+    "functools",
+    "itertools",
+    "operator",
+}
 
 
 def _code_only(source: str) -> str:
