@@ -5,9 +5,9 @@ The log: jobs that start, measure and finish one after another in event time (ea
 set of long jobs keeps running and sending resource samples the whole time: what a site looks like. Events go
 through the same Processor, ClickHouse sink and state store as `jobprov process`, in batches of 20k (a flush).
 
-Memory is reported twice: what the Python code holds (tracemalloc: the worker's state, buffers, everything of
-ours) and the process's RSS, which here also holds the embedded ClickHouse engine serving the store (its caches and
-primary indexes grow with the data; against a ClickHouse server they live in the server).
+Memory: the process's RSS, which here also holds the embedded ClickHouse engine serving the store (its caches and
+primary indexes grow with the data; against a ClickHouse server they live in the server), the number of live Python
+objects (flat when nothing of ours grows), and the fold states held (their pickled size).
 
 Targets (issue 11): memory after 1M events within 50 MB of its memory after 10k; jobs in memory back to the
 running jobs once the watermark passes; resume time within noise at 10x the log. Prints figures; asserts nothing.
@@ -19,7 +19,6 @@ import argparse
 import gc
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +40,7 @@ from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
 from jobprov.sinks.clickhouse.state import ClickHouseStateStore
+from jobprov.stream_processors import snapshots
 from jobprov.stream_processors.fold import FoldContext
 from jobprov.stream_processors.processor import Processor, RawEvent
 
@@ -91,10 +91,12 @@ def log(events: int, long_jobs: int, per_job: int = 20) -> Iterator[RawEvent]:
             second += 1
 
 
-def memory_mb() -> tuple[float, float]:
-    """(RSS of the process, the embedded engine's memory included; what Python code holds, by tracemalloc)."""
+def memory(processor: Processor) -> tuple[float, int, float]:
+    """(RSS of the process in MB, the embedded engine's memory included; live Python objects; the pickled size
+    of the fold states held, in MB)."""
     gc.collect()
-    return float(psutil.Process().memory_info().rss) / 2**20, tracemalloc.get_traced_memory()[0] / 2**20
+    held = sum(len(snapshots.dump(job)) for job in processor.states.values())
+    return float(psutil.Process().memory_info().rss) / 2**20, len(gc.get_objects()), held / 2**20
 
 
 def resume_seconds(client: object, database: str, repeats: int = 3) -> tuple[float, int]:
@@ -120,9 +122,8 @@ def main() -> None:
     processor = Processor(ClickHouseSink(client, "jobprov"), _NoDeadLetters(), FoldContext(),
                           state_store=ClickHouseStateStore(client, "jobprov"))  # fmt: skip
     marks = {10_000: "10k", args.events // 10: "1x", args.events: "10x"}
-    figures: dict[str, tuple[tuple[float, float], int]] = {}
+    figures: dict[str, tuple[tuple[float, int, float], int]] = {}
     resumes: dict[str, tuple[float, int]] = {}
-    tracemalloc.start()
     done, batch, started = 0, [], time.perf_counter()
     for item in log(args.events, args.long_jobs):
         batch.append(item)
@@ -131,17 +132,18 @@ def main() -> None:
             done += len(batch)
             batch = []
             if done in marks:
-                figures[marks[done]] = (memory_mb(), len(processor.states))
+                figures[marks[done]] = (memory(processor), len(processor.states))
                 if marks[done] != "10k":
                     resumes[marks[done]] = resume_seconds(client, "jobprov")
     elapsed = time.perf_counter() - started
     print(f"{done:,} events ({args.long_jobs} long-running jobs; short jobs of 20 events), {done / elapsed:,.0f}/s:")
     for mark in ("10k", "1x", "10x"):
-        (rss, heap), jobs = figures[mark]
-        print(f"  after {mark:>3}: Python heap {heap:6.1f} MB, process RSS {rss:6.1f} MB, {jobs:5d} jobs in memory")
-    (rss0, heap0), (rss1, heap1) = figures["10k"][0], figures["10x"][0]
-    print(f"  growth from 10k to {done:,} events: Python heap {heap1 - heap0:+.1f} MB (target within 50 MB), "
-          f"process RSS {rss1 - rss0:+.1f} MB (with the embedded engine's caches of the growing store)")  # fmt: skip
+        (rss, objects, held), jobs = figures[mark]
+        print(f"  after {mark:>3}: RSS {rss:6.1f} MB, {objects:,} Python objects, {jobs:5d} jobs in memory "
+              f"({held:.2f} MB of state)")  # fmt: skip
+    (rss0, objects0, _), (rss1, objects1, _) = figures["10k"][0], figures["10x"][0]
+    print(f"  growth from 10k to {done:,} events: RSS {rss1 - rss0:+.1f} MB (target within 50 MB), "
+          f"Python objects {objects1 - objects0:+,}")  # fmt: skip
     print(f"  jobs in memory at the end: {figures['10x'][1]} ({args.long_jobs} running, the rest within lateness)")
     (t1, j1), (t10, j10) = resumes["1x"], resumes["10x"]
     print(f"  resume at 1x the log ({args.events // 10:,} events): {t1 * 1000:.0f} ms for {j1} jobs")

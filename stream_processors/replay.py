@@ -253,7 +253,15 @@ def verify(client: Any, live: str, shadow: str) -> Verification:
 def swap(client: Any, live: str, shadow: str, verification: Verification | None, force: bool = False) -> None:
     """Exchange every table of ``live`` and ``shadow`` (each exchange is atomic)."""
     if not force and (verification is None or not verification.clean):
-        raise JobprovError("refusing to swap: verify first, and only a clean verification swaps (or force)")
+        found = (
+            "not verified"
+            if verification is None
+            else "; ".join(
+                f"{d.table}: {d.only_live} rows only live, {d.only_shadow} only in the replay"
+                for d in verification.differences
+            )
+        )
+        raise JobprovError(f"refusing to swap ({found}): only a clean verification swaps (or force)")
     Target(live), Target(shadow)
     migrate(client, Target(live))
     for table in COMPARED:
