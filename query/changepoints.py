@@ -78,16 +78,18 @@ def _numpy() -> tuple[Any, Any, Any]:
 
 
 def robust_scale(values: Any) -> float:
-    """The noise's standard deviation, from successive differences (a step or a slow drift barely moves it)
-    and never below a tiny fraction of the level (a constant series has no noise to divide by)."""
+    """The noise's standard deviation, from successive differences (a step or a slow drift barely moves it),
+    or from the spread of the values when most differences are equal; never below a tiny fraction of the level
+    (a constant series has no noise to divide by)."""
     np, _, _ = _numpy()
     x = np.asarray(values, dtype=float)
     if len(x) < 3:
         return max(float(np.max(np.abs(x))) * 1e-6 if len(x) else 0.0, 1e-12)
     diffs = np.diff(x)
     scale = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / math.sqrt(2.0)
-    if scale <= 0:
-        scale = 1.4826 * float(np.median(np.abs(x - np.median(x))))
+    spread = 1.4826 * float(np.median(np.abs(x - np.median(x))))
+    if scale < 0.25 * spread:  # most differences equal (values on a grid, a repeating pattern): they say nothing
+        scale = spread
     return max(scale, float(np.median(np.abs(x))) * 1e-6, 1e-12)
 
 
