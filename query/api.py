@@ -21,6 +21,7 @@ from jobprov import __version__
 from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.backend import LocalBackend
 from jobprov.query.store import Store
+from jobprov.stream_processors.comparability import ComparabilityRegistry
 
 
 def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
@@ -50,13 +51,13 @@ def web_asset(name: str) -> str:
     return (resources.files("jobprov.query") / "web" / name).read_text(encoding="utf-8")
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> FastAPI:
     app = FastAPI(
         title="jobprov",
         version=__version__,
         description="Job provenance: regression series per provenance bucket, comparisons, regressions, jobs.",
     )
-    backend = LocalBackend(store)
+    backend = LocalBackend(store, registry)
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Any, exc: QueryError) -> JSONResponse:
@@ -119,9 +120,13 @@ def create_app(store: Store) -> FastAPI:
     def get_compare(a: str, b: str, include_env: bool = False) -> Any:
         return backend.compare(a, b, include_env)
 
-    @app.get("/api/v1/regressions/{metric}", summary="Points outside their bucket's robust baseline")
+    @app.get("/api/v1/regressions/{metric}", summary="Changes of level per bucket: regressions and improvements")
     def get_regressions(
         metric: str,
+        method: Annotated[
+            str | None,
+            Query(pattern="^(changepoint|rolling_median)$", description="Default: the metric's policy (changepoint)"),
+        ] = None,
         window: Annotated[int, Query(ge=2, le=1000)] = 10,
         k: Annotated[float, Query(gt=0)] = 4.0,
         min_points: Annotated[int, Query(ge=2, le=10_000, description="Points of a bucket before any is judged")] = 10,
@@ -135,7 +140,16 @@ def create_app(store: Store) -> FastAPI:
             min_points=min_points,
             onset_only=onset_only,
             exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
+            method=method,
         )
+
+    @app.get("/api/v1/check", summary="A job's points against their buckets' current level (CI gating)")
+    def get_check(
+        job: Annotated[str | None, Query(description="A job id")] = None,
+        metric: Annotated[str | None, Query(description="Only this metric (required with bucket)")] = None,
+        bucket: Annotated[str | None, Query(description="Judge the newest job of this bucket")] = None,
+    ) -> Any:
+        return backend.check(job, metric=metric, bucket=bucket)
 
     @app.get("/api/v1/lineage", summary="Ancestors or descendants of a job or an artifact")
     def get_lineage(

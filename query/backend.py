@@ -22,6 +22,7 @@ from jobprov.query import attributes, lineage
 from jobprov.query import jobs as jq
 from jobprov.query import series as q
 from jobprov.query.store import Store, to_plain
+from jobprov.stream_processors.comparability import ComparabilityRegistry
 
 
 class Backend(Protocol):
@@ -50,6 +51,11 @@ class Backend(Protocol):
         min_points: int = 10,
         onset_only: bool = True,
         exclude_annotated: Mapping[str, str] | None = None,
+        method: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def check(
+        self, job_id: str | None = None, *, metric: str | None = None, bucket: str | None = None
     ) -> list[dict[str, Any]]: ...
 
     def lineage(
@@ -68,10 +74,11 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """Answers from a store this process has opened."""
+    """Answers from a store this process has opened (regressions judged by ``registry``'s metric policies)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, registry: ComparabilityRegistry | None = None) -> None:
         self.store = store
+        self.registry = registry
 
     def series(
         self,
@@ -116,11 +123,24 @@ class LocalBackend:
         min_points: int = 10,
         onset_only: bool = True,
         exclude_annotated: Mapping[str, str] | None = None,
+        method: str | None = None,
     ) -> list[dict[str, Any]]:
         found = q.regressions(
-            self.store, metric, window=window, k=k, min_points=min_points, exclude_annotated=exclude_annotated
+            self.store,
+            metric,
+            method=method,
+            window=window,
+            k=k,
+            min_points=min_points,
+            exclude_annotated=exclude_annotated,
+            registry=self.registry,
         )
         return list(to_plain([r for r in found if r.onset or not onset_only]))
+
+    def check(
+        self, job_id: str | None = None, *, metric: str | None = None, bucket: str | None = None
+    ) -> list[dict[str, Any]]:
+        return list(to_plain(q.check(self.store, job_id, metric=metric, bucket=bucket, registry=self.registry)))
 
     def lineage(
         self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
@@ -204,11 +224,18 @@ class HttpBackend:
         min_points: int = 10,
         onset_only: bool = True,
         exclude_annotated: Mapping[str, str] | None = None,
+        method: str | None = None,
     ) -> list[dict[str, Any]]:
         params = [("window", window), ("k", k), ("min_points", min_points), ("onset_only", _flag(onset_only))]
+        params.append(("method", method))
         return list(
             self._get(f"/api/v1/regressions/{_seg(metric)}", params + _pairs("exclude_annotated", exclude_annotated))
         )
+
+    def check(
+        self, job_id: str | None = None, *, metric: str | None = None, bucket: str | None = None
+    ) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/check", [("job", job_id), ("metric", metric), ("bucket", bucket)]))
 
     def lineage(
         self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None

@@ -4,25 +4,35 @@
   time window, provenance filters, and jobs annotated as bad left out.
 - :func:`which_bucket` / :func:`baseline`: the bucket a (metric, provenance) belongs to and its statistics.
 - :func:`compare_jobs`: the provenance keys whose values differ between two jobs, inside the bucket or not.
-- :func:`regressions`: per bucket, points outside a rolling robust baseline (median ± k·MAD of the previous
-  points), each with what changed since the previous point of its bucket.
+- :func:`regressions`: per bucket, where its level changed (:mod:`jobprov.query.changepoints`, the default) or
+  points outside a rolling robust baseline (median ± k·MAD of the previous points: ``method="rolling_median"``),
+  each with its size, direction (regression or improvement, by the metric's policy in the comparability
+  registry), the last good and first bad job and what changed between them.
+- :func:`check`: whether a job's points are a regression against their bucket's current level (CI gating).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobprov.errors import QueryError
+from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.buckets import bucket_labels
 from jobprov.query.lines import Line, Point
 from jobprov.query.names import check_metric
 from jobprov.query.store import Store, to_utc
-from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_keys, fingerprint
+from jobprov.stream_processors.comparability import (
+    METHODS,
+    ComparabilityRegistry,
+    MetricPolicy,
+    bucket_keys,
+    fingerprint,
+)
 
 _MAX_KEYS = 8
 
@@ -262,22 +272,31 @@ class Regression:
     deviation: float  # in robust standard deviations (1.4826 MAD)
     previous_job: str
     changes: list[Change]
-    onset: bool  # the first point of a run of outliers: where the regression started
+    onset: bool  # the first point of a run of outliers (always, for a change point): where the change started
+    method: str = "rolling_median"
+    size: float = 0.0  # the new level (or the point) minus the level before, in the metric's unit
+    relative_size: float | None = None  # size / |level before| (None when that level is 0)
+    direction: str = "regression"  # or "improvement", by the metric's policy
+    confidence: float | None = None  # 1 - p-value of the change (None for the rolling rule)
+    last_good_job: str = ""
+    first_bad_job: str = ""
 
 
-def regressions(
-    store: Store,
-    metric: str,
-    *,
-    window: int = 10,
-    k: float = 4.0,
-    min_points: int = 10,
-    scale_window: int | None = None,
-    since: datetime | None = None,
-    exclude_annotated: Mapping[str, str] | None = None,
-) -> list[Regression]:
-    """Points further than ``k`` robust deviations from the median of the previous ``window`` points of their
-    bucket, each with what changed since the previous point.
+@dataclass(frozen=True)
+class Outlier:
+    """A point of a series outside the rolling robust baseline of the points before it."""
+
+    index: int
+    median: float
+    mad: float
+    deviation: float  # in robust standard deviations (1.4826 MAD)
+    onset: bool  # the first point of a run of outliers
+
+
+def rolling_outliers(
+    values: Sequence[float], *, window: int = 10, k: float = 4.0, min_points: int = 10, scale_window: int | None = None
+) -> list[Outlier]:
+    """Points further than ``k`` robust deviations from the median of the previous ``window`` points.
 
     The deviation's scale (1.4826 MAD) comes from the previous ``scale_window`` points (default: the larger of
     ``window`` and 30): the MAD of a handful of points is often tiny by chance, and would flag plain noise."""
@@ -286,36 +305,189 @@ def regressions(
     spread = max(window, 30) if scale_window is None else scale_window
     if spread < window:
         raise QueryError(f"scale_window ({spread}) must be >= window ({window})")
+    found: list[Outlier] = []
+    flagged_previous = False
+    for i in range(min_points, len(values)):
+        median = statistics.median(values[max(0, i - window) : i])
+        recent = values[max(0, i - spread) : i]
+        centre = statistics.median(recent)
+        mad = statistics.median(abs(v - centre) for v in recent)
+        scale = 1.4826 * mad if mad > 0 else max(abs(median) * 1e-3, 1e-12)
+        deviation = (values[i] - median) / scale
+        flagged = abs(deviation) > k
+        if flagged:
+            found.append(Outlier(i, median, mad, deviation, onset=not flagged_previous))
+        flagged_previous = flagged
+    return found
+
+
+def _policy(metric: str, registry: ComparabilityRegistry | None, method: str | None) -> MetricPolicy:
+    policy = (registry or ComparabilityRegistry()).policy_for(metric)
+    if method is None:
+        return policy
+    if method not in METHODS:
+        raise QueryError(f"method: one of {', '.join(METHODS)}")
+    return dataclasses.replace(policy, method=method)
+
+
+def _regression(
+    store: Store,
+    metric: str,
+    line: Line,
+    policy: MetricPolicy,
+    index: int,
+    before: float,
+    mad: float,
+    deviation: float,
+    **extra: Any,
+) -> Regression | None:
+    """The change at ``index`` of ``line`` as a regression or an improvement; None when it is too small to
+    matter by the policy."""
+    size = line.values[index] - before if "size" not in extra else extra.pop("size")
+    if not policy.matters(before, size):
+        return None
+    job_ids = line.job_ids
+    return Regression(
+        metric,
+        line.bucket or "",
+        line.label,
+        line.point(index),
+        before,
+        mad,
+        deviation,
+        job_ids[index - 1],
+        compare_jobs(store, job_ids[index - 1], job_ids[index], list(line.label)),
+        size=size,
+        relative_size=size / abs(before) if before else None,
+        direction="regression" if policy.worse(size) else "improvement",
+        last_good_job=job_ids[index - 1],
+        first_bad_job=job_ids[index],
+        method=policy.method,
+        **extra,
+    )
+
+
+def regressions(
+    store: Store,
+    metric: str,
+    *,
+    method: str | None = None,
+    window: int = 10,
+    k: float = 4.0,
+    min_points: int = 10,
+    scale_window: int | None = None,
+    since: datetime | None = None,
+    exclude_annotated: Mapping[str, str] | None = None,
+    registry: ComparabilityRegistry | None = None,
+) -> list[Regression]:
+    """Per bucket, where the level changed (the metric's policy's method, by default change points; ``method``
+    overrides it), each with its size and direction and what changed between the last good and first bad job.
+
+    ``rolling_median``: points further than ``k`` robust deviations from the median of the previous ``window``
+    points of their bucket (:func:`rolling_outliers`); ``window``, ``k``, ``min_points`` and ``scale_window``
+    apply to it only. Changes smaller than the policy's minimum are left out."""
+    from jobprov.query.changepoints import detect
+
+    policy = _policy(metric, registry, method)
+    rolling_outliers([], window=window, k=k, min_points=min_points, scale_window=scale_window)  # checks arguments
     found: list[Regression] = []
     for line in series(store, metric, since=since, exclude_annotated=exclude_annotated):
-        values, job_ids = line.values, line.job_ids
-        flagged_previous = False
-        for i in range(min_points, len(values)):
-            median = statistics.median(values[max(0, i - window) : i])
-            recent = values[max(0, i - spread) : i]
-            centre = statistics.median(recent)
-            mad = statistics.median(abs(v - centre) for v in recent)
-            scale = 1.4826 * mad if mad > 0 else max(abs(median) * 1e-3, 1e-12)
-            deviation = (values[i] - median) / scale
-            flagged = abs(deviation) > k
-            if flagged:
-                changes = compare_jobs(store, job_ids[i - 1], job_ids[i], list(line.label))
-                found.append(
-                    Regression(
-                        metric,
-                        line.bucket or "",
-                        line.label,
-                        line.point(i),
-                        median,
-                        mad,
-                        deviation,
-                        job_ids[i - 1],
-                        changes,
-                        onset=not flagged_previous,
-                    )
-                )
-            flagged_previous = flagged
+        if policy.method == "rolling_median":
+            for o in rolling_outliers(
+                line.values, window=window, k=k, min_points=min_points, scale_window=scale_window
+            ):
+                r = _regression(store, metric, line, policy, o.index, o.median, o.mad, o.deviation, onset=o.onset)
+                if r is not None:
+                    found.append(r)
+            continue
+        detection = detect(line.values, alpha=policy.sensitivity)
+        start = 0
+        for c in detection.changes:
+            before = line.values[start : c.index]
+            mad = statistics.median(abs(v - c.before) for v in before)
+            r = _regression(
+                store, metric, line, policy, c.index, c.before, mad, c.deviations,
+                onset=True, size=c.size, confidence=c.confidence,
+            )  # fmt: skip
+            if r is not None:
+                found.append(r)
+            start = c.index
     return found
+
+
+@dataclass
+class Verdict:
+    """A job's points of one metric in one bucket, against the bucket's level before them."""
+
+    metric: str
+    bucket: str
+    label: dict[str, str]
+    job_id: str
+    values: list[float]
+    baseline_points: int
+    baseline: float | None  # the median of the bucket's current level before the job
+    size: float | None
+    confidence: float | None
+    verdict: str  # "regression", "improvement", "unchanged", "no baseline"
+
+
+def check(
+    store: Store,
+    job_id: str | None = None,
+    *,
+    metric: str | None = None,
+    bucket: str | None = None,
+    registry: ComparabilityRegistry | None = None,
+) -> list[Verdict]:
+    """Each metric point of ``job_id`` (or of the newest job of ``bucket``'s ``metric``) against the points of
+    its bucket before it, since the bucket's last change point: a regression when the difference is significant
+    (the policy's sensitivity), at least its minimum, and the worse way."""
+    from jobprov.query.changepoints import against_baseline, detect
+
+    if (job_id is None) == (bucket is None):
+        raise QueryError("name a job, or a bucket and its metric")
+    if bucket is not None:
+        if not metric:
+            raise QueryError("--bucket needs --metric")
+        targets = [(metric, bucket)]
+    else:
+        rows = store.rows(
+            "SELECT DISTINCT metric, bucket FROM {db}.metric_points FINAL WHERE job_id = {job:String} "
+            "ORDER BY metric, bucket",
+            job=job_id,
+        )
+        if not rows:
+            raise UnknownNameError(f"no metric points for job {job_id!r}")
+        targets = [(str(r[0]), str(r[1])) for r in rows if metric is None or r[0] == metric]
+    verdicts = []
+    for name, bucket_id in targets:
+        registry_policy = (registry or ComparabilityRegistry()).policy_for(name)
+        (line,) = series(store, name, bucket=bucket_id) or [Line({}, bucket_id, None)]
+        job = job_id if job_id is not None else (line.job_ids[-1] if len(line) else "")
+        mine = [i for i, j in enumerate(line.job_ids) if j == job]
+        if not mine:
+            raise UnknownNameError(f"no points of {name} in bucket {bucket_id}")
+        history = line.values[: mine[0]]
+        values = [line.values[i] for i in mine]
+        changes = detect(history, alpha=registry_policy.sensitivity).changes
+        current = history[changes[-1].index :] if changes else history
+        judged = against_baseline(current, values, alpha=registry_policy.sensitivity)
+        if judged is None:
+            verdicts.append(
+                Verdict(name, bucket_id, line.label, job, values, len(current), None, None, None, "no baseline")
+            )
+            continue
+        significant = judged.p_value < registry_policy.sensitivity and registry_policy.matters(
+            judged.before, judged.size
+        )
+        verdict = "unchanged"
+        if significant:
+            verdict = "regression" if registry_policy.worse(judged.size) else "improvement"
+        verdicts.append(
+            Verdict(name, bucket_id, line.label, job, values, len(current), judged.before, judged.size,
+                    judged.confidence, verdict)
+        )  # fmt: skip
+    return verdicts
 
 
 @dataclass

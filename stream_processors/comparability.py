@@ -13,6 +13,14 @@ Example::
 
     [metrics.AM1]
     keys = ["dataset", "band"]
+    direction = "lower_is_better"   # or higher_is_better, either (the default)
+    min_relative_change = 0.02      # changes smaller than 2% of the level before are not reported
+    min_absolute_change = 0.1       # ... nor smaller than 0.1 (in the metric's unit)
+    method = "changepoint"          # or rolling_median (the earlier rule: points outside a rolling baseline)
+    sensitivity = 0.001             # the change point's significance level (lower: fewer, surer changes)
+
+A metric's table may hold only policy entries (its keys are then the defaults). The policy says how a bucket's
+series is judged, not which points are comparable: it is not part of the version.
 """
 
 from __future__ import annotations
@@ -28,6 +36,36 @@ from pathlib import Path
 from jobprov.errors import ConfigError
 
 DEFAULT_KEYS = ("dataset", "band", "config.hash")
+DIRECTIONS = ("lower_is_better", "higher_is_better", "either")
+METHODS = ("changepoint", "rolling_median")
+
+
+@dataclass(frozen=True)
+class MetricPolicy:
+    """How a metric's series is judged: which way is worse, the smallest change worth reporting, the method."""
+
+    direction: str = "either"
+    min_relative_change: float = 0.0
+    min_absolute_change: float = 0.0
+    method: str = "changepoint"
+    sensitivity: float = 1e-3
+
+    def worse(self, size: float) -> bool:
+        """A change of ``size`` (after minus before) is a regression, not an improvement."""
+        if self.direction == "lower_is_better":
+            return size > 0
+        if self.direction == "higher_is_better":
+            return size < 0
+        return True
+
+    def matters(self, before: float, size: float) -> bool:
+        """The change is at least the minimum absolute and relative change."""
+        if abs(size) < self.min_absolute_change:
+            return False
+        return abs(size) >= self.min_relative_change * abs(before)
+
+
+_POLICY_FIELDS = {f for f in MetricPolicy.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -35,6 +73,7 @@ class ComparabilityRegistry:
     default_keys: tuple[str, ...] = DEFAULT_KEYS
     metrics: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     label: str = ""
+    policies: Mapping[str, MetricPolicy] = field(default_factory=dict)
 
     @cached_property
     def version(self) -> str:
@@ -47,6 +86,9 @@ class ComparabilityRegistry:
 
     def keys_for(self, metric: str) -> tuple[str, ...]:
         return self.metrics.get(metric, self.default_keys)
+
+    def policy_for(self, metric: str) -> MetricPolicy:
+        return self.policies.get(metric, MetricPolicy())
 
 
 def load_registry(path: str | Path) -> ComparabilityRegistry:
@@ -64,12 +106,40 @@ def load_registry(path: str | Path) -> ComparabilityRegistry:
     tables = document.get("metrics", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{path} metrics", "expected tables: [metrics.NAME] keys = [...]")
+    policies: dict[str, MetricPolicy] = {}
     for name, table in tables.items():
-        if not isinstance(table, dict) or set(table) != {"keys"}:
-            raise ConfigError(f"{path} [metrics.{name}]", "expected exactly one entry: keys = [...]")
-        metrics[name] = _keys(table["keys"], f"{path} [metrics.{name}] keys")
+        where = f"{path} [metrics.{name}]"
+        if not isinstance(table, dict) or not table:
+            raise ConfigError(where, "expected a table: keys = [...] and/or policy entries")
+        unknown = set(table) - {"keys"} - _POLICY_FIELDS
+        if unknown:
+            raise ConfigError(f"{where} {sorted(unknown)[0]}", "unknown key")
+        if "keys" in table:
+            metrics[name] = _keys(table["keys"], f"{where} keys")
+        if set(table) - {"keys"}:
+            policies[name] = _policy({k: v for k, v in table.items() if k != "keys"}, where)
     default = _keys(document.get("default_keys", list(DEFAULT_KEYS)), f"{path} default_keys")
-    return ComparabilityRegistry(default, metrics, str(document.get("label", "")))
+    return ComparabilityRegistry(default, metrics, str(document.get("label", "")), policies)
+
+
+def _policy(table: Mapping[str, object], where: str) -> MetricPolicy:
+    """A metric's policy entries, each checked; the message names the key."""
+    values: dict[str, object] = {}
+    for key in ("direction", "method"):
+        if key in table:
+            allowed = DIRECTIONS if key == "direction" else METHODS
+            if table[key] not in allowed:
+                raise ConfigError(f"{where} {key}", f"expected one of {', '.join(allowed)}, got {table[key]!r}")
+            values[key] = table[key]
+    for key in ("min_relative_change", "min_absolute_change", "sensitivity"):
+        if key in table:
+            raw = table[key]
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
+                raise ConfigError(f"{where} {key}", f"expected a number >= 0, got {raw!r}")
+            if key == "sensitivity" and not 0 < raw < 1:
+                raise ConfigError(f"{where} {key}", f"expected a significance level between 0 and 1, got {raw!r}")
+            values[key] = float(raw)
+    return MetricPolicy(**values)  # type: ignore[arg-type]
 
 
 def _keys(raw: object, where: str) -> tuple[str, ...]:

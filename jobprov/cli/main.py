@@ -24,6 +24,7 @@ COMMANDS = {
     "serve": "jobprov.cli.serve",
     "replay": "jobprov.cli.replay",
     "up": "jobprov.cli.up",
+    "check": "jobprov.cli.check",
 }
 
 

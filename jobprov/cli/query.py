@@ -70,7 +70,19 @@ def _backend(ctx: click.Context) -> Backend:
     service = running_service()
     if service is not None and settings.sink_url in (None, service.store_url):
         return HttpBackend(service.api_url)
-    return LocalBackend(_store(ctx, settings))
+    return LocalBackend(_store(ctx, settings), registry(settings))
+
+
+def registry(settings: ProcessorSettings) -> Any:
+    """The comparability registry the settings name (its metric policies judge regressions), else None."""
+    if not settings.comparability_registry:
+        return None
+    from jobprov.stream_processors.comparability import load_registry
+
+    try:
+        return load_registry(settings.comparability_registry)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
 
 
 _plain = to_plain
@@ -211,18 +223,23 @@ def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, fmt: str
     _emit(compare_rows(changes, job_a, job_b, show_all=show_all or fmt != "table"), fmt, changes)
 
 
+METHODS = click.Choice(["changepoint", "rolling_median"])
+
+
 @query.command()
 @click.argument("metric")
-@click.option("--window", type=int, default=10, show_default=True)
-@click.option("-k", "k", type=float, default=4.0, show_default=True, help="Robust deviations that count.")
-@click.option("--min-points", type=int, default=10, show_default=True, help="Points of a bucket before any is judged.")
-@click.option("--all", "show_all", is_flag=True, help="Every outlier, not only where a run of them starts.")
+@click.option("--method", type=METHODS, help="Default: the metric's policy in the registry (changepoint).")
+@click.option("--window", type=int, default=10, show_default=True, help="rolling_median: points in the baseline.")
+@click.option("-k", "k", type=float, default=4.0, show_default=True, help="rolling_median: robust deviations.")
+@click.option("--min-points", type=int, default=10, show_default=True, help="rolling_median: points before judging.")
+@click.option("--all", "show_all", is_flag=True, help="rolling_median: every outlier, not only each run's first.")
 @click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 def regressions(
     ctx: click.Context,
     metric: str,
+    method: str | None,
     window: int,
     k: float,
     min_points: int,
@@ -230,10 +247,12 @@ def regressions(
     exclude_annotated: tuple[str, ...],
     fmt: str,
 ) -> None:
-    """Points of METRIC outside their bucket's robust baseline, with what changed."""
+    """Where METRIC's level changed in each bucket: its size, regression or improvement (the metric's policy),
+    the last good and first bad job and what changed between them."""
     found = _run(
         lambda: _backend(ctx).regressions(
             metric,
+            method=method,
             window=window,
             k=k,
             min_points=min_points,
@@ -246,7 +265,9 @@ def regressions(
     rows = [
         {"label": r["label"], "time": r["point"]["time"], "value": number(r["point"]["value"]),
          "baseline": number(r["median"]), "deviation": round(r["deviation"], 1), "job_id": r["point"]["job_id"],
-         "what_changed": _changes(r["changes"])}
+         "what_changed": _changes(r["changes"]), "direction": r["direction"], "size": number(r["size"]),
+         "confidence": "" if r["confidence"] is None else number(r["confidence"]),
+         "last_good_job": r["last_good_job"]}
         for r in found
     ]  # fmt: skip
     _emit(rows, fmt, found)

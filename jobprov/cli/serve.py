@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from jobprov.cli.query import _store
+from jobprov.cli.query import _settings, _store, registry
 
 
 @click.command()
@@ -19,4 +19,5 @@ def serve(ctx: click.Context, store: str | None, host: str, port: int) -> None:
     from jobprov.query.api import create_app
 
     ctx.obj = {"store": store}
-    uvicorn.run(create_app(_store(ctx)), host=host, port=port, log_level="warning")
+    settings = _settings(ctx)
+    uvicorn.run(create_app(_store(ctx, settings), registry(settings)), host=host, port=port, log_level="warning")

@@ -169,11 +169,13 @@ def up(
         store_url = f"chdb://{home / 'store'}"
         settings = _with(settings, source_url=broker.url(TOPIC), sink_url=store_url)
         # The worker's sink opens the store and migrates it; the API reads the same store in this process.
+        from jobprov.stream_processors.comparability import load_registry
         from jobprov.stream_processors.worker import make_sink
 
         sink = make_sink(settings)
         reader = connect(store_url)  # the API's and the state rebuild's; the sink writes through its own
-        api = ApiThread(create_app(Store(reader, settings.clickhouse_database)), api_port)
+        registry = load_registry(settings.comparability_registry) if settings.comparability_registry else None
+        api = ApiThread(create_app(Store(reader, settings.clickhouse_database), registry), api_port)
         api.start()
         info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())
         info.write(home)

@@ -732,7 +732,7 @@ def test_regressions_panel_agrees_with_the_query_layer(
     loaded: Loaded, variables: dict[str, str], arguments: dict[str, Any]
 ) -> None:
     rows = _table(loaded, "jobprov-regressions", "Regressions", {**REGRESSIONS, **variables})
-    expected = regressions(loaded.store, "AM1", **arguments)
+    expected = regressions(loaded.store, "AM1", method="rolling_median", **arguments)
     assert expected, "the campaign has regressions"
     label = {r.bucket: ", ".join(f"{k}={v}" for k, v in sorted(r.label.items())) for r in expected}
     assert sorted((r["bucket"], r["job_id"], bool(r["onset"])) for r in rows) == sorted(

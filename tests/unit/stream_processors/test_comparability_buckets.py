@@ -16,7 +16,13 @@ from jobprov.schemas.models import (
     MetricMeasured,
     ProvenanceDeclared,
 )
-from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_keys, bucket_of, load_registry
+from jobprov.stream_processors.comparability import (
+    ComparabilityRegistry,
+    MetricPolicy,
+    bucket_keys,
+    bucket_of,
+    load_registry,
+)
 from jobprov.stream_processors.fold import FoldContext, fold
 from jobprov.stream_processors.records import BucketMove, MetricPoint, ProvenanceRecord, materialize
 
@@ -307,3 +313,43 @@ def test_late_provenance_with_an_older_time_does_not_override(history, fold_even
     assert out == []  # an older declaration of the same key loses: nothing changed
     assert state.provenance_values()["band"] == "i"
     assert state.metric_keys == {"band", "config.hash", "dataset"}
+
+
+def test_registry_policy_per_metric_with_defaults(tmp_path):
+    registry = load_registry(
+        _write(
+            tmp_path,
+            '[metrics.AM1]\nkeys = ["dataset"]\ndirection = "lower_is_better"\nmin_relative_change = 0.05\n'
+            '[metrics.TPUT]\ndirection = "higher_is_better"\nmethod = "rolling_median"\nsensitivity = 0.01\n',
+        )
+    )
+    am1, tput, other = registry.policy_for("AM1"), registry.policy_for("TPUT"), registry.policy_for("PA1")
+    assert (am1.direction, am1.min_relative_change, am1.method) == ("lower_is_better", 0.05, "changepoint")
+    assert registry.keys_for("TPUT") == registry.default_keys  # a policy alone keeps the default keys
+    assert (tput.method, tput.sensitivity) == ("rolling_median", 0.01)
+    assert other == MetricPolicy() and other.direction == "either"
+    assert am1.worse(+1.0) and not am1.worse(-1.0)
+    assert tput.worse(-1.0) and not tput.worse(+1.0)
+    assert other.worse(-1.0) and other.worse(+1.0)
+    assert not am1.matters(100.0, 4.0) and am1.matters(100.0, -5.0)
+    # The policy says how to judge a series, not what is comparable: the version (and so the buckets) stay.
+    plain = load_registry(_write(tmp_path, '[metrics.AM1]\nkeys = ["dataset"]\n', "plain.toml"))
+    assert registry.version == plain.version
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[metrics.AM1]\ndirection = "down"\n', "[metrics.AM1] direction"),
+        ('[metrics.AM1]\nmethod = "magic"\n', "[metrics.AM1] method"),
+        ("[metrics.AM1]\nmin_relative_change = -1\n", "[metrics.AM1] min_relative_change"),
+        ('[metrics.AM1]\nmin_absolute_change = "1"\n', "[metrics.AM1] min_absolute_change"),
+        ("[metrics.AM1]\nsensitivity = 1.5\n", "[metrics.AM1] sensitivity"),
+        ("[metrics.AM1]\nsensitivity = true\n", "[metrics.AM1] sensitivity"),
+        ("[metrics.AM1]\nthreshold = 3\n", "[metrics.AM1] threshold"),
+    ],
+)
+def test_bad_policy_names_the_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as caught:
+        load_registry(_write(tmp_path, text))
+    assert caught.value.key.endswith(key)
