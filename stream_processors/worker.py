@@ -13,8 +13,9 @@
   (:meth:`Processor.resume`) and resumes at the committed offset. Without a store (the derived-records topic
   sink) it is rebuilt from the log up to the committed offset instead.
 - Stops on SIGINT/SIGTERM: the batch in hand is finished, flushed and committed, and the consumer leaves the
-  group (its partitions move at once). ``drain=True`` first folds whatever the topic still holds until it is
-  idle (``jobprov up``, whose broker keeps its log in memory).
+  group (its partitions move at once). ``drain=True`` first folds whatever the topic still holds until it has
+  been quiet for a second, for at most ten (``jobprov up``, whose broker keeps its log in memory); a second signal
+  stops at once.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from jobprov.stream_processors.processor import Processor, RawEvent
 log = logging.getLogger("jobprov.worker")
 
 _PREFIX_IDLE_TIMEOUT_S = 15.0
-_DRAIN_IDLE_S = 1.0
+_DRAIN_IDLE_S = 1.0  # a drain ends once the topic has been quiet this long ...
+_DRAIN_MAX_S = 10.0  # ... or after this long, so that emitters that never pause cannot keep it from stopping
 
 
 def ensure_topics(
@@ -189,6 +191,7 @@ class Worker:
         self._beat = beat or (lambda: None)
         self._drain = drain
         self._stop = threading.Event()
+        self._stopped_at = 0.0
         self._pending: dict[int, int] = {}  # partition -> next offset to commit, once the sink has the batch
         self._unflushed = 0  # events folded into the sink's buffer since the last flush
         self._unflushed_since = 0.0
@@ -203,6 +206,11 @@ class Worker:
             raise ConfigError("kafka", f"librdkafka rejected the configuration: {exc}") from exc
 
     def stop(self) -> None:
+        """End the loop (after the drain, when asked for one); a second call ends it without draining."""
+        if self._stop.is_set():
+            self._drain = False
+        else:
+            self._stopped_at = time.monotonic()
         self._stop.set()
 
     @property
@@ -218,7 +226,7 @@ class Worker:
             while True:
                 self._beat()
                 if self._stop.is_set():
-                    if not self._drain or self._paused:
+                    if not self._drain or self._paused or time.monotonic() - self._stopped_at >= _DRAIN_MAX_S:
                         break
                     if idle_since is not None and time.monotonic() - idle_since >= _DRAIN_IDLE_S:
                         break

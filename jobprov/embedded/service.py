@@ -197,9 +197,10 @@ def up(
         # folds what the broker still holds: the broker keeps its log in memory only.
         run_worker(settings, sink, drain=True, on_signal=lambda: announce("stopping: folding what the broker holds"))
     finally:
+        # The broker first: every event it acknowledges from now on is one the worker will not fold.
+        broker.stop()
         if api is not None:
             api.stop()
-        broker.stop()
         info_now = ServiceInfo.read(home)
         if info_now is not None and info_now.pid == os.getpid():
             (home / INFO_FILE).unlink(missing_ok=True)
