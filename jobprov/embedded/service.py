@@ -198,9 +198,11 @@ def up(
         run_worker(settings, sink, drain=True, on_signal=lambda: announce("stopping: folding what the broker holds"))
     finally:
         # The broker first: every event it acknowledges from now on is one the worker will not fold.
-        broker.stop()
+        broker.stop(grace=0.5)
+        log.debug("broker stopped")
         if api is not None:
             api.stop()
+            log.debug("API stopped")
         info_now = ServiceInfo.read(home)
         if info_now is not None and info_now.pid == os.getpid():
             (home / INFO_FILE).unlink(missing_ok=True)
