@@ -351,7 +351,8 @@ class Worker:
                     )
                     log.info("rebuilt %s[%d] from %d events", self.topic, tp.partition, count)
         log.info("assigned %s%s in %.2fs", self.topic, numbers, time.perf_counter() - started)
-        if self._paused:  # newly assigned partitions wait with the others
+        if self._paused:  # newly assigned partitions wait with the others (assigned first: pause needs them)
+            consumer.incremental_assign(partitions)
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
