@@ -208,7 +208,6 @@ class ClickHouseSink:
             if kind is MetricPoint:
                 assert isinstance(record, MetricPoint)
                 self._points_of.setdefault(record.job_id, []).append(len(buffer))
-                self._pend_bucket(record)
             buffer.append(record)
 
     def _move(self, move: BucketMove) -> None:
@@ -221,7 +220,6 @@ class ClickHouseSink:
             moved = mover(points[i])  # type: ignore[arg-type]
             if moved is not None:
                 points[i] = moved
-                self._pend_bucket(moved)
         if len(positions) < move.points:
             current = self._moves.get(move.job_id)
             if current is None or current.state_version <= move.state_version:
@@ -245,6 +243,8 @@ class ClickHouseSink:
         self.inserted += len(records)
 
     def flush(self, timeout: float) -> None:
+        for point in self._buffers.get(MetricPoint, ()):  # where the points are written, moves applied
+            self._pend_bucket(point)  # type: ignore[arg-type]
         for kind in list(self._buffers):
             records = self._buffers[kind]
             if records:

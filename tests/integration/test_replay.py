@@ -152,3 +152,23 @@ def test_replay_from_a_topic_ends_on_idle_not_watermarks(store: Any, kafka: Any)
     )
     assert verify(store, live, shadow).clean
     store.command(f"DROP DATABASE IF EXISTS {shadow}")
+
+
+def test_a_bucket_left_behind_by_late_provenance_is_no_difference(store: Any) -> None:
+    """Live, a flush fell between a job's points and the provenance that moved them: the provisional bucket keeps a
+    row in `buckets`. The replay folds the job in one batch and never writes it. Both hold the same points."""
+    from tests.integration.test_clickhouse_sink import _job
+
+    live = store.jobprov_database
+    processor = Processor(ClickHouseSink(store, live), ListDeadLetters(), FoldContext())
+    for i, event in enumerate(_job("late", "hsc", [1.0, 2.0], late_provenance=True)):
+        processor.process_batch([RawEvent(encode_event(event), "events", 0, i)])  # a flush per event
+    shadow = f"{live[:50]}_shadow"
+    replay(from_events_table(store, live), store, shadow, progress=False)
+    try:
+        rows = {db: store.query(f"SELECT count() FROM {db}.buckets FINAL").result_rows[0][0] for db in (live, shadow)}
+        assert rows[live] == rows[shadow] + 1, "the live store kept the provisional bucket's row"
+        verification = verify(store, live, shadow)
+        assert verification.clean, verification.differences
+    finally:
+        store.command(f"DROP DATABASE IF EXISTS {shadow}")
