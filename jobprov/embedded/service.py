@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jobprov.errors import JobprovError
-from jobprov.settings import ProcessorSettings, state_home
+from jobprov.settings import ApiSettings, ProcessorSettings, state_home
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,10 @@ def up(
     kafka_port: int = DEFAULT_KAFKA_PORT,
     api_port: int = DEFAULT_API_PORT,
     announce: Any = print,
+    api_settings: ApiSettings | None = None,
 ) -> None:
-    """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here."""
+    """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here; the API
+    (on 127.0.0.1) takes ``api_settings``."""
     from jobprov.embedded.tansu import Broker, port_free
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
@@ -175,7 +177,7 @@ def up(
         sink = make_sink(settings)
         reader = connect(store_url)  # the API's and the state rebuild's; the sink writes through its own
         registry = load_registry(settings.comparability_registry) if settings.comparability_registry else None
-        api = ApiThread(create_app(Store(reader, settings.clickhouse_database), registry), api_port)
+        api = ApiThread(create_app(Store(reader, settings.clickhouse_database), registry, api_settings), api_port)
         api.start()
         info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())
         info.write(home)
