@@ -57,8 +57,12 @@ class ServiceInfo:
             return None
 
     def write(self, home: Path) -> None:
+        """Atomically, readable by this user only (0600)."""
         tmp = home / f".{INFO_FILE}.{os.getpid()}"
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(asdict(self), indent=2))
+        os.chmod(tmp, 0o600)  # an older file of this name kept its mode through O_TRUNC
         tmp.replace(home / INFO_FILE)
 
 
@@ -156,7 +160,10 @@ def up(
     from jobprov.sinks.clickhouse.client import connect
     from jobprov.stream_processors.worker import run_worker
 
-    home.mkdir(parents=True, exist_ok=True)
+    # The state home and the store are this user's only (0700): the store holds whatever jobs reported.
+    for private in (home, home / "store"):
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private.chmod(0o700)
     other = running_service(home)
     if other is not None:
         raise JobprovError(f"jobprov up is already running for {home} (pid {other.pid}, API {other.api_url})")
