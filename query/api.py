@@ -110,7 +110,8 @@ def create_app(
     async def compute(request: Request, fn: Callable[[], Any]) -> Response:
         """``fn``'s document as JSON, computed in a worker thread within the request's budget; 503 when the
         budget runs out or every slot is taken; the budget cancelled when the client disconnects."""
-        if not slots.acquire():
+        ticket = slots.take()
+        if ticket is None:
             raise HTTPException(
                 503,
                 f"busy: {slots.limit} requests are computing (api.max_concurrent_queries); retry shortly",
@@ -119,10 +120,12 @@ def create_app(
         budget = Budget(settings.query_timeout_s)
 
         def work() -> bytes:
+            if not ticket.start():
+                raise QueryTimeout("the request was abandoned before it started")
             try:
                 return _json(under_budget(budget, fn))
             finally:
-                slots.release()  # only once the thread has really ended: abandoned work keeps its slot
+                ticket.finish()  # only once the thread has really ended: abandoned work keeps its slot
 
         outcome: dict[str, Any] = {}
 
@@ -139,10 +142,13 @@ def create_app(
             outcome["gone"] = True
             group.cancel_scope.cancel()
 
-        with anyio.move_on_after(budget.seconds):
-            async with anyio.create_task_group() as group:
-                group.start_soon(run)
-                group.start_soon(watch)
+        try:
+            with anyio.move_on_after(budget.seconds):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(run)
+                    group.start_soon(watch)
+        finally:
+            ticket.drop()  # a no-op once the thread started: it releases the slot when it ends
         if "error" in outcome:
             raise outcome["error"]
         if "body" in outcome:

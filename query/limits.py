@@ -98,3 +98,38 @@ class Slots:
     def release(self) -> None:
         with self._lock:
             self._busy -= 1
+
+    def take(self) -> Ticket | None:
+        """A slot for one request, or None when all are busy."""
+        return Ticket(self) if self.acquire() else None
+
+
+class Ticket:
+    """One request's slot. Released once: when its computation ends, or when the request is abandoned before
+    its computation started (a thread that starts after that does not compute)."""
+
+    def __init__(self, slots: Slots) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._state = "pending"
+
+    def start(self) -> bool:
+        """In the computing thread, first: False if the request was already abandoned."""
+        with self._lock:
+            if self._state != "pending":
+                return False
+            self._state = "running"
+            return True
+
+    def finish(self) -> None:
+        with self._lock:
+            self._state = "done"
+        self._slots.release()
+
+    def drop(self) -> None:
+        """The request is over: release the slot now unless a thread computes (it releases it when it ends)."""
+        with self._lock:
+            if self._state != "pending":
+                return
+            self._state = "dropped"
+        self._slots.release()
