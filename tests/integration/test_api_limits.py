@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,9 +225,11 @@ def test_static_serves_only_the_pages_own_files(big: Store, serve: Callable[...,
         assert ok.headers["content-type"].startswith("text/javascript") and b"jobprovChart" in ok.read()
 
 
-def test_non_finite_values_in_the_store_are_served_as_null_everywhere(store: Any, serve: Callable[..., Served]) -> None:
-    """Points written before the emitter refused NaN/±Inf: the API, the CLI (JSON and table) and the regression
-    scan answer, with null where the value is not a number."""
+def test_non_finite_values_in_the_store_are_served_as_null_everywhere(
+    store: Any, serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    """Points written before the emitter refused NaN/±Inf: the API, the CLI (JSON, table, plots) and the
+    regression scan answer, with null where the value is not a number."""
     sink = ClickHouseSink(store, store.jobprov_database)
     values = [1.0, math.nan, math.inf, -math.inf, *([2.0] * 12)]
     sink.write([ProvenanceRecord("j0", {"dataset": "d"}, "b1", None, 1)])
@@ -251,3 +254,9 @@ def test_non_finite_values_in_the_store_are_served_as_null_everywhere(store: Any
     table = runner.invoke(cli, ["query", "--api", api.url, "series", "ODD"], env=env)
     assert table.exit_code == 0, table.output
     assert "nan" not in table.output.lower() and "inf" not in table.output.lower()
+    png, html = tmp_path / "odd.png", tmp_path / "odd.html"
+    plot = runner.invoke(
+        cli, ["query", "--api", api.url, "plot", "ODD", "--png", str(png), "--html", str(html)], env=env
+    )
+    assert plot.exit_code == 0, plot.output
+    assert png.stat().st_size > 0 and '"values": [1.0, null, null, null, 2.0' in html.read_text()
