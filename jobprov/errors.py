@@ -50,3 +50,7 @@ class QueryError(JobprovError):
 class UnknownNameError(QueryError):
     """A metric, attribute key or job the store does not know. The message names it and its close matches
     (the HTTP API answers 404)."""
+
+
+class QueryTimeout(JobprovError):
+    """A query ran past its time budget or was cancelled (its client left); the HTTP API answers 503."""

@@ -31,6 +31,7 @@ RUNTIME_ENV = frozenset(
         "JOBPROV_TEST_BACKEND",
         "JOBPROV_HOME",
         "JOBPROV_API_URL",
+        "JOBPROV_API_TOKEN",  # the token the CLI presents to the API (a client's secret, not a server setting)
     }
 )
 
@@ -348,6 +349,50 @@ class ProcessorSettings(KafkaSecuritySettings):
     """Replication factor of the topics the worker creates when they are missing (existing ones are kept)."""
 
 
+@dataclass(frozen=True)
+class ApiSettings:
+    """Settings of the query API (`jobprov serve`, `jobprov up`); environment ``JOBPROV_API_*``, TOML ``[api]``.
+
+    Tokens are never configured in clear: each is given by its SHA-256 (hex) and one scope, ``read`` or ``write``
+    (write includes read). With no token, reads are open and every write route is refused, and the API may only
+    bind to a loopback address; with tokens, every ``/api/`` route needs one."""
+
+    tokens_file: str | None = None
+    """File of accepted tokens, one per line: ``SHA256HEX SCOPE`` (``#`` starts a comment)."""
+    tokens: tuple[str, ...] = ()
+    """More accepted tokens, as ``SHA256HEX:SCOPE`` entries (comma-separated in the environment)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host header names accepted besides localhost, 127.0.0.1 and [::1] (DNS rebinding); ``*`` accepts any."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins (scheme://host[:port]) whose pages may read the API from a browser; none: CORS stays off."""
+    query_timeout_s: float = 30.0
+    """The longest one request may compute; past it the request answers 503 and its queries stop."""
+    max_concurrent_queries: int = 4
+    """Requests computing at once; more are refused with 503 rather than queued."""
+    max_result_rows: int = 5_000_000
+    """Rows one query may answer (a longer series is refused with a 400 saying how to narrow it)."""
+
+
+def _validate_api(settings: ApiSettings) -> None:
+    from jobprov.query.tokens import parse_token_entry  # the one parser of token entries
+
+    for i, entry in enumerate(settings.tokens):
+        parse_token_entry(entry.replace(":", " ", 1), f"api.tokens[{i}]")
+    for host in settings.allowed_hosts:
+        if not host or any(c in host for c in "/ @"):
+            raise ConfigError("api.allowed_hosts", f"{host!r}: expected a host name or address")
+    for origin in settings.cors_origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ConfigError("api.cors_origins", f"{origin!r}: expected scheme://host[:port] (no wildcard)")
+    if settings.query_timeout_s <= 0:
+        raise ConfigError("api.query_timeout_s", "must be > 0")
+    if settings.max_concurrent_queries < 1:
+        raise ConfigError("api.max_concurrent_queries", "must be >= 1")
+    if settings.max_result_rows < 1:
+        raise ConfigError("api.max_result_rows", "must be >= 1")
+
+
 def _validate_emitter(settings: EmitterSettings) -> None:
     if settings.flush_timeout_s < 0:
         raise ConfigError("flush_timeout_s", "must be >= 0")
@@ -409,6 +454,7 @@ class _Section:
 _SECTIONS = {
     "emitter": _Section("emitter", ENV_PREFIX, EmitterSettings, _validate_emitter),
     "processor": _Section("processor", f"{ENV_PREFIX}PROCESSOR_", ProcessorSettings, _validate_processor),
+    "api": _Section("api", f"{ENV_PREFIX}API_", ApiSettings, _validate_api),
 }
 
 
@@ -502,6 +548,17 @@ def load_processor_settings(
 ) -> ProcessorSettings:
     """Build stream processor settings; raise :class:`ConfigError` naming the first bad or unknown key."""
     settings: ProcessorSettings = _load("processor", overrides, env, config_file)
+    return settings
+
+
+def load_api_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> ApiSettings:
+    """Build query API settings; raise :class:`ConfigError` naming the first bad or unknown key."""
+    settings: ApiSettings = _load("api", overrides, env, config_file)
     return settings
 
 

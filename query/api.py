@@ -1,27 +1,46 @@
-"""The read-only HTTP API over the query layer (FastAPI; the OpenAPI document is at ``/openapi.json``), and the
-web page that reads it (``/``: a metric's series per bucket with regressions; ``/jobs/{id}``: one job).
+"""The HTTP API over the query layer (FastAPI; the OpenAPI document is at ``/openapi.json``), and the web page
+that reads it (``/``: a metric's series per bucket with regressions; ``/jobs/{id}``: one job).
 
 Every endpoint is a thin shell over :class:`jobprov.query.backend.LocalBackend`, whose documents the CLI also
 reads back through :class:`~jobprov.query.backend.HttpBackend`: parameters are validated by FastAPI and by the
-query functions (a bad parameter is a 4xx with the reason), values reach ClickHouse only as query parameters.
+query functions (a bad parameter is a 4xx naming it), values reach ClickHouse only as query parameters.
 The process that serves the API owns the store; run it with ``jobprov serve`` or ``jobprov up``.
+
+Bounds (:mod:`jobprov.query.limits`): each ``/api/`` request computes in a worker thread within
+``api.query_timeout_s`` (503 past it), at most ``api.max_concurrent_queries`` at once (503 past that), its
+queries stopped by the engine at the same time limit and at ``api.max_result_rows`` rows; a client that
+disconnects cancels its request's remaining queries. Access (:mod:`jobprov.query.security`): a Host allow-list,
+CORS only for configured origins, bearer tokens with read/write scopes. A NaN or infinite value (older stores
+may hold them) is served as null.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from jobprov import __version__
-from jobprov.errors import QueryError, UnknownNameError
+from jobprov.errors import QueryError, QueryTimeout, UnknownNameError
 from jobprov.query.backend import LocalBackend
-from jobprov.query.store import Store
+from jobprov.query.limits import Budget, Slots, under_budget
+from jobprov.query.security import HostAllowList, require_scope
+from jobprov.query.store import Store, to_plain
+from jobprov.query.tokens import Tokens
+from jobprov.settings import ApiSettings
 from jobprov.stream_processors.comparability import ComparabilityRegistry
+
+# The web page's files: nothing else is served under /static (an allow-list, not a file system lookup).
+STATIC = {"chart.js": "text/javascript", "style.css": "text/css"}
 
 
 def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
@@ -41,7 +60,7 @@ class SeriesLine(BaseModel):
     bucket: str | None = Field(description="The bucket id; null for a line grouped by keys")
     unit: str | None
     times_ms: list[int] = Field(description="Point times in epoch milliseconds (UTC), in time order")
-    values: list[float]
+    values: list[float | None] = Field(description="null where the stored value is NaN or infinite")
     job_ids: list[str]
     event_ids: list[str]
 
@@ -51,20 +70,104 @@ def web_asset(name: str) -> str:
     return (resources.files("jobprov.query") / "web" / name).read_text(encoding="utf-8")
 
 
-def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> FastAPI:
+def _json(document: Any) -> bytes:
+    try:
+        return json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
+    except ValueError:  # a NaN or infinity somewhere a document did not expect one: null, as everywhere else
+        return json.dumps(to_plain(document), allow_nan=False, separators=(",", ":")).encode()
+
+
+def create_app(
+    store: Store, registry: ComparabilityRegistry | None = None, settings: ApiSettings | None = None
+) -> FastAPI:
+    """The API over ``store`` (metric policies from ``registry``; limits and access from ``settings``; default:
+    loopback use, no tokens)."""
+    settings = settings or ApiSettings()
     app = FastAPI(
         title="jobprov",
         version=__version__,
         description="Job provenance: regression series per provenance bucket, comparisons, regressions, jobs.",
     )
+    store = dataclasses.replace(
+        store, max_execution_time=settings.query_timeout_s, max_result_rows=settings.max_result_rows
+    )
     backend = LocalBackend(store, registry)
+    slots = Slots(settings.max_concurrent_queries)
+    app.state.tokens = Tokens.load(settings.tokens_file, settings.tokens)
+    app.state.slots = slots
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(HostAllowList, allowed=settings.allowed_hosts)  # added last: runs first
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_scope("read"))])
+
+    async def compute(request: Request, fn: Callable[[], Any]) -> Response:
+        """``fn``'s document as JSON, computed in a worker thread within the request's budget; 503 when the
+        budget runs out or every slot is taken; the budget cancelled when the client disconnects."""
+        ticket = slots.take()
+        if ticket is None:
+            raise HTTPException(
+                503,
+                f"busy: {slots.limit} requests are computing (api.max_concurrent_queries); retry shortly",
+                {"Retry-After": "1"},
+            )
+        budget = Budget(settings.query_timeout_s)
+
+        def work() -> bytes:
+            if not ticket.start():
+                raise QueryTimeout("the request was abandoned before it started")
+            try:
+                return _json(under_budget(budget, fn))
+            finally:
+                ticket.finish()  # only once the thread has really ended: abandoned work keeps its slot
+
+        outcome: dict[str, Any] = {}
+
+        async def run() -> None:
+            try:
+                outcome["body"] = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            except Exception as exc:  # re-raised below, outside the task group
+                outcome["error"] = exc
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            while not await request.is_disconnected():
+                await anyio.sleep(0.2)
+            outcome["gone"] = True
+            group.cancel_scope.cancel()
+
+        try:
+            with anyio.move_on_after(budget.seconds):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(run)
+                    group.start_soon(watch)
+        finally:
+            ticket.drop()  # a no-op once the thread started: it releases the slot when it ends
+        if "error" in outcome:
+            raise outcome["error"]
+        if "body" in outcome:
+            return Response(outcome["body"], media_type="application/json")
+        budget.cancel()  # the thread stops at its next query
+        if outcome.get("gone"):
+            return Response(status_code=499)  # nobody is there to read it
+        raise QueryTimeout(f"the request ran past {budget.seconds:g} s (api.query_timeout_s) and was stopped")
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Any, exc: QueryError) -> JSONResponse:
-        # A name the store does not know (a metric, an attribute key) is not found; any other bad parameter
-        # is a bad request.
+        # A name the store does not know (a metric, an attribute key, a job) is not found; any other bad
+        # parameter is a bad request.
         status = 404 if isinstance(exc, UnknownNameError) else 400
         return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    @app.exception_handler(QueryTimeout)
+    async def timed_out(request: Any, exc: QueryTimeout) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "5"})
 
     @app.get("/healthz", summary="Liveness: the process is up")
     def healthz() -> dict[str, str]:
@@ -75,19 +178,20 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
         store.rows("SELECT 1")
         return {"status": "ready", "database": store.database}
 
-    @app.get("/api/v1/metrics", summary="Every metric with points: unit, points, buckets, newest point")
-    def get_metrics() -> Any:
-        return backend.metrics()
+    @api.get("/metrics", summary="Every metric with points: unit, points, buckets, newest point")
+    async def get_metrics(request: Request) -> Response:
+        return await compute(request, backend.metrics)
 
     # The model documents the lines; the response is written straight from the column lists (a long series is
     # tens of thousands of numbers: validating or re-encoding them element by element would cost more than the
     # query).
-    @app.get(
-        "/api/v1/series/{metric}",
+    @api.get(
+        "/series/{metric}",
         summary="A metric over time, one line per bucket or chosen keys",
         response_model=list[SeriesLine],
     )
-    def get_series(
+    async def get_series(
+        request: Request,
         metric: str,
         group_by: Annotated[list[str] | None, Query(description="Provenance keys to group by")] = None,
         filter: Annotated[list[str] | None, Query(description="KEY=VALUE provenance filters")] = None,
@@ -96,98 +200,119 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
         until: datetime | None = None,
         bucket: Annotated[str | None, Query(description="Only this bucket (an id, as /api/v1/buckets says)")] = None,
     ) -> Response:
-        return JSONResponse(
-            backend.series(
+        filters, excluded = _pairs(filter, "filter"), _pairs(exclude_annotated, "exclude_annotated")
+        return await compute(
+            request,
+            lambda: backend.series(
                 metric,
                 group_by=group_by or (),
                 since=since,
                 until=until,
-                filters=_pairs(filter, "filter"),
-                exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
+                filters=filters,
+                exclude_annotated=excluded,
                 bucket=bucket,
-            )
+            ),
         )
 
-    @app.get("/api/v1/buckets/{metric}", summary="Which bucket this provenance belongs to, and its baseline")
-    def get_bucket(
+    @api.get("/buckets/{metric}", summary="Which bucket this provenance belongs to, and its baseline")
+    async def get_bucket(
+        request: Request,
         metric: str,
         provenance: Annotated[list[str] | None, Query(description="KEY=VALUE")] = None,
         last: Annotated[int, Query(ge=1, le=100_000)] = 50,
-    ) -> Any:
-        return backend.bucket(metric, _pairs(provenance, "provenance"), last)
+    ) -> Response:
+        pairs = _pairs(provenance, "provenance")
+        return await compute(request, lambda: backend.bucket(metric, pairs, last))
 
-    @app.get("/api/v1/compare", summary="Provenance keys that differ between two jobs")
-    def get_compare(a: str, b: str, include_env: bool = False) -> Any:
-        return backend.compare(a, b, include_env)
+    @api.get("/compare", summary="Provenance keys that differ between two jobs")
+    async def get_compare(request: Request, a: str, b: str, include_env: bool = False) -> Response:
+        return await compute(request, lambda: backend.compare(a, b, include_env))
 
-    @app.get("/api/v1/regressions/{metric}", summary="Changes of level per bucket: regressions and improvements")
-    def get_regressions(
+    @api.get("/regressions/{metric}", summary="Changes of level per bucket: regressions and improvements")
+    async def get_regressions(
+        request: Request,
         metric: str,
         method: Annotated[
             str | None,
             Query(pattern="^(changepoint|rolling_median)$", description="Default: the metric's policy (changepoint)"),
         ] = None,
         window: Annotated[int, Query(ge=2, le=1000)] = 10,
-        k: Annotated[float, Query(gt=0)] = 4.0,
+        k: Annotated[float, Query(ge=1, le=1000, description="Robust deviations that count (>= 1)")] = 4.0,
         min_points: Annotated[int, Query(ge=2, le=10_000, description="Points of a bucket before any is judged")] = 10,
         onset_only: bool = True,
         exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
-    ) -> Any:
-        return backend.regressions(
-            metric,
-            window=window,
-            k=k,
-            min_points=min_points,
-            onset_only=onset_only,
-            exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
-            method=method,
+    ) -> Response:
+        excluded = _pairs(exclude_annotated, "exclude_annotated")
+        return await compute(
+            request,
+            lambda: backend.regressions(
+                metric,
+                window=window,
+                k=k,
+                min_points=min_points,
+                onset_only=onset_only,
+                exclude_annotated=excluded,
+                method=method,
+            ),
         )
 
-    @app.get("/api/v1/check", summary="A job's points against their buckets' current level (CI gating)")
-    def get_check(
+    @api.get("/check", summary="A job's points against their buckets' current level (CI gating)")
+    async def get_check(
+        request: Request,
         job: Annotated[str | None, Query(description="A job id")] = None,
         metric: Annotated[str | None, Query(description="Only this metric (required with bucket)")] = None,
         bucket: Annotated[str | None, Query(description="Judge the newest job of this bucket")] = None,
-    ) -> Any:
-        return backend.check(job, metric=metric, bucket=bucket)
+    ) -> Response:
+        return await compute(request, lambda: backend.check(job, metric=metric, bucket=bucket))
 
-    @app.get("/api/v1/lineage", summary="Ancestors or descendants of a job or an artifact")
-    def get_lineage(
+    @api.get("/lineage", summary="Ancestors or descendants of a job or an artifact")
+    async def get_lineage(
+        request: Request,
         ref: str,
         direction: Annotated[str, Query(pattern="^(up|down)$")] = "up",
         depth: Annotated[int, Query(ge=1, le=50)] = 10,
         stop_at: Annotated[list[str] | None, Query(description="KEY=VALUE: do not go past such jobs")] = None,
-    ) -> Any:
-        return backend.lineage(ref, down=direction == "down", depth=depth, stop_at=_pairs(stop_at, "stop_at"))
+    ) -> Response:
+        stop = _pairs(stop_at, "stop_at")
+        return await compute(request, lambda: backend.lineage(ref, down=direction == "down", depth=depth, stop_at=stop))
 
-    @app.get("/api/v1/jobs", summary="Jobs matching every where-group (ATTR OP VALUE | …)")
-    def get_jobs(
+    @api.get("/jobs", summary="Jobs matching every where-group (ATTR OP VALUE | …)")
+    async def get_jobs(
+        request: Request,
         where: Annotated[list[str], Query(description='e.g. "job.name = softmean", "band = r | band = i"')],
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    ) -> list[str]:
-        return backend.find(where, limit=limit)
+    ) -> Response:
+        return await compute(request, lambda: backend.find(where, limit=limit))
 
-    @app.get("/api/v1/artifacts", summary="Artifacts matching every where-group")
-    def get_artifacts(
+    @api.get("/artifacts", summary="Artifacts matching every where-group")
+    async def get_artifacts(
+        request: Request,
         where: Annotated[list[str], Query(description='e.g. "relation = produced", "uri ~ s3://bucket/"')],
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    ) -> list[str]:
-        return backend.find(where, artifacts=True, limit=limit)
+    ) -> Response:
+        return await compute(request, lambda: backend.find(where, artifacts=True, limit=limit))
 
-    @app.get("/api/v1/jobs/{job_id}", summary="Everything about one job")
-    def get_job(job_id: str) -> Any:
-        try:
-            return backend.job(job_id)
-        except QueryError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from exc
+    @api.get("/jobs/{job_id}", summary="Everything about one job")
+    async def get_job(request: Request, job_id: str) -> Response:
+        def detail() -> dict[str, Any]:
+            try:
+                return backend.job(job_id)
+            except UnknownNameError:
+                raise
+            except QueryError as exc:
+                raise UnknownNameError(str(exc)) from exc
 
-    @app.get("/api/v1/jobs/{job_id}/resources", summary="A job's resource samples in time order")
-    def get_resources(job_id: str) -> Any:
-        return backend.resources(job_id)
+        return await compute(request, detail)
 
-    @app.get("/api/v1/status", summary="Jobs by status")
-    def get_status() -> dict[str, int]:
-        return backend.status()
+    @api.get("/jobs/{job_id}/resources", summary="A job's resource samples in time order")
+    async def get_resources(request: Request, job_id: str) -> Response:
+        return await compute(request, lambda: backend.resources(job_id))
+
+    @api.get("/status", summary="Jobs by status")
+    async def get_status(request: Request) -> Response:
+        return await compute(request, backend.status)
+
+    app.include_router(api)
 
     # The web page: static files that read the API above (no build step, no third-party scripts).
     @app.get("/", include_in_schema=False)
@@ -200,13 +325,10 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:
-        types = {"js": "text/javascript", "css": "text/css"}
-        kind = name.rsplit(".", 1)[-1]
-        if kind not in types or "/" in name or name.startswith("."):
-            raise HTTPException(status_code=404, detail=f"no static file {name!r}")
-        try:
-            return Response(web_asset(name), media_type=types[kind])
-        except FileNotFoundError as exc:
-            raise HTTPException(status_code=404, detail=f"no static file {name!r}") from exc
+        # Only the page's own files, by exact name: anything else (other files, odd bytes, paths) is not found.
+        kind = STATIC.get(name)
+        if kind is None:
+            raise HTTPException(status_code=404, detail="no such static file")
+        return Response(web_asset(name), media_type=kind)
 
     return app

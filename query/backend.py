@@ -22,6 +22,7 @@ from jobprov.query import attributes, lineage
 from jobprov.query import jobs as jq
 from jobprov.query import series as q
 from jobprov.query.store import Store, to_plain
+from jobprov.settings import Secret
 from jobprov.stream_processors.comparability import ComparabilityRegistry
 
 
@@ -171,17 +172,21 @@ def _pairs(name: str, values: Mapping[str, str] | None) -> list[tuple[str, str]]
 class HttpBackend:
     """Asks a running query API (``jobprov up`` or ``jobprov serve``); standard library only."""
 
-    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 60.0, token: Secret | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError("api_url", f"{base_url!r}: expected http(s)://host:port")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.token = token  # sent as a bearer token (an API with tokens configured asks for one)
 
     def _get(self, path: str, params: Sequence[tuple[str, Any]] = ()) -> Any:
         query = urllib.parse.urlencode([(k, v) for k, v in params if v is not None])
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        request = urllib.request.Request(url)  # noqa: S310 (http(s) only, checked in __init__)
+        if self.token is not None:
+            request.add_header("Authorization", f"Bearer {self.token.get()}")
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:  # noqa: S310 (http(s) only, checked)
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (http(s) only, checked)
                 return json.load(response)
         except urllib.error.HTTPError as exc:
             try:

@@ -8,6 +8,7 @@ for the points a consumer singles out, such as a regression.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,15 @@ def from_millis(millis: int) -> datetime:
 def iso_millis(millis: int) -> str:
     """Epoch milliseconds as ISO 8601 text, the form every other time in the documents takes."""
     return from_millis(millis).isoformat()
+
+
+def finite_or_none(values: list[float]) -> list[float] | list[float | None]:
+    """A column of numbers with every NaN or infinity as None (JSON null: JSON has no such numbers; older stores
+    may hold them, emitters now refuse them). The common case, all finite, is one sum and no copy: a NaN or an
+    infinity makes the sum non-finite (a sum that overflows only costs the slow path)."""
+    if math.isfinite(sum(values)):
+        return values
+    return [v if math.isfinite(v) else None for v in values]
 
 
 @dataclass(slots=True)
@@ -58,13 +68,13 @@ class Line:
         return [self.point(i) for i in range(len(self))]
 
     def document(self) -> dict[str, Any]:
-        """The line as the API serves it (the column lists themselves, not copies)."""
+        """The line as the API serves it (the column lists themselves, not copies; non-finite values as None)."""
         return {
             "label": dict(self.label),
             "bucket": self.bucket,
             "unit": self.unit,
             "times_ms": self.times_ms,
-            "values": self.values,
+            "values": finite_or_none(self.values),
             "job_ids": self.job_ids,
             "event_ids": self.event_ids,
         }

@@ -31,6 +31,10 @@ def _changes(changes: Sequence[dict[str, Any]]) -> str:
     return describe_changes(changes) or "no provenance change"
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"  # None: a NaN or infinity stored, as the page says it
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -58,11 +62,13 @@ def series_png(metric: str, lines: Sequence[dict[str, Any]], regressions: Sequen
     try:
         for i, line in enumerate(lines):
             times: Any = np.array(line["times_ms"], dtype="datetime64[ms]")  # matplotlib plots datetime64 as dates
-            values = line["values"]
+            values: Any = np.array(line["values"], dtype=float)  # null (a NaN or infinity stored): a gap
             ax.plot(times, values, marker="o", markersize=3.5, linewidth=1.8, color=PALETTE[i % len(PALETTE)],
                     label=f"{_label(line['label'])} ({len(values)})")  # fmt: skip
         said: set[str] = set()
         for r in regressions:
+            if r["point"]["value"] is None:
+                continue  # no point drawn there, so no ring either
             when: Any = datetime.fromisoformat(r["point"]["time"])
             ax.scatter([when], [r["point"]["value"]], s=160 if r.get("onset") else 70, facecolors="none",
                        edgecolors=REGRESSION, linewidths=2.5, zorder=5)  # fmt: skip
@@ -92,11 +98,12 @@ def series_html(
 ) -> Path:
     from jobprov.query.api import web_asset
 
-    data = json.dumps({"metric": metric, "lines": list(lines), "regressions": list(regressions)})
+    # allow_nan=False: the documents carry null for a non-finite value; a NaN here would break the page's JSON.
+    data = json.dumps({"metric": metric, "lines": list(lines), "regressions": list(regressions)}, allow_nan=False)
     data = data.replace("</", "<\\/")  # never close the script element early, whatever the values say
     rows = "".join(
         f"<tr><td>{html.escape(r['point']['time'][:16])}</td><td>{html.escape(_label(r['label']))}</td>"
-        f"<td>{r['point']['value']:.4g}</td><td>{html.escape(_changes(r['changes']))}</td></tr>"
+        f"<td>{_number(r['point']['value'])}</td><td>{html.escape(_changes(r['changes']))}</td></tr>"
         for r in regressions
         if r.get("onset")
     )

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from jobprov.errors import ConfigError
-from jobprov.settings import EmitterSettings, ProcessorSettings, load_emitter_settings, load_processor_settings
+from jobprov.settings import (
+    ApiSettings,
+    EmitterSettings,
+    ProcessorSettings,
+    load_api_settings,
+    load_emitter_settings,
+    load_processor_settings,
+)
 
 
 class SuggestingGroup(click.Group):
@@ -47,6 +54,37 @@ def processor_settings_from(ctx: click.Context, *, need_store: bool = False, **o
     if need_store and settings.sink_url is None:
         raise click.UsageError("no store: pass chdb:///dir or http(s)://host:8123 (or set JOBPROV_PROCESSOR_SINK_URL)")
     return settings
+
+
+def api_options(command: Any) -> Any:
+    """The query API's access options, shared by `jobprov serve` and `jobprov up` (each also a setting)."""
+    tokens = "Accepted tokens: lines of SHA256HEX read|write ($JOBPROV_API_TOKENS_FILE)."
+    hosts = "A Host name to answer besides localhost, 127.0.0.1 and [::1] (repeatable)."
+    origins = "An origin (scheme://host[:port]) whose pages may call the API (repeatable)."
+    for option in reversed(
+        [
+            click.option("--tokens-file", help=tokens),
+            click.option("--allowed-host", "allowed_hosts", multiple=True, help=hosts),
+            click.option("--cors-origin", "cors_origins", multiple=True, help=origins),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def api_settings_from(
+    ctx: click.Context, tokens_file: str | None, allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]
+) -> ApiSettings:
+    """Query API settings from --config and the environment, with the options above over them; a bad key exits 2."""
+    values: dict[str, Any] = {"tokens_file": tokens_file}
+    if allowed_hosts:
+        values["allowed_hosts"] = allowed_hosts
+    if cors_origins:
+        values["cors_origins"] = cors_origins
+    try:
+        return load_api_settings(values, config_file=ctx.find_root().params.get("config"))
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
 
 
 def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from jobprov.query.store import to_plain
 
 if TYPE_CHECKING:
     from jobprov.query.backend import Backend
-    from jobprov.settings import ProcessorSettings
+    from jobprov.settings import ProcessorSettings, Secret
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
@@ -63,13 +63,13 @@ def _backend(ctx: click.Context) -> Backend:
     api = (ctx.obj or {}).get("api")
     if api:
         try:
-            return HttpBackend(api)
+            return HttpBackend(api, token=_api_token())
         except ConfigError as exc:
             raise click.UsageError(f"configuration error: {exc}") from exc
     settings = _settings(ctx)
     service = running_service()
     if service is not None and settings.sink_url in (None, service.store_url):
-        return HttpBackend(service.api_url)
+        return HttpBackend(service.api_url, token=_api_token())
     return LocalBackend(_store(ctx, settings), registry(settings))
 
 
@@ -83,6 +83,16 @@ def registry(settings: ProcessorSettings) -> Any:
         return load_registry(settings.comparability_registry)
     except ConfigError as exc:
         raise click.UsageError(f"configuration error: {exc}") from exc
+
+
+def _api_token() -> Secret | None:
+    """The token to present to the API ($JOBPROV_API_TOKEN), if any."""
+    import os
+
+    from jobprov.settings import Secret
+
+    value = os.environ.get("JOBPROV_API_TOKEN")
+    return Secret(value) if value else None
 
 
 _plain = to_plain

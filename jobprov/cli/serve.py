@@ -1,23 +1,41 @@
-"""`jobprov serve`: the read-only HTTP query API."""
+"""`jobprov serve`: the HTTP query API."""
 
 from __future__ import annotations
 
 import click
 
+from jobprov.cli.common import api_options, api_settings_from
 from jobprov.cli.query import _settings, _store, registry
+from jobprov.errors import ConfigError
 
 
 @click.command()
 @click.option("--store", help="chdb:///dir or http(s)://host:8123 ($JOBPROV_PROCESSOR_SINK_URL).")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Beyond loopback only with tokens configured.")
 @click.option("--port", type=int, default=8000, show_default=True)
+@api_options
 @click.pass_context
-def serve(ctx: click.Context, store: str | None, host: str, port: int) -> None:
+def serve(
+    ctx: click.Context,
+    store: str | None,
+    host: str,
+    port: int,
+    tokens_file: str | None,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
+) -> None:
     """Serve the query API (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
 
     from jobprov.query.api import create_app
+    from jobprov.query.tokens import Tokens, check_bind
 
+    api_settings = api_settings_from(ctx, tokens_file, allowed_hosts, cors_origins)
+    try:
+        check_bind(host, Tokens.load(api_settings.tokens_file, api_settings.tokens))
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
     ctx.obj = {"store": store}
     settings = _settings(ctx)
-    uvicorn.run(create_app(_store(ctx, settings), registry(settings)), host=host, port=port, log_level="warning")
+    app = create_app(_store(ctx, settings), registry(settings), api_settings)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

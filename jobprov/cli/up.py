@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from jobprov.cli.common import processor_settings_from
+from jobprov.cli.common import api_options, api_settings_from, processor_settings_from
 from jobprov.errors import JobprovError
 
 
@@ -20,6 +20,7 @@ from jobprov.errors import JobprovError
 @click.option("--partitions", type=int, help="Partitions of the events topic.")
 @click.option("--registry", "comparability_registry", help="Comparability registry TOML file.")
 @click.option("--log-level", default="warning", show_default=True)
+@api_options
 @click.pass_context
 def up(
     ctx: click.Context,
@@ -30,6 +31,9 @@ def up(
     partitions: int | None,
     comparability_registry: str | None,
     log_level: str,
+    tokens_file: str | None,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Start the whole pipeline on this machine; Ctrl-C stops it. Emitters here need no configuration."""
     from jobprov.embedded import service
@@ -42,6 +46,7 @@ def up(
         partitions=partitions,
         comparability_registry=comparability_registry,
     )
+    api_settings = api_settings_from(ctx, tokens_file, allowed_hosts, cors_origins)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         service.up(
@@ -49,6 +54,7 @@ def up(
             home=where,
             kafka_port=kafka_port,
             api_port=api_port,
+            api_settings=api_settings,
             announce=lambda text: click.echo(text, err=True),
         )
     except JobprovError as exc:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jobprov.errors import JobprovError
-from jobprov.settings import ProcessorSettings, state_home
+from jobprov.settings import ApiSettings, ProcessorSettings, state_home
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,12 @@ class ServiceInfo:
             return None
 
     def write(self, home: Path) -> None:
+        """Atomically, readable by this user only (0600)."""
         tmp = home / f".{INFO_FILE}.{os.getpid()}"
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(asdict(self), indent=2))
+        os.chmod(tmp, 0o600)  # an older file of this name kept its mode through O_TRUNC
         tmp.replace(home / INFO_FILE)
 
 
@@ -146,15 +150,20 @@ def up(
     kafka_port: int = DEFAULT_KAFKA_PORT,
     api_port: int = DEFAULT_API_PORT,
     announce: Any = print,
+    api_settings: ApiSettings | None = None,
 ) -> None:
-    """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here."""
+    """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here; the API
+    (on 127.0.0.1) takes ``api_settings``."""
     from jobprov.embedded.tansu import Broker, port_free
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
     from jobprov.sinks.clickhouse.client import connect
     from jobprov.stream_processors.worker import run_worker
 
-    home.mkdir(parents=True, exist_ok=True)
+    # The state home and the store are this user's only (0700): the store holds whatever jobs reported.
+    for private in (home, home / "store"):
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private.chmod(0o700)
     other = running_service(home)
     if other is not None:
         raise JobprovError(f"jobprov up is already running for {home} (pid {other.pid}, API {other.api_url})")
@@ -175,7 +184,7 @@ def up(
         sink = make_sink(settings)
         reader = connect(store_url)  # the API's and the state rebuild's; the sink writes through its own
         registry = load_registry(settings.comparability_registry) if settings.comparability_registry else None
-        api = ApiThread(create_app(Store(reader, settings.clickhouse_database), registry), api_port)
+        api = ApiThread(create_app(Store(reader, settings.clickhouse_database), registry, api_settings), api_port)
         api.start()
         info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())
         info.write(home)

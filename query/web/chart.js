@@ -25,6 +25,7 @@
   // Four significant digits wherever a value is said (tooltips, tables, explanations), as the CLI's tables and
   // the HTML report say them.
   function fmt(value) {
+    if (value === null || value === undefined) return "n/a";  // the API's null: a NaN or infinity stored
     if (value === 0) return "0";
     const size = Math.abs(value);
     if (size >= 1e5 || size < 1e-3) return value.toExponential(3);
@@ -82,6 +83,7 @@
     const lines = (data.lines || []).map(checkLine);
     const regressions = data.regressions || [];
     if (!lines.length) { container.textContent = "no points"; return; }
+    // A value the API serves as null (a NaN or infinity in the store) is no point: the line breaks there.
     const width = Math.max(640, Math.min(container.clientWidth || 1000, 1100));
     const height = 420;
     const m = { left: 64, right: 44, top: 24, bottom: 36 };
@@ -90,9 +92,10 @@
     let [t0, t1, v0, v1] = [Infinity, -Infinity, Infinity, -Infinity];
     for (const line of lines) {
       for (const t of line.times_ms) { if (t < t0) t0 = t; if (t > t1) t1 = t; }
-      for (const v of line.values) { if (v < v0) v0 = v; if (v > v1) v1 = v; }
+      for (const v of line.values) { if (v === null) continue; if (v < v0) v0 = v; if (v > v1) v1 = v; }
     }
     if (t0 === t1) { t0 -= 3600e3; t1 += 3600e3; }
+    if (v0 > v1) { v0 = 0; v1 = 1; }  // every value null
     const pad = (v1 - v0) * 0.08 || Math.abs(v0) * 0.1 || 1;
     v0 -= pad; v1 += pad;
     const x = (t) => m.left + ((t - t0) / (t1 - t0)) * (width - m.left - m.right);
@@ -132,9 +135,16 @@
     legend.className = "legend";
     lines.forEach((line, i) => {
       const colour = PALETTE[i % PALETTE.length];
-      const xs = line.times_ms.map(x), ys = line.values.map(y);
-      el("polyline", { class: "line", stroke: colour, points: xs.map((px, j) => `${px},${ys[j]}`).join(" ") }, svg);
+      const xs = line.times_ms.map(x), ys = line.values.map((v) => (v === null ? null : y(v)));
+      let run = [];
+      const flush = () => {
+        if (run.length) el("polyline", { class: "line", stroke: colour, points: run.join(" ") }, svg);
+        run = [];
+      };
+      xs.forEach((px, j) => { if (ys[j] === null) flush(); else run.push(`${px},${ys[j]}`); });
+      flush();
       xs.forEach((px, j) => {
+        if (ys[j] === null) return;
         const job = line.job_ids[j];
         const dot = el("circle", { class: "point", cx: px, cy: ys[j], r: 3.5, fill: colour, "data-job": job }, svg);
         const unit = line.unit ? ` ${line.unit}` : "";
@@ -151,6 +161,7 @@
       legend.appendChild(item);
     });
     for (const r of regressions) {
+      if (r.point.value === null) continue;
       const ring = el("circle", { class: "regression", cx: x(Date.parse(r.point.time)), cy: y(r.point.value),
         r: r.onset ? 9 : 6, "data-job": r.point.job_id, "data-onset": r.onset ? "1" : "0" }, svg);
       const text = regressionText(data.metric, { ...r, unit: lines[0].unit });
@@ -183,9 +194,15 @@
     }
   }
 
-  // The API's documents; a 4xx/5xx becomes an error with the API's reason.
+  // The API's documents; a 4xx/5xx becomes an error with the API's reason. An API with tokens configured
+  // answers 401: the page asks for a token once and keeps it for this tab only (sessionStorage).
   async function getJSON(url) {
-    const response = await fetch(url);
+    const token = sessionStorage.getItem("jobprov.token");
+    const response = await fetch(url, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
+    if (response.status === 401) {
+      const entered = window.prompt("This jobprov API needs a token (read scope):");
+      if (entered) { sessionStorage.setItem("jobprov.token", entered.trim()); return getJSON(url); }
+    }
     const body = await response.json();
     if (!response.ok) throw new Error(body.detail || response.statusText);
     return body;

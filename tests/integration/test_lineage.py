@@ -107,7 +107,7 @@ def test_lineage_over_cli_and_http(graph: Store) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "artifact:file:///w/warp1" in result.output and "job:r1" in result.output
-    client = TestClient(create_app(graph))
+    client = TestClient(create_app(graph), base_url="http://localhost")
     up = client.get("/api/v1/lineage", params={"ref": "file:///w/atlas.gif", "stop_at": "program=softmean"}).json()
     assert "job:s1" in {s["node"] for s in up} and "job:a1" not in {s["node"] for s in up}
     assert client.get("/api/v1/lineage", params={"ref": "c1", "direction": "sideways"}).status_code == 422
@@ -146,7 +146,7 @@ def test_find_over_cli_and_http(graph: Store) -> None:
     )
     assert result.exit_code == 0, result.output
     assert result.output.split() == ["job_id", "a1"]
-    client = TestClient(create_app(graph))
+    client = TestClient(create_app(graph), base_url="http://localhost")
     assert client.get("/api/v1/jobs", params={"where": ["job.name = reslice | job.name = convert"]}).json() == [
         "c1",
         "r1",

@@ -246,7 +246,7 @@ def test_http_api_answers_and_refuses_bad_parameters(loaded: Store) -> None:
 
     from jobprov.query.api import create_app
 
-    client = TestClient(create_app(loaded))
+    client = TestClient(create_app(loaded), base_url="http://localhost")
     assert client.get("/readyz").json()["status"] == "ready"
     lines = client.get("/api/v1/series/AM1", params={"filter": "dataset=hsc"}).json()
     assert sorted(line["label"]["band"] for line in lines) == ["all", "r"]

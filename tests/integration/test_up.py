@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -74,6 +75,10 @@ def _broker_alive(port: int) -> bool:
 def test_up_serves_jobs_end_to_end_and_stops_cleanly(service: Up) -> None:
     info = ServiceInfo.read(service.home)
     assert info is not None and info.api_url == f"http://127.0.0.1:{service.api_port}"
+    # The state home, the store and up.json are this user's only.
+    assert stat.S_IMODE(service.home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((service.home / "store").stat().st_mode) == 0o700
+    assert stat.S_IMODE((service.home / "up.json").stat().st_mode) == 0o600
     with urllib.request.urlopen(f"{info.api_url}/readyz", timeout=10) as response:
         assert json.load(response)["status"] == "ready"
 

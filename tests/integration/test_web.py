@@ -184,3 +184,55 @@ def test_the_cli_prints_the_same_through_the_api_and_refuses_bad_parameters_with
     assert bad.exit_code == 2 and "window" in bad.output
     missing = runner.invoke(cli, [*remote, "job", "no-such-job"])
     assert missing.exit_code == 2 and "no job 'no-such-job'" in missing.output
+
+
+def test_page_asks_for_a_token_once_when_the_api_needs_one(loaded: Store, browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    from jobprov.embedded.service import ApiThread
+    from jobprov.query.api import create_app
+    from jobprov.query.tokens import token_hash
+    from jobprov.settings import ApiSettings
+
+    port = free_port()
+    server = ApiThread(create_app(loaded, settings=ApiSettings(tokens=(f"{token_hash('page-token')}:read",))), port)
+    server.start()
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors: list[str] = []
+        asked: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+        def answer(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept("page-token")
+
+        page.on("dialog", answer)
+        page.goto(f"http://127.0.0.1:{port}/?metric=AM1")
+        page.wait_for_selector("#chart svg polyline")
+        assert page.locator("#chart svg polyline").count() == 4
+        assert len(asked) == 1 and "token" in asked[0]  # once: the tab keeps it for the following requests
+        assert errors == []
+    finally:
+        server.stop()
+
+
+def test_page_draws_no_point_for_a_non_finite_value(loaded: Store, api: str, browser: Any) -> None:  # noqa: F811
+    """Values stored before the emitter refused NaN/±Inf come as null: the line breaks there, the rest is drawn."""
+    import math
+
+    from jobprov.sinks.clickhouse.sink import ClickHouseSink
+    from jobprov.stream_processors.records import MetricPoint
+
+    sink = ClickHouseSink(loaded.client, loaded.database)
+    values = [1.0, 2.0, math.nan, 3.0, math.inf, 4.0, -math.inf, 5.0]
+    job = job_id(0, "hsc", "r")
+    sink.write([MetricPoint(job, f"odd-{i}", "ODD", v, "s", 1_780_000_000_000 + i * 60_000, 1, None, {}, "b-odd",
+                            {"dataset": "hsc"}, "r1", 1) for i, v in enumerate(values)])  # fmt: skip
+    sink.flush(60)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{api}/?metric=ODD&min_points=2&window=2")
+    page.wait_for_selector("#chart svg polyline")
+    assert page.locator("#chart svg circle.point").count() == 5
+    assert page.locator("#chart svg polyline").count() == 4  # broken at each of the three non-finite values
+    assert errors == []

@@ -37,7 +37,16 @@ import yaml
 from jobprov import __version__
 from jobprov.cli.main import cli
 from jobprov.emitters.kafka import parse_kafka_url
-from jobprov.settings import ENV_PREFIX, RUNTIME_ENV, ProcessorSettings, known_env, load_processor_settings
+from jobprov.query.tokens import token_hash
+from jobprov.settings import (
+    ENV_PREFIX,
+    RUNTIME_ENV,
+    ApiSettings,
+    ProcessorSettings,
+    known_env,
+    load_api_settings,
+    load_processor_settings,
+)
 from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.stream_processors.comparability import load_registry
 
@@ -53,6 +62,9 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # The ProcessorSettings variables, derived from the dataclass and the loader's prefix: `jobprov process`,
 # `jobprov serve` and `jobprov db migrate` read nothing else.
 PROCESSOR_ENV = {f"{ENV_PREFIX}PROCESSOR_{f.name.upper()}" for f in dataclasses.fields(ProcessorSettings)}
+
+# The query API's own variables: only `jobprov serve` reads them.
+API_ENV = {f"{ENV_PREFIX}API_{f.name.upper()}" for f in dataclasses.fields(ApiSettings)}
 
 # What a user-managed Secret (clickhouse.existingSecret, kafka.existingSecret, kafka.security.sasl.existingSecret,
 # kafka.security.tls.existingSecret) would hold.
@@ -421,6 +433,12 @@ TLS_SECRET = ("kafka.security.protocol=SSL", "kafka.security.tls.existingSecret=
 
 BAD_VALUES = [
     pytest.param(
+        sets("api.auth.tokensSecret="),
+        "api.auth.tokensSecret is required: the API listens on 0.0.0.0",
+        id="api-beyond-loopback-without-tokens",
+    ),
+    pytest.param(sets("api.corsOrigins={*}"), "at '/api/corsOrigins/0'", id="cors-wildcard"),
+    pytest.param(
         ["--set-string", "workers.replicas=three"],
         "at '/workers/replicas': got string, want integer",
         id="replicas-text",
@@ -620,7 +638,8 @@ def test_every_env_var_is_a_setting_the_code_reads(scenario_files: dict[str, Pat
         for container in containers(doc):
             what = f"{doc['kind']}/{doc['metadata']['name']} container {container['name']}"
             env = container_env(container, docs, external)
-            unknown = sorted(n for n in env if n not in PROCESSOR_ENV and n not in RUNTIME_ENV)
+            readable = PROCESSOR_ENV | (API_ENV if container["args"][0] == "serve" else set())
+            unknown = sorted(n for n in env if n not in readable and n not in RUNTIME_ENV)
             assert not unknown, f"{what} sets variables the code does not read: {unknown}"
             # The code's own loader accepts them (it rejects unknown JOBPROV_* names and bad values).
             settings = load_processor_settings(env=env)
@@ -634,6 +653,32 @@ def test_every_env_var_is_a_setting_the_code_reads(scenario_files: dict[str, Pat
                 check_worker_settings(settings, values, container, doc, docs)
             else:
                 assert not KAFKA_SECURITY_ENV & set(env), f"{what} never talks to Kafka"
+
+
+@pytest.mark.parametrize("name", ALL_SCENARIOS)
+def test_the_api_gets_its_tokens_file_and_its_own_host_names(scenario_files: dict[str, Path], name: str) -> None:
+    """`jobprov serve` listens beyond loopback, so it needs tokens: the tokens file is mounted from the Secret the
+    values name; the Host names it answers are the Service's and the Ingress hosts."""
+    docs = scenario_docs(scenario_files, name)
+    values = chart_values(scenario_files[name])
+    if not values["api"]["enabled"]:
+        assert not [d for d in workloads(docs) if d["metadata"]["name"].endswith("-api")]
+        return
+    api = workload(docs, "Deployment", "api")
+    (container,) = containers(api)
+    settings = load_api_settings(env=container_env(container, docs, external_secrets(values)))
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in api["spec"]["template"]["spec"]["volumes"]}
+    assert settings.tokens_file == f"{mounts['api-tokens']['mountPath']}/tokens"
+    assert mounts["api-tokens"]["readOnly"] is True
+    secret = volumes["api-tokens"]["secret"]
+    assert secret["secretName"] == values["api"]["auth"]["tokensSecret"]
+    assert secret["items"] == [{"key": values["api"]["auth"]["tokensKey"], "path": "tokens"}]
+    assert secret["defaultMode"] == 0o440
+    service = next(d["metadata"]["name"] for d in of_kind(docs, "Service") if d["metadata"]["name"].endswith("-api"))
+    assert {service, f"{service}.jobprov.svc", f"{service}.jobprov.svc.cluster.local"} <= set(settings.allowed_hosts)
+    if values["api"]["ingress"]["enabled"]:
+        assert {h["host"] for h in values["api"]["ingress"]["hosts"]} <= set(settings.allowed_hosts)
 
 
 def check_worker_settings(
@@ -1186,7 +1231,12 @@ def test_rendered_api_answers_its_probes(tmp_path: Path, started: list[subproces
     (container,) = containers(workload(docs, "Deployment", "api"))
     port = free_port()
     args = replace_option(replace_option(container["args"], "--host", "127.0.0.1"), "--port", str(port))
-    env = container_env(container, docs, set()) | {"JOBPROV_PROCESSOR_SINK_URL": f"chdb://{tmp_path / 'store'}"}
+    tokens = tmp_path / "tokens"  # what the chart mounts from api.auth.tokensSecret
+    tokens.write_text(f"{token_hash('probe-token')} read\n")
+    env = container_env(container, docs, set()) | {
+        "JOBPROV_PROCESSOR_SINK_URL": f"chdb://{tmp_path / 'store'}",
+        "JOBPROV_API_TOKENS_FILE": str(tokens),
+    }
     log = tmp_path / "api.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -1196,6 +1246,12 @@ def test_rendered_api_answers_its_probes(tmp_path: Path, started: list[subproces
     for kind, probe in probes(container).items():
         status, body = wait_http(f"http://127.0.0.1:{port}{probe['path']}", process, log, timeout=120)
         assert status == 200, f"{kind} {probe['path']}: {status} {body}"
+    # Beyond the probes: a token is required under the Service's name, any other Host is refused.
+    for host, expected in (("rel-jobprov-api.jobprov.svc", 401), ("evil.example", 400)):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/status", headers={"Host": host})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10).close()
+        assert refused.value.code == expected, host
 
 
 def test_rendered_migration_job_migrates(tmp_path: Path) -> None:

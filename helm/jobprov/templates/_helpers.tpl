@@ -176,6 +176,25 @@ that renders a workload, so `helm template` and `helm install` stop with the rea
 {{- fail "kafka.bootstrapServers is required (host:port[,host:port]), or set kafka.existingSecret" }}
 {{- end }}
 {{- include "jobprov.validateKafkaSecurity" . }}
+{{- if and .Values.api.enabled (not .Values.api.auth.tokensSecret) (not (has .Values.api.bindAddress (list "127.0.0.1" "localhost" "::1"))) }}
+{{- fail (printf "api.auth.tokensSecret is required: the API listens on %s, and jobprov serve refuses to serve beyond loopback without tokens (a Secret whose key api.auth.tokensKey holds lines of SHA256HEX read|write)" .Values.api.bindAddress) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Host header names the API answers: the Service's names in the cluster, the Ingress hosts and api.allowedHosts.
+*/}}
+{{- define "jobprov.apiAllowedHosts" -}}
+{{- $service := printf "%s-api" (include "jobprov.fullname" .) }}
+{{- $hosts := list $service (printf "%s.%s" $service .Release.Namespace) (printf "%s.%s.svc" $service .Release.Namespace) (printf "%s.%s.svc.cluster.local" $service .Release.Namespace) }}
+{{- if .Values.api.ingress.enabled }}
+{{- range .Values.api.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end }}
+{{- end }}
+{{- concat $hosts .Values.api.allowedHosts | uniq | join "," }}
+{{- end }}
+
+{{- define "jobprov.apiTokensDir" -}}
+/etc/jobprov/api-tokens
 {{- end }}
 
 {{/* kafka.security: what the workers' settings loader would reject, said at render time with the values' names. */}}
