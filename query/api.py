@@ -83,7 +83,7 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
     # tens of thousands of numbers: validating or re-encoding them element by element would cost more than the
     # query).
     @app.get(
-        "/api/v1/series/{metric}",
+        "/api/v1/series/{metric:path}",
         summary="A metric over time, one line per bucket or chosen keys",
         response_model=list[SeriesLine],
     )
@@ -108,7 +108,7 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
             )
         )
 
-    @app.get("/api/v1/buckets/{metric}", summary="Which bucket this provenance belongs to, and its baseline")
+    @app.get("/api/v1/buckets/{metric:path}", summary="Which bucket this provenance belongs to, and its baseline")
     def get_bucket(
         metric: str,
         provenance: Annotated[list[str] | None, Query(description="KEY=VALUE")] = None,
@@ -120,7 +120,7 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
     def get_compare(a: str, b: str, include_env: bool = False) -> Any:
         return backend.compare(a, b, include_env)
 
-    @app.get("/api/v1/regressions/{metric}", summary="Changes of level per bucket: regressions and improvements")
+    @app.get("/api/v1/regressions/{metric:path}", summary="Changes of level per bucket: regressions and improvements")
     def get_regressions(
         metric: str,
         method: Annotated[
@@ -174,16 +174,18 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
     ) -> list[str]:
         return backend.find(where, artifacts=True, limit=limit)
 
-    @app.get("/api/v1/jobs/{job_id}", summary="Everything about one job")
+    # Job ids may hold "/" (workflow tools name jobs run/node): the id is a path parameter that spans segments,
+    # and the resources route comes first so that ".../resources" is not read as part of an id.
+    @app.get("/api/v1/jobs/{job_id:path}/resources", summary="A job's resource samples in time order")
+    def get_resources(job_id: str) -> Any:
+        return backend.resources(job_id)
+
+    @app.get("/api/v1/jobs/{job_id:path}", summary="Everything about one job")
     def get_job(job_id: str) -> Any:
         try:
             return backend.job(job_id)
         except QueryError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
-
-    @app.get("/api/v1/jobs/{job_id}/resources", summary="A job's resource samples in time order")
-    def get_resources(job_id: str) -> Any:
-        return backend.resources(job_id)
 
     @app.get("/api/v1/status", summary="Jobs by status")
     def get_status() -> dict[str, int]:
@@ -194,7 +196,7 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
     def index() -> HTMLResponse:
         return HTMLResponse(web_asset("index.html"))
 
-    @app.get("/jobs/{job_id}", include_in_schema=False)
+    @app.get("/jobs/{job_id:path}", include_in_schema=False)
     def job_page(job_id: str) -> HTMLResponse:
         return HTMLResponse(web_asset("job.html"))
 

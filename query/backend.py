@@ -104,7 +104,7 @@ class LocalBackend:
         return [line.document() for line in lines]
 
     def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
-        bucket_id, keys = q.which_bucket(metric, provenance)
+        bucket_id, keys = q.which_bucket(metric, provenance, self.registry)
         return {
             "bucket": bucket_id,
             "keys": keys,
