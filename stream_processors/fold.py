@@ -12,7 +12,9 @@ watermark the caller passes to :func:`snapshot`. The same code serves live strea
   edges, annotations, step states, provenance (and a :class:`BucketMove` when late provenance changes a key the
   job's stored metric points are bucketed by: the state keeps no metric values, the sink moves them). The
   job's own state record comes from :func:`snapshot`, which callers take once per batch of events per job, so
-  a batch of a job's events costs one JobState, not one per event.
+  a batch of a job's events costs one JobState, not one per event. A state whose events only carried
+  annotations on something else (an artifact, another job) is no job: callers take no snapshot of it
+  (``JobFoldState.is_job``).
 """
 
 from __future__ import annotations
@@ -348,6 +350,8 @@ def _on_produced(state: JobFoldState, event: Event, time_ms: int, context: FoldC
 
 def _on_annotation(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
     p: Annotation = cast(Annotation, event.payload)
+    if p.target_type != "job" or (p.target is not None and p.target != state.job_id):
+        state.carried += 1
     return [
         AnnotationRecord(
             job_id=state.job_id,

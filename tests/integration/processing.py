@@ -77,7 +77,7 @@ def expected_records(
         state, records = fold(states.get(event.job_id), event, context)
         states[event.job_id] = state
         outputs += records
-    outputs += [snapshot(s, None, context) for s in states.values()]
+    outputs += [snapshot(s, None, context) for s in states.values() if s.is_job()]
     return latest_by_key(outputs)
 
 
