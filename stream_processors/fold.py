@@ -41,10 +41,11 @@ from jobprov.schemas.models import (
     StepStarted,
 )
 from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_for, bucket_keys, fingerprint
-from jobprov.stream_processors.lifecycle import derive_job_state
+from jobprov.stream_processors.lifecycle import derive_attempt_states, derive_job_state
 from jobprov.stream_processors.provenance import flatten_declared, flatten_started, flatten_submitted
 from jobprov.stream_processors.records import (
     AnnotationRecord,
+    AttemptState,
     BucketMove,
     JobState,
     LineageEdge,
@@ -84,6 +85,11 @@ def fold(state: JobFoldState | None, event: Event, context: FoldContext) -> tupl
 def snapshot(state: JobFoldState, watermark_ms: int | None = None, context: FoldContext | None = None) -> JobState:
     """The job's current state record; ``watermark_ms`` (event time) lets a silent running job become lost."""
     return derive_job_state(state, watermark_ms, context.lost_after_ms if context else FoldContext.lost_after_ms)
+
+
+def attempt_snapshots(state: JobFoldState, job: JobState) -> list[AttemptState]:
+    """Each attempt's state record, taken with the job's (``job``: its :func:`snapshot`)."""
+    return derive_attempt_states(state, job)
 
 
 def _first_time(state: JobFoldState, event: Event) -> bool:

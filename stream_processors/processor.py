@@ -38,7 +38,7 @@ from jobprov.sinks.base import Sink, SinkBackpressure
 from jobprov.stream_processors import snapshots
 from jobprov.stream_processors.checkpoint import StateStore
 from jobprov.stream_processors.dead_letters import DeadLetters
-from jobprov.stream_processors.fold import FoldContext, fold, snapshot
+from jobprov.stream_processors.fold import FoldContext, attempt_snapshots, fold, snapshot
 from jobprov.stream_processors.metrics import ProcessorMetrics
 from jobprov.stream_processors.records import (
     FOLD_VERSION,
@@ -210,6 +210,7 @@ class Processor:
             record = snapshot(state, watermark, self.context)
             if job_id in touched or record.status != self.status_of.get(job_id):
                 out.append(record)
+                out += attempt_snapshots(state, record)
             self.status_of[job_id] = record.status
         return out
 

@@ -305,17 +305,21 @@ def lineage(ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
 def job(ctx: click.Context, job_id: str, show_all: bool, fmt: str) -> None:
-    """JOB_ID: state, provenance, steps, annotations, lineage.
+    """JOB_ID: state, provenance, steps, annotations, lineage, then a table of its attempts.
 
     The table groups installed packages and environment variables into a row each (--all lists them);
     --format json is the whole document."""
-    from jobprov.cli.views import job_rows
+    from jobprov.cli.views import attempt_rows, job_rows
 
     detail = _run(lambda: _backend(ctx).job(job_id))
     if fmt == "json":
         _emit([], "json", detail)
     else:
         _emit(job_rows(detail, show_all=show_all), "table")
+        attempts = attempt_rows(detail)
+        if attempts:
+            click.echo("")
+            _emit(attempts, "table")
 
 
 @query.command()

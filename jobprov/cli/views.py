@@ -16,7 +16,8 @@ SIGNALS = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 1
 _SUMMARY = (
     ("job_id", "job id"), ("name", "name"), ("kind", "kind"), ("status", "status"), ("attempts", "attempts"),
     ("submitted_at", "submitted"), ("started_at", "started"), ("finished_at", "finished"),
-    ("duration_ms", "duration"), ("exit_code", "exit code"), ("signal", "signal"), ("exception", "exception"),
+    ("wall_time_ms", "wall time"), ("duration_ms", "last attempt"), ("exit_code", "exit code"), ("signal", "signal"),
+    ("exception", "exception"),
     ("host", "host"), ("cpu_s", "cpu"), ("peak_rss_bytes", "peak rss"), ("parent_job_id", "parent"),
     ("workflow_id", "workflow"), ("dag_node", "dag node"), ("submitter", "submitter"), ("anomalies", "anomalies"),
     ("event_count", "events"),
@@ -44,8 +45,10 @@ def _summary_value(detail: Mapping[str, Any], field: str) -> Any:
     if field == "attempts":
         statuses = detail.get("attempt_statuses") or {}
         return f"{detail.get('attempts')} ({', '.join(f'{n}: {s}' for n, s in sorted(statuses.items()))})"
-    if field == "duration_ms":
-        return None if detail.get("duration_ms") is None else _duration(int(detail["duration_ms"]))
+    if field in ("duration_ms", "wall_time_ms"):
+        if field == "duration_ms" and (detail.get("attempts") or 1) == 1:
+            return None  # one attempt: its run time is the wall time
+        return None if detail.get(field) is None else _duration(int(detail[field]))
     if field == "signal":
         number = detail.get("signal")
         return None if number is None else f"{SIGNALS.get(number, 'signal')} ({number})"
@@ -101,6 +104,28 @@ def job_rows(detail: Mapping[str, Any], show_all: bool = False) -> list[dict[str
     samples = detail.get("resource_samples") or {}
     if samples.get("count"):
         rows.append({"section": "resources", "key": "samples", "value": samples["count"]})
+    return rows
+
+
+def attempt_rows(detail: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A job's attempts as a table: each attempt's own outcome, where and when it ran, its run time and
+    resources (``superseded``: a later attempt exists)."""
+    rows = []
+    for a in detail.get("attempt_details") or []:
+        cpu = [v for v in (a.get("cpu_user_s"), a.get("cpu_system_s")) if v is not None]
+        signal = a.get("signal")
+        rows.append({
+            "attempt": a["attempt"], "status": a["status"] + (" (superseded)" if a.get("superseded") else ""),
+            "host": a.get("host"), "submitted": a.get("submitted_at"), "started": a.get("started_at"),
+            "finished": a.get("finished_at"),
+            "duration": None if a.get("duration_ms") is None else _duration(int(a["duration_ms"])),
+            "exit code": a.get("exit_code"),
+            "signal": None if signal is None else f"{SIGNALS.get(signal, 'signal')} ({signal})",
+            "exception": ": ".join(str(v) for v in (a.get("exception_type"), a.get("exception_message")) if v),
+            "cpu": f"{sum(cpu):.3g} s" if cpu else None,
+            "peak rss": None if a.get("peak_rss_bytes") is None else f"{a['peak_rss_bytes'] / 1048576:.4g} MiB",
+            "caveats": "; ".join(a.get("caveats") or []),
+        })  # fmt: skip
     return rows
 
 
