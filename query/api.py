@@ -187,6 +187,14 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
         except QueryError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
 
+    @app.get("/api/v1/runs/{run_id:path}", summary="A run and its members: program, parameters, status, artifacts")
+    def get_run(run_id: str) -> Any:
+        return backend.run(run_id)
+
+    @app.get("/api/v1/compare-runs", summary="How two runs differ: programs, parameters, inputs, outputs, structure")
+    def get_compare_runs(a: str, b: str) -> Any:
+        return backend.compare_runs(a, b)
+
     @app.get("/api/v1/status", summary="Jobs by status")
     def get_status() -> dict[str, int]:
         return backend.status()

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobprov.errors import ConfigError, JobprovError, QueryError
-from jobprov.query import attributes, lineage
+from jobprov.query import attributes, lineage, runs
 from jobprov.query import jobs as jq
 from jobprov.query import series as q
 from jobprov.query.store import Store, to_plain
@@ -67,6 +67,10 @@ class Backend(Protocol):
     def job(self, job_id: str) -> dict[str, Any]: ...
 
     def resources(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    def run(self, run_id: str) -> dict[str, Any]: ...
+
+    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]: ...
 
     def status(self) -> dict[str, int]: ...
 
@@ -156,6 +160,12 @@ class LocalBackend:
 
     def resources(self, job_id: str) -> list[dict[str, Any]]:
         return list(to_plain(jq.resource_samples(self.store, job_id)))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(to_plain(runs.run(self.store, run_id)))
+
+    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
+        return list(to_plain(runs.compare_runs(self.store, run_a, run_b)))
 
     def status(self) -> dict[str, int]:
         return jq.status_counts(self.store)
@@ -252,6 +262,12 @@ class HttpBackend:
 
     def resources(self, job_id: str) -> list[dict[str, Any]]:
         return list(self._get(f"/api/v1/jobs/{_seg(job_id)}/resources"))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(self._get(f"/api/v1/runs/{_seg(run_id)}"))
+
+    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/compare-runs", [("a", run_a), ("b", run_b)]))
 
     def status(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self._get("/api/v1/status").items()}

@@ -11,6 +11,28 @@ from __future__ import annotations
 
 from jobprov.schemas.models import JobStarted, JobSubmitted, ProvenanceDeclared
 
+# The three namespaces of a job's flattened provenance. Collector-derived facts come from the lifecycle events
+# (flatten_started, flatten_submitted); context is what describes the environment and inputs (packages, git,
+# config, datasets, environment variables); every other declared value is a parameter: a program's invocation
+# argument (`jobprov run -p band=r`, ``provenance={"band": "r"}``).
+COLLECTED = frozenset({"host", "os", "kernel", "python", "container_image", "job.name", "job.kind", "machine"})
+CONTEXT_PREFIXES = ("software.", "git.", "config.", "datasets.", "env.", "dataset.version")
+NAMESPACES = ("parameter", "context", "collected")
+
+
+def namespace_of(key: str) -> str:
+    """``parameter``, ``context`` or ``collected``: which of the three a flattened provenance key belongs to."""
+    if key in COLLECTED:
+        return "collected"
+    if key.startswith(CONTEXT_PREFIXES):
+        return "context"
+    return "parameter"
+
+
+def parameters(values: dict[str, str]) -> dict[str, str]:
+    """The parameters among a job's flattened provenance."""
+    return {k: v for k, v in values.items() if namespace_of(k) == "parameter"}
+
 
 def flatten_declared(p: ProvenanceDeclared) -> dict[str, str]:
     out: dict[str, str] = dict(p.values)

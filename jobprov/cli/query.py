@@ -323,6 +323,31 @@ def job(ctx: click.Context, job_id: str, show_all: bool, fmt: str) -> None:
 
 
 @query.command()
+@click.argument("run_id")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def run(ctx: click.Context, run_id: str, fmt: str) -> None:
+    """RUN_ID's members (jobs whose parent or workflow it is): program, parameters, status, inputs, outputs."""
+    from jobprov.cli.views import member_rows
+
+    found = _run(lambda: _backend(ctx).run(run_id))
+    _emit(member_rows(found["members"]), fmt, found)
+
+
+@query.command("compare-runs")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def compare_runs(ctx: click.Context, run_a: str, run_b: str, fmt: str) -> None:
+    """How RUN_A and RUN_B differ, member by member: programs, parameters, status, inputs and outputs (URI and
+    checksum) and structure, never job ids."""
+    found = _run(lambda: _backend(ctx).compare_runs(run_a, run_b))
+    _emit([{"aspect": r["aspect"], "member": r["member"], "item": r["item"], run_a: r["a"], run_b: r["b"]}
+           for r in found], fmt, found)  # fmt: skip
+
+
+@query.command()
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:

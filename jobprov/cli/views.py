@@ -129,6 +129,20 @@ def attempt_rows(detail: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _artifact_cell(entries: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(e["uri"] + (f" ({str(e['checksum'])[:12]})" if e.get("checksum") else "") for e in entries)
+
+
+def member_rows(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A run's members, one row each: place, program, status, parameters, inputs and outputs (with checksums)."""
+    return [
+        {"place": m["place"], "program": m["program"], "status": m["status"], "job_id": m["job_id"],
+         "parameters": ",".join(f"{k}={v}" for k, v in sorted(m["parameters"].items())),
+         "inputs": _artifact_cell(m["inputs"]), "outputs": _artifact_cell(m["outputs"])}
+        for m in members
+    ]  # fmt: skip
+
+
 def compare_rows(
     changes: Sequence[Mapping[str, Any]], job_a: str, job_b: str, show_all: bool = False
 ) -> list[dict[str, Any]]:
