@@ -22,6 +22,7 @@ from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.backend import LocalBackend
 from jobprov.query.store import Store
 from jobprov.stream_processors.comparability import ComparabilityRegistry
+from jobprov.stream_processors.provenance import NAMESPACES
 
 
 def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
@@ -116,9 +117,16 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
     ) -> Any:
         return backend.bucket(metric, _pairs(provenance, "provenance"), last)
 
-    @app.get("/api/v1/compare", summary="Provenance keys that differ between two jobs")
-    def get_compare(a: str, b: str, include_env: bool = False) -> Any:
-        return backend.compare(a, b, include_env)
+    @app.get("/api/v1/compare", summary="Provenance keys that differ between two jobs, each with its namespace")
+    def get_compare(
+        a: str,
+        b: str,
+        include_env: bool = False,
+        namespace: Annotated[
+            str | None, Query(pattern=f"^({'|'.join(NAMESPACES)})$", description="Only keys of this namespace")
+        ] = None,
+    ) -> Any:
+        return backend.compare(a, b, include_env, namespace)
 
     @app.get("/api/v1/regressions/{metric:path}", summary="Changes of level per bucket: regressions and improvements")
     def get_regressions(

@@ -7,7 +7,10 @@ A query is a list of groups; a group is comparisons joined by ``|``; all groups 
 Attributes of jobs:
 - ``job.<column>``: status, name, kind, host, submitter, workflow_id, dag_node, parent_job_id, exit_code,
   attempts, duration_ms, cpu_user_s, peak_rss_bytes, event_count (numeric ones compare as numbers);
-- ``prov.<key>`` (or a bare key): the job's provenance, e.g. ``prov.software.numpy``, ``band``;
+- provenance, by namespace: ``param.<key>`` (a parameter: the program's invocation arguments, e.g.
+  ``param.band``), ``ctx.<key>`` (context: ``ctx.software.numpy``, ``ctx.git.commit``), ``sys.<key>`` (collected
+  by jobprov: ``sys.host``, ``sys.python``); ``prov.<key>`` or a bare key names a key in any namespace
+  (``stream_processors.provenance.namespace_of`` says which key is where);
 - ``ann.<key>``: an annotation of the job;
 - ``time.<field>`` of the job's start: ``dow`` (1 = Monday … 7), ``hour``, ``date`` (YYYY-MM-DD).
 Attributes of artifacts: ``uri``, ``role``, ``checksum``, ``relation`` (used/produced), ``job.<…>`` of the job
@@ -24,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jobprov.errors import QueryError
-from jobprov.query.names import provenance_keys, unknown
+from jobprov.query.names import provenance_keys, stored_key, unknown
 from jobprov.query.store import Store
 
 _OPS = ("<=", ">=", "!=", "=", "<", ">", "~")
@@ -110,8 +113,7 @@ class _Compiler:
             return self.compare(_TIME[field], c.op, c.value, numeric=field != "date")
         if attr.startswith("ann."):
             return self.annotation("job", "j.job_id", attr.removeprefix("ann."), c.op, c.value)
-        key = attr.removeprefix("prov.")
-        return self.compare(f"p.values[{self.param(key)}]", c.op, c.value)
+        return self.compare(f"p.values[{self.param(stored_key(attr))}]", c.op, c.value)
 
     def artifact_condition(self, c: Comparison) -> str:
         attr = c.attribute
@@ -153,7 +155,7 @@ def _check_provenance_keys(store: Store, comparisons: Sequence[Comparison]) -> N
         if c.attribute.startswith(("job.", "time.", "ann.")):
             continue
         keys = keys if keys is not None else set(provenance_keys(store))
-        key = c.attribute.removeprefix("prov.")
+        key = stored_key(c.attribute)
         if key not in keys:
             named = {f"job.{k}" for k in _JOB_TEXT | _JOB_NUMBER} | {f"time.{k}" for k in _TIME}
             prefer = [f"job.{key}"] if key in _JOB_TEXT | _JOB_NUMBER else []

@@ -40,7 +40,9 @@ class Backend(Protocol):
 
     def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]: ...
 
-    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]: ...
+    def compare(
+        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
     def regressions(
         self,
@@ -115,8 +117,11 @@ class LocalBackend:
             "baseline": to_plain(q.baseline(self.store, metric, bucket_id, last)),
         }
 
-    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]:
-        return list(to_plain(q.compare_jobs(self.store, job_a, job_b, ignore=() if include_env else ("env.",))))
+    def compare(
+        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        ignore = () if include_env else ("env.",)
+        return list(to_plain(q.compare_jobs(self.store, job_a, job_b, ignore=ignore, namespace=namespace)))
 
     def regressions(
         self,
@@ -222,8 +227,11 @@ class HttpBackend:
     def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/buckets/{_seg(metric)}", [*_pairs("provenance", provenance), ("last", last)]))
 
-    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/compare", [("a", job_a), ("b", job_b), ("include_env", _flag(include_env))]))
+    def compare(
+        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = [("a", job_a), ("b", job_b), ("include_env", _flag(include_env)), ("namespace", namespace)]
+        return list(self._get("/api/v1/compare", params))
 
     def regressions(
         self,

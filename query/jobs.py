@@ -7,6 +7,7 @@ from typing import Any
 
 from jobprov.errors import QueryError
 from jobprov.query.store import Store, to_utc
+from jobprov.stream_processors.provenance import namespace_of, qualified
 
 _JOB_COLUMNS = (
     "job_id, name, kind, status, attempts, submitted_at, started_at, finished_at, last_event_at, exit_code, "
@@ -67,6 +68,9 @@ def job_detail(store: Store, job_id: str) -> dict[str, Any]:
     detail["anomalies"] = [*detail["anomalies"], *reused_id(store, job_id)]
     provenance = store.rows("SELECT values FROM {db}.provenance FINAL WHERE job_id = {job:String}", job=job_id)
     detail["provenance"] = dict(provenance[0][0]) if provenance else {}
+    # Each key's namespace (parameter, context, collected) and its query name in it (param.band, ctx.git.commit).
+    detail["provenance_namespaces"] = {k: namespace_of(k) for k in detail["provenance"]}
+    detail["provenance_names"] = {k: qualified(k) for k in detail["provenance"]}
     step_columns = "attempt, name, step_attempt, status, started_at, finished_at, exception_type, caveats"
     detail["steps"] = [
         _record(step_columns, r)

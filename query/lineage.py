@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobprov.errors import QueryError
+from jobprov.query.names import stored_key
 from jobprov.query.store import Store
 
 MAX_DEPTH = 50
@@ -40,7 +41,7 @@ def _stopping_jobs(store: Store, jobs: list[str], stop_at: Mapping[str, str]) ->
     conditions = []
     for i, (key, value) in enumerate(sorted(stop_at.items())):
         conditions.append(f"values[{{k{i}:String}}] = {{v{i}:String}}")
-        params[f"k{i}"], params[f"v{i}"] = key, value
+        params[f"k{i}"], params[f"v{i}"] = stored_key(key), value
     where = " AND ".join(["job_id IN {ids:Array(String)}", *conditions])
     rows = store.rows(f"SELECT job_id FROM {{db}}.provenance FINAL WHERE {where}", **params)
     return {f"job:{r[0]}" for r in rows}

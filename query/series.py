@@ -24,7 +24,7 @@ from typing import Any
 from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.buckets import bucket_labels
 from jobprov.query.lines import Line, Point
-from jobprov.query.names import check_metric
+from jobprov.query.names import check_metric, stored_key
 from jobprov.query.store import Store, to_utc
 from jobprov.stream_processors.comparability import (
     METHODS,
@@ -33,6 +33,7 @@ from jobprov.stream_processors.comparability import (
     bucket_keys,
     fingerprint,
 )
+from jobprov.stream_processors.provenance import NAMESPACES, namespace_of
 
 _MAX_KEYS = 8
 
@@ -54,7 +55,7 @@ def _filters(filters: Mapping[str, str], exclude: Mapping[str, str]) -> tuple[st
         parts = []
         for i, (key, value) in enumerate(sorted(filters.items())):
             parts.append(f"values[{{fk{i}:String}}] = {{fv{i}:String}}")
-            params[f"fk{i}"], params[f"fv{i}"] = key, value
+            params[f"fk{i}"], params[f"fv{i}"] = stored_key(key), value
         clauses.append(f"m.job_id IN (SELECT job_id FROM {{db}}.provenance FINAL WHERE {' AND '.join(parts)})")
     for i, (key, value) in enumerate(sorted(exclude.items())):
         clauses.append(
@@ -142,7 +143,7 @@ def _series_by_keys(store: Store, group_by: list[str], where: str, params: dict[
     """The points with the chosen provenance keys of their job, a line per combination of their values."""
     _check_keys(group_by, "group_by")
     label_sql = ", ".join(f"p.values[{{g{i}:String}}]" for i in range(len(group_by)))
-    params.update({f"g{i}": key for i, key in enumerate(group_by)})
+    params.update({f"g{i}": stored_key(key) for i, key in enumerate(group_by)})  # labelled as asked
     columns = store.columns(
         f"SELECT [{label_sql}] AS label, m.unit, toUnixTimestamp64Milli(m.time), m.value, m.job_id, m.event_id "
         "FROM {db}.metric_points AS m FINAL "
@@ -226,6 +227,11 @@ class Change:
     before: str | None
     after: str | None
     in_bucket: bool
+    namespace: str = ""
+    """parameter, context or collected (``stream_processors.provenance.namespace_of``)."""
+
+    def __post_init__(self) -> None:
+        self.namespace = self.namespace or namespace_of(self.key)
 
     def __str__(self) -> str:
         return f"{self.key}: {self.before} → {self.after}"
@@ -244,9 +250,17 @@ def _provenance(store: Store, job_ids: Sequence[str]) -> dict[str, dict[str, str
 
 
 def compare_jobs(
-    store: Store, job_a: str, job_b: str, bucket_key_names: Sequence[str] = (), ignore: Sequence[str] = ("env.",)
+    store: Store,
+    job_a: str,
+    job_b: str,
+    bucket_key_names: Sequence[str] = (),
+    ignore: Sequence[str] = ("env.",),
+    namespace: str | None = None,
 ) -> list[Change]:
-    """Provenance keys whose values differ between two jobs (``ignore``: key prefixes left out)."""
+    """Provenance keys whose values differ between two jobs, each with its namespace (``ignore``: key prefixes
+    left out; ``namespace``: only keys of this one, parameter, context or collected)."""
+    if namespace is not None and namespace not in NAMESPACES:
+        raise QueryError(f"namespace: one of {', '.join(NAMESPACES)}, not {namespace!r}")
     found = _provenance(store, [job_a, job_b])
     for job in (job_a, job_b):
         if job not in found:
@@ -255,6 +269,8 @@ def compare_jobs(
     changes = []
     for key in sorted(set(a) | set(b)):
         if any(key.startswith(prefix) for prefix in ignore):
+            continue
+        if namespace is not None and namespace_of(key) != namespace:
             continue
         if a.get(key) != b.get(key):
             changes.append(Change(key, a.get(key), b.get(key), key in bucket_key_names))

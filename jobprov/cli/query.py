@@ -13,12 +13,14 @@ import click
 from jobprov.cli.common import SuggestingGroup, parse_pairs, processor_settings_from
 from jobprov.errors import ConfigError, JobprovError, QueryError
 from jobprov.query.store import to_plain
+from jobprov.stream_processors.provenance import NAMESPACES as PROVENANCE_NAMESPACES
 
 if TYPE_CHECKING:
     from jobprov.query.backend import Backend
     from jobprov.settings import ProcessorSettings
 
 FORMATS = click.Choice(["table", "json", "csv"])
+NAMESPACES = click.Choice(PROVENANCE_NAMESPACES)
 
 
 def _settings(ctx: click.Context) -> ProcessorSettings:
@@ -210,16 +212,17 @@ def bucket(ctx: click.Context, metric: str, provenance: tuple[str, ...], last: i
 @click.argument("job_a")
 @click.argument("job_b")
 @click.option("--all", "show_all", is_flag=True, help="Every row: environment variables, and each package.")
+@click.option("--namespace", type=NAMESPACES, help="Only parameters, context or collected facts.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
-def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, fmt: str) -> None:
+def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, namespace: str | None, fmt: str) -> None:
     """Provenance keys whose values differ between JOB_A and JOB_B.
 
     Packages whose version changed are always shown; packages installed in one job only are counted in one
     row unless --all."""
     from jobprov.cli.views import compare_rows
 
-    changes = _run(lambda: _backend(ctx).compare(job_a, job_b, include_env=show_all))
+    changes = _run(lambda: _backend(ctx).compare(job_a, job_b, include_env=show_all, namespace=namespace))
     _emit(compare_rows(changes, job_a, job_b, show_all=show_all or fmt != "table"), fmt, changes)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobprov.stream_processors.provenance import namespace_of
+
 # Provenance key prefixes captured wholesale (every installed package, allow-listed environment variables):
 # dozens of rows that rarely matter to the question asked, so they are grouped unless --all.
 GROUPED = {"software.": "package", "env.": "environment variable"}
@@ -143,6 +145,10 @@ def member_rows(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _namespace(change: Mapping[str, Any]) -> str:
+    return str(change.get("namespace") or namespace_of(change["key"]))
+
+
 def compare_rows(
     changes: Sequence[Mapping[str, Any]], job_a: str, job_b: str, show_all: bool = False
 ) -> list[dict[str, Any]]:
@@ -157,12 +163,13 @@ def compare_rows(
             counts = only.setdefault(prefix, [0, 0])
             counts[0 if c["after"] is None else 1] += 1
             continue
-        rows.append({"key": c["key"], job_a: c["before"], job_b: c["after"]})
+        rows.append({"namespace": _namespace(c), "key": c["key"], job_a: c["before"], job_b: c["after"]})
     for prefix, (in_a, in_b) in only.items():
         if in_a + in_b <= SHOWN_INLINE:  # few: show them after all
-            rows += [{"key": c["key"], job_a: c["before"], job_b: c["after"]} for c in changes
+            rows += [{"namespace": _namespace(c), "key": c["key"], job_a: c["before"], job_b: c["after"]}
+                     for c in changes
                      if _group_of(c["key"]) == prefix and (c["before"] is None or c["after"] is None)]  # fmt: skip
             continue
-        rows.append({"key": f"{prefix}*", job_a: f"{_count(in_a, prefix)} only here",
+        rows.append({"namespace": namespace_of(prefix), "key": f"{prefix}*", job_a: f"{_count(in_a, prefix)} only here",
                      job_b: f"{in_b} only here (--all lists them)"})  # fmt: skip
     return rows

@@ -299,3 +299,58 @@ def test_jobs_by_attribute_query(loaded: Store) -> None:
     ]:
         with pytest.raises(QueryError, match=message):
             find_jobs(loaded, bad)
+
+
+def test_provenance_namespaces_in_find_series_and_compare(loaded: Store) -> None:
+    """Parameters (param.), context (ctx.) and collected facts (sys.) by name; bare keys keep working."""
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from jobprov.query.attributes import find_jobs
+    from tests.integration.conftest import _CHDB_STORE
+
+    r_jobs = find_jobs(loaded, ["band = r"])
+    assert len(r_jobs) == NIGHTS * 2 and find_jobs(loaded, ["param.band = r"]) == r_jobs
+    assert len(find_jobs(loaded, ["ctx.software.numpy = 2.0.1"])) == (NIGHTS - UPGRADE) * 4
+    assert len(find_jobs(loaded, ["sys.host = ci-runner-1", "param.dataset = hsc"])) == NIGHTS * 2
+    with pytest.raises(QueryError, match=r"write ctx\.software\.numpy"):
+        find_jobs(loaded, ["param.software.numpy = 2.0.1"])
+    with pytest.raises(QueryError, match=r"write sys\.host"):
+        series(loaded, "AM1", filters={"ctx.host": "ci-runner-1"})
+
+    named = series(loaded, "AM1", filters={"param.band": "r", "param.dataset": "cfht"})
+    assert [p.job_id for p in named[0].points] == [p.job_id for p in series(loaded, "AM1", filters={
+        "band": "r", "dataset": "cfht"})[0].points]  # fmt: skip
+    grouped = series(loaded, "AM1", group_by=["param.dataset"])
+    assert sorted(line.label["param.dataset"] for line in grouped) == ["cfht", "hsc"]
+
+    a, b = job_id(1, "hsc", "r"), job_id(UPGRADE, "cfht", "r")
+    every = compare_jobs(loaded, a, b)
+    assert [(c.key, c.namespace) for c in every] == [("dataset", "parameter"), ("software.numpy", "context")]
+    assert [(c.key, c.namespace) for c in compare_jobs(loaded, a, b, namespace="parameter")] == [
+        ("dataset", "parameter")]  # fmt: skip
+    assert [c.key for c in compare_jobs(loaded, a, b, namespace="context")] == ["software.numpy"]
+    assert compare_jobs(loaded, a, b, namespace="collected") == []
+
+    client = TestClient(create_app(loaded))
+    body = client.get("/api/v1/compare", params={"a": a, "b": b, "namespace": "parameter"}).json()
+    assert body == [{"key": "dataset", "before": "hsc", "after": "cfht", "in_bucket": False, "namespace": "parameter"}]
+    assert client.get("/api/v1/compare", params={"a": a, "b": b, "namespace": "params"}).status_code == 422
+    found = client.get("/api/v1/jobs", params={"where": ["param.band = r", "ctx.software.numpy = 1.26.4"]}).json()
+    assert len(found) == UPGRADE * 2
+    assert client.get("/api/v1/jobs", params={"where": "param.host = x"}).status_code == 400
+    lines = client.get("/api/v1/series/AM1", params={"group_by": "param.band"}).json()
+    assert sorted(line["label"]["param.band"] for line in lines) == ["all", "r"]
+    job = client.get(f"/api/v1/jobs/{a}").json()
+    assert job["provenance_namespaces"]["band"] == "parameter" and job["provenance_names"]["host"] == "sys.host"
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    base = ["query", "--store", f"chdb://{_CHDB_STORE[0]}"]
+    result = CliRunner().invoke(cli, [*base, "compare", a, b, "--namespace", "context", "--format", "csv"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"namespace,key,{a},{b}", "context,software.numpy,1.26.4,2.0.1"]
+    result = CliRunner().invoke(cli, [*base, "find", "--where", "param.band = r", "--where", "param.dataset = hsc",
+                                      "--format", "csv"], env=env)  # fmt: skip
+    assert result.output.splitlines()[1:] == [job_id(n, "hsc", "r") for n in range(NIGHTS)]
