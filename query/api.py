@@ -165,8 +165,11 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
         direction: Annotated[str, Query(pattern="^(up|down)$")] = "up",
         depth: Annotated[int, Query(ge=1, le=50)] = 10,
         stop_at: Annotated[list[str] | None, Query(description="KEY=VALUE: do not go past such jobs")] = None,
+        containment: Annotated[bool, Query(description="Follow parent jobs and workflows too")] = False,
     ) -> Any:
-        return backend.lineage(ref, down=direction == "down", depth=depth, stop_at=_pairs(stop_at, "stop_at"))
+        return backend.lineage(
+            ref, down=direction == "down", depth=depth, stop_at=_pairs(stop_at, "stop_at"), containment=containment
+        )
 
     @app.get("/api/v1/jobs", summary="Jobs matching every where-group (ATTR OP VALUE | …)")
     def get_jobs(

@@ -61,7 +61,13 @@ class Backend(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def lineage(
-        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+        self,
+        ref: str,
+        *,
+        down: bool = False,
+        depth: int = 10,
+        stop_at: Mapping[str, str] | None = None,
+        containment: bool = False,
     ) -> list[dict[str, Any]]: ...
 
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]: ...
@@ -152,10 +158,16 @@ class LocalBackend:
         return list(to_plain(q.check(self.store, job_id, metric=metric, bucket=bucket, registry=self.registry)))
 
     def lineage(
-        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+        self,
+        ref: str,
+        *,
+        down: bool = False,
+        depth: int = 10,
+        stop_at: Mapping[str, str] | None = None,
+        containment: bool = False,
     ) -> list[dict[str, Any]]:
         walk = lineage.descendants if down else lineage.ancestors
-        return list(to_plain(walk(self.store, ref, depth=depth, stop_at=stop_at)))
+        return list(to_plain(walk(self.store, ref, depth=depth, stop_at=stop_at, containment=containment)))
 
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
         return (attributes.find_artifacts if artifacts else attributes.find_jobs)(self.store, list(where), limit)
@@ -256,9 +268,16 @@ class HttpBackend:
         return list(self._get("/api/v1/check", [("job", job_id), ("metric", metric), ("bucket", bucket)]))
 
     def lineage(
-        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+        self,
+        ref: str,
+        *,
+        down: bool = False,
+        depth: int = 10,
+        stop_at: Mapping[str, str] | None = None,
+        containment: bool = False,
     ) -> list[dict[str, Any]]:
         params = [("ref", ref), ("direction", "down" if down else "up"), ("depth", depth)]
+        params.append(("containment", _flag(containment)))
         return list(self._get("/api/v1/lineage", params + _pairs("stop_at", stop_at)))
 
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:

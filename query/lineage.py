@@ -4,6 +4,8 @@ Nodes are ``job:<id>``, ``artifact:<uri>`` and ``workflow:<id>``; edges are ``pr
 ``used`` (artifact → job), ``parent`` (job → child job) and ``member`` (workflow → job). :func:`ancestors`
 walks edges backwards, :func:`descendants` forwards, breadth first, one query per level, up to ``depth``
 levels, optionally not expanding past jobs whose provenance matches ``stop_at`` (those jobs are included).
+The walk follows data flow (``used`` and ``produced``) unless ``containment`` is asked for, which adds
+``parent`` and ``member``: a job's parent run or workflow is not what its outputs were made from.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from jobprov.query.names import stored_key
 from jobprov.query.store import Store
 
 MAX_DEPTH = 50
+DATAFLOW = ("used", "produced")
+CONTAINMENT = ("parent", "member")
 MAX_NODES = 100_000
 
 
@@ -47,7 +51,9 @@ def _stopping_jobs(store: Store, jobs: list[str], stop_at: Mapping[str, str]) ->
     return {f"job:{r[0]}" for r in rows}
 
 
-def _walk(store: Store, start: str, depth: int, stop_at: Mapping[str, str] | None, backwards: bool) -> list[Step]:
+def _walk(
+    store: Store, start: str, depth: int, stop_at: Mapping[str, str] | None, backwards: bool, containment: bool
+) -> list[Step]:
     if not 1 <= depth <= MAX_DEPTH:
         raise QueryError(f"depth: between 1 and {MAX_DEPTH}")
     near, far = ("dst", "src") if backwards else ("src", "dst")
@@ -61,8 +67,10 @@ def _walk(store: Store, start: str, depth: int, stop_at: Mapping[str, str] | Non
         # are never deleted, and versions of an edge share its src, dst and relation) and no DISTINCT or ORDER
         # BY, done here on the few rows instead (same order: by origin, node, relation).
         rows = store.rows(
-            f"SELECT {near}, {far}, relation FROM {{db}}.lineage WHERE {near} IN {{frontier:Array(String)}}",
+            f"SELECT {near}, {far}, relation FROM {{db}}.lineage WHERE {near} IN {{frontier:Array(String)}} "
+            "AND relation IN {relations:Array(String)}",
             frontier=frontier,
+            relations=[*DATAFLOW, *CONTAINMENT] if containment else list(DATAFLOW),
         )
         reached: list[str] = []
         for origin, node, relation in sorted(set(rows)):
@@ -78,14 +86,19 @@ def _walk(store: Store, start: str, depth: int, stop_at: Mapping[str, str] | Non
     return steps
 
 
-def ancestors(store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None) -> list[Step]:
-    """Everything ``ref`` (a job or an artifact) came from, nearest first."""
-    return _walk(store, node_of(ref), depth, stop_at, backwards=True)
+def ancestors(
+    store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None, containment: bool = False
+) -> list[Step]:
+    """Everything ``ref`` (a job or an artifact) came from, nearest first (``containment``: parents and
+    workflows too)."""
+    return _walk(store, node_of(ref), depth, stop_at, backwards=True, containment=containment)
 
 
-def descendants(store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None) -> list[Step]:
-    """Everything that came of ``ref``, nearest first."""
-    return _walk(store, node_of(ref), depth, stop_at, backwards=False)
+def descendants(
+    store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None, containment: bool = False
+) -> list[Step]:
+    """Everything that came of ``ref``, nearest first (``containment``: child jobs and members too)."""
+    return _walk(store, node_of(ref), depth, stop_at, backwards=False, containment=containment)
 
 
 def producers(store: Store, uri: str) -> list[str]:

@@ -294,11 +294,16 @@ def find(ctx: click.Context, groups: tuple[str, ...], artifacts: bool, limit: in
 @click.option("--down", is_flag=True, help="Descendants instead of ancestors.")
 @click.option("--depth", type=int, default=10, show_default=True)
 @click.option("--stop-at", multiple=True, metavar="KEY=VALUE", help="Do not go past jobs with this provenance.")
+@click.option("--containment", is_flag=True, help="Follow parent jobs and workflows too, not only used/produced.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
-def lineage(ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple[str, ...], fmt: str) -> None:
-    """Ancestors (or --down: descendants) of REF: a job id, an artifact URI, or job:/artifact: node."""
-    steps = _run(lambda: _backend(ctx).lineage(ref, down=down, depth=depth, stop_at=parse_pairs(stop_at, "--stop-at")))
+def lineage(
+    ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple[str, ...], containment: bool, fmt: str
+) -> None:
+    """Ancestors (or --down: descendants) of REF: a job id, an artifact URI, or job:/artifact: node, through the
+    artifacts jobs used and produced (--containment: parent jobs and workflows too)."""
+    stops = parse_pairs(stop_at, "--stop-at")
+    steps = _run(lambda: _backend(ctx).lineage(ref, down=down, depth=depth, stop_at=stops, containment=containment))
     _emit(steps, fmt, steps)
 
 
