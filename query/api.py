@@ -114,8 +114,18 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
         metric: str,
         provenance: Annotated[list[str] | None, Query(description="KEY=VALUE")] = None,
         last: Annotated[int, Query(ge=1, le=100_000)] = 50,
+        as_of: Annotated[
+            str | None, Query(description="A job id or an ISO 8601 time: only points strictly before it")
+        ] = None,
+        exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
     ) -> Any:
-        return backend.bucket(metric, _pairs(provenance, "provenance"), last)
+        return backend.bucket(
+            metric,
+            _pairs(provenance, "provenance"),
+            last,
+            as_of=as_of,
+            exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
+        )
 
     @app.get("/api/v1/compare", summary="Provenance keys that differ between two jobs, each with its namespace")
     def get_compare(

@@ -38,7 +38,15 @@ class Backend(Protocol):
         bucket: str | None = None,
     ) -> list[dict[str, Any]]: ...
 
-    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]: ...
+    def bucket(
+        self,
+        metric: str,
+        provenance: Mapping[str, str],
+        last: int = 50,
+        *,
+        as_of: str | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]: ...
 
     def compare(
         self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
@@ -115,13 +123,21 @@ class LocalBackend:
         )
         return [line.document() for line in lines]
 
-    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
+    def bucket(
+        self,
+        metric: str,
+        provenance: Mapping[str, str],
+        last: int = 50,
+        *,
+        as_of: str | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         bucket_id, keys = q.which_bucket(metric, provenance, self.registry)
-        return {
-            "bucket": bucket_id,
-            "keys": keys,
-            "baseline": to_plain(q.baseline(self.store, metric, bucket_id, last)),
-        }
+        before, job = q.as_of(self.store, metric, bucket_id, as_of) if as_of else (None, None)
+        found = q.baseline(
+            self.store, metric, bucket_id, last, before=before, as_of_job=job, exclude_annotated=exclude_annotated
+        )
+        return {"bucket": bucket_id, "keys": keys, "baseline": to_plain(found)}
 
     def compare(
         self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
@@ -236,8 +252,19 @@ class HttpBackend:
         params.append(("bucket", bucket))
         return list(self._get(f"/api/v1/series/{_seg(metric)}", params))
 
-    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
-        return dict(self._get(f"/api/v1/buckets/{_seg(metric)}", [*_pairs("provenance", provenance), ("last", last)]))
+    def bucket(
+        self,
+        metric: str,
+        provenance: Mapping[str, str],
+        last: int = 50,
+        *,
+        as_of: str | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        params = [*_pairs("provenance", provenance), ("last", last), ("as_of", as_of)]
+        return dict(
+            self._get(f"/api/v1/buckets/{_seg(metric)}", params + _pairs("exclude_annotated", exclude_annotated))
+        )
 
     def compare(
         self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None

@@ -18,7 +18,7 @@ import dataclasses
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jobprov.errors import QueryError, UnknownNameError
@@ -189,23 +189,78 @@ class Baseline:
     minimum: float | None
     maximum: float | None
     last_time: datetime | None
+    before: datetime | None = None
+    """Only points strictly before this time (None: every point)."""
+    as_of_job: str | None = None
+    """The job ``before`` was taken from (its first point of the metric), if one was named."""
+    statistic: str = ""
+    """What the numbers are, in words: which points, and that ``median`` and ``mad`` are the level and spread."""
 
 
-def baseline(store: Store, metric: str, bucket: str, last: int = 50) -> Baseline:
-    """Statistics of the bucket's last ``last`` points."""
+def as_of(store: Store, metric: str, bucket: str, ref: str) -> tuple[datetime, str | None]:
+    """The time a baseline "as of ``ref``" ends at (exclusive), and the job, if ``ref`` names one: a job's
+    first point of the metric in this bucket (else in any bucket; else its start or submission), or an ISO 8601
+    time. A job id is looked up first, so an id that reads as a time still means the job."""
+    row = store.rows(
+        "SELECT (SELECT minOrNull(time) FROM {db}.metric_points FINAL WHERE job_id = {ref:String} "
+        "AND metric = {metric:String} AND bucket = {bucket:String}), "
+        "(SELECT minOrNull(time) FROM {db}.metric_points FINAL WHERE job_id = {ref:String} AND metric = {metric:String}), "
+        "(SELECT anyOrNull(coalesce(started_at, submitted_at)) FROM {db}.jobs FINAL WHERE job_id = {ref:String}), "
+        "(SELECT count() FROM {db}.jobs FINAL WHERE job_id = {ref:String})",
+        ref=ref,
+        metric=metric,
+        bucket=bucket,
+    )[0]
+    in_bucket, in_metric, started, known = row
+    if known or in_metric is not None:
+        found = to_utc(next((t for t in (in_bucket, in_metric, started) if t is not None), None))
+        if found is None:
+            raise QueryError(f"as_of: job {ref!r} has neither a point of {metric!r} nor a start time")
+        return found, ref
+    try:
+        time = datetime.fromisoformat(ref.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UnknownNameError(f"as_of: {ref!r} is neither a job id nor an ISO 8601 time") from exc
+    return (time if time.tzinfo else time.replace(tzinfo=UTC)), None
+
+
+def baseline(
+    store: Store,
+    metric: str,
+    bucket: str,
+    last: int = 50,
+    *,
+    before: datetime | None = None,
+    as_of_job: str | None = None,
+    exclude_annotated: Mapping[str, str] | None = None,
+) -> Baseline:
+    """Statistics of the bucket's last ``last`` points (strictly ``before`` a time, when given), leaving out jobs
+    annotated with any of ``exclude_annotated`` (as the series does): the median is the level, the MAD (median
+    absolute deviation) the spread the regression rules use, with mean, stdev, min and max besides."""
     if not 1 <= last <= 100_000:
         raise QueryError("last: between 1 and 100000")
+    where, params = _filters({}, exclude_annotated or {})
+    if before is not None:
+        where += " AND m.time < {before:DateTime64(3, 'UTC')}"
+        params["before"] = before
     rows = store.rows(
-        "SELECT value, time FROM {db}.metric_points FINAL WHERE metric = {metric:String} "
-        "AND bucket = {bucket:String} ORDER BY time DESC LIMIT {last:UInt32}",
+        "SELECT m.value, m.time FROM {db}.metric_points AS m FINAL WHERE m.metric = {metric:String} "
+        f"AND m.bucket = {{bucket:String}}{where} ORDER BY m.time DESC LIMIT {{last:UInt32}}",
         metric=metric,
         bucket=bucket,
         last=last,
+        **params,
     )
     values = [float(r[0]) for r in rows]
+    words = f"median (level) and MAD (spread) of the last {last} points"
+    if before is not None:
+        words += f" before {before.isoformat()}" + (f" (job {as_of_job}'s first point)" if as_of_job else "")
+    if exclude_annotated:
+        words += ", leaving out jobs annotated " + ", ".join(f"{k}={v}" for k, v in sorted(exclude_annotated.items()))
+    words += f": {len(values)} found"
     if not values:
         check_metric(store, metric)
-        return Baseline(metric, bucket, 0, None, None, None, None, None, None, None)
+        return Baseline(metric, bucket, 0, None, None, None, None, None, None, None, before, as_of_job, words)
     median = statistics.median(values)
     return Baseline(
         metric,
@@ -218,6 +273,9 @@ def baseline(store: Store, metric: str, bucket: str, last: int = 50) -> Baseline
         min(values),
         max(values),
         to_utc(rows[0][1]),
+        before,
+        as_of_job,
+        words,
     )
 
 

@@ -199,11 +199,24 @@ def series(
 @click.argument("metric")
 @click.argument("provenance", nargs=-1, metavar="KEY=VALUE...")
 @click.option("--last", type=int, default=50, show_default=True, help="Points in the baseline.")
+@click.option("--as-of", help="A job id or an ISO 8601 time: the baseline of the points strictly before it.")
+@click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE", help="Leave out jobs annotated so.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
-def bucket(ctx: click.Context, metric: str, provenance: tuple[str, ...], last: int, fmt: str) -> None:
-    """The bucket METRIC with this provenance belongs to, and its baseline statistics."""
-    found = _run(lambda: _backend(ctx).bucket(metric, parse_pairs(provenance, "KEY=VALUE"), last))
+def bucket(
+    ctx: click.Context,
+    metric: str,
+    provenance: tuple[str, ...],
+    last: int,
+    as_of: str | None,
+    exclude_annotated: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """The bucket METRIC with this provenance belongs to, and its baseline statistics: the median (level) and MAD
+    (spread) of its last points, as of now or (--as-of) of a job or a time."""
+    pairs = parse_pairs(provenance, "KEY=VALUE")
+    excluded = parse_pairs(exclude_annotated, "--exclude-annotated")
+    found = _run(lambda: _backend(ctx).bucket(metric, pairs, last, as_of=as_of, exclude_annotated=excluded))
     stats = {k: v for k, v in found["baseline"].items() if k not in ("bucket", "metric")}
     _emit([{"bucket": found["bucket"], "keys": found["keys"], **stats}], fmt, found)
 

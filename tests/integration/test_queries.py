@@ -354,3 +354,45 @@ def test_provenance_namespaces_in_find_series_and_compare(loaded: Store) -> None
     result = CliRunner().invoke(cli, [*base, "find", "--where", "param.band = r", "--where", "param.dataset = hsc",
                                       "--format", "csv"], env=env)  # fmt: skip
     assert result.output.splitlines()[1:] == [job_id(n, "hsc", "r") for n in range(NIGHTS)]
+
+
+def test_a_buckets_baseline_as_of_a_job_or_a_time(loaded: Store) -> None:
+    """Only the points strictly before the job's (or the time), without jobs annotated bad, statistic named."""
+    import json
+    import statistics
+
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from tests.integration.conftest import _CHDB_STORE
+
+    backend = LocalBackend(loaded)
+    found = backend.bucket("AM1", {"dataset": "hsc", "band": "r"}, as_of=job_id(UPGRADE, "hsc", "r"))["baseline"]
+    before = [am1(n, "hsc", "r") for n in range(UPGRADE)]
+    assert found["count"] == UPGRADE and found["median"] == pytest.approx(statistics.median(before))
+    assert found["as_of_job"] == job_id(UPGRADE, "hsc", "r")
+    assert found["before"] == (T0 + timedelta(days=UPGRADE, minutes=6)).isoformat()
+    assert found["statistic"].startswith("median (level) and MAD (spread) of the last 50 points before")
+    at_time = backend.bucket("AM1", {"dataset": "hsc", "band": "r"}, as_of=(T0 + timedelta(days=2)).isoformat())
+    assert at_time["baseline"]["count"] == 2 and at_time["baseline"]["as_of_job"] is None
+    clean = backend.bucket("AM1", {"dataset": "cfht", "band": "r"}, as_of=job_id(5, "cfht", "r"),
+                           exclude_annotated={"quality": "bad"})["baseline"]  # fmt: skip
+    assert clean["count"] == 4 and "leaving out jobs annotated quality=bad" in clean["statistic"]
+    assert clean["median"] == pytest.approx(statistics.median(am1(n, "cfht", "r") for n in (0, 1, 2, 4)))
+    with pytest.raises(QueryError, match="neither a job id nor"):
+        backend.bucket("AM1", {"dataset": "hsc"}, as_of="no-such-job")
+
+    client = TestClient(create_app(loaded))
+    params = [("provenance", "dataset=cfht"), ("provenance", "band=r"), ("as_of", job_id(5, "cfht", "r")),
+              ("exclude_annotated", "quality=bad")]  # fmt: skip
+    assert client.get("/api/v1/buckets/AM1", params=params).json()["baseline"]["count"] == 4
+    assert client.get("/api/v1/buckets/AM1", params=[("as_of", "nope")]).status_code == 404
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "bucket", "AM1", "dataset=cfht",
+                                      "band=r", "--as-of", job_id(5, "cfht", "r"), "--exclude-annotated",
+                                      "quality=bad", "--format", "json"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["baseline"]["count"] == 4
