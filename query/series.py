@@ -204,7 +204,8 @@ def as_of(store: Store, metric: str, bucket: str, ref: str) -> tuple[datetime, s
     row = store.rows(
         "SELECT (SELECT minOrNull(time) FROM {db}.metric_points FINAL WHERE job_id = {ref:String} "
         "AND metric = {metric:String} AND bucket = {bucket:String}), "
-        "(SELECT minOrNull(time) FROM {db}.metric_points FINAL WHERE job_id = {ref:String} AND metric = {metric:String}), "
+        "(SELECT minOrNull(time) FROM {db}.metric_points FINAL WHERE job_id = {ref:String} "
+        "AND metric = {metric:String}), "
         "(SELECT anyOrNull(coalesce(started_at, submitted_at)) FROM {db}.jobs FINAL WHERE job_id = {ref:String}), "
         "(SELECT count() FROM {db}.jobs FINAL WHERE job_id = {ref:String})",
         ref=ref,
