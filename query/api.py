@@ -208,6 +208,14 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
         except QueryError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
 
+    @app.get("/api/v1/job-groups", summary="Jobs grouped by provenance keys or job columns, counted per status")
+    def get_job_groups(
+        key: Annotated[list[str], Query(description='e.g. "param.band", "sys.host", "job.kind"')],
+        where: Annotated[list[str] | None, Query(description="Only jobs matching every where-group")] = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> Any:
+        return backend.group_jobs(key, where or (), limit)
+
     @app.get("/api/v1/runs/{run_id:path}", summary="A run and its members: program, parameters, status, artifacts")
     def get_run(run_id: str) -> Any:
         return backend.run(run_id)

@@ -16,6 +16,8 @@ Attributes of jobs:
 Attributes of artifacts: ``uri``, ``role``, ``checksum``, ``relation`` (used/produced), ``job.<…>`` of the job
 on the edge, and ``ann.<key>`` (an annotation of the artifact).
 
+:func:`group_jobs` counts the matching jobs per status in groups of provenance keys or job columns.
+
 Operators: ``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``~`` (prefix). Values are text; every value and
 key reaches ClickHouse as a query parameter, every column name comes from the fixed tables above.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from jobprov.errors import QueryError
 from jobprov.query.names import provenance_keys, stored_key, unknown
@@ -181,3 +184,46 @@ def find_artifacts(store: Store, query: Sequence[str], limit: int = 1000) -> lis
         f"WHERE {where} ORDER BY a.uri LIMIT {compiler.param(limit, 'UInt32')}"
     )
     return [r[0] for r in store.rows(sql, **compiler.params)]
+
+
+MAX_GROUP_KEYS = 8
+
+
+def group_jobs(store: Store, keys: Sequence[str], query: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
+    """Jobs (those matching ``query``, every job by default) grouped by ``keys``, with how many are in each status:
+    ``[{"group": {key: value}, "total": n, "statuses": {status: n}}]``, the largest groups first (at most
+    ``limit``). A key is a provenance name as ``find`` takes it (``param.band``, ``ctx.software.numpy``,
+    ``sys.host``, a bare key) or a job column ``job.<name>`` (text columns: status, name, kind, host, …); a job
+    without the key is grouped under null."""
+    if not 1 <= len(keys) <= MAX_GROUP_KEYS:
+        raise QueryError(f"keys: between 1 and {MAX_GROUP_KEYS}")
+    if not 1 <= limit <= 100_000:
+        raise QueryError("limit: between 1 and 100000")
+    compiler = _Compiler()
+    exprs = []
+    for key in keys:
+        column = key.removeprefix("job.")
+        if key.startswith("job.") and column in _JOB_TEXT:
+            exprs.append(f"ifNull(j.{column}, '')")
+        else:
+            exprs.append(f"p.values[{compiler.param(stored_key(key))}]")
+    where = _where(parse(query), compiler.job_condition)
+    sql = (
+        f"SELECT [{', '.join(exprs)}] AS grp, j.status, count() FROM {{db}}.jobs AS j FINAL "
+        "LEFT JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = j.job_id "
+        f"WHERE {where} GROUP BY grp, j.status"
+    )
+    groups: dict[tuple[str, ...], dict[str, int]] = {}
+    for values, status, count in store.rows(sql, **compiler.params):
+        groups.setdefault(tuple(values), {})[status] = int(count)
+    if not groups and query:
+        _check_provenance_keys(store, [c for group in parse(query) for c in group])
+    ranked = sorted(groups.items(), key=lambda item: (-sum(item[1].values()), item[0]))[:limit]
+    return [
+        {
+            "group": {key: value or None for key, value in zip(keys, values, strict=True)},
+            "total": sum(statuses.values()),
+            "statuses": dict(sorted(statuses.items())),
+        }
+        for values, statuses in ranked
+    ]

@@ -86,6 +86,8 @@ class Backend(Protocol):
 
     def run(self, run_id: str) -> dict[str, Any]: ...
 
+    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]: ...
+
     def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]: ...
 
     def status(self) -> dict[str, int]: ...
@@ -196,6 +198,9 @@ class LocalBackend:
 
     def run(self, run_id: str) -> dict[str, Any]:
         return dict(to_plain(runs.run(self.store, run_id)))
+
+    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
+        return attributes.group_jobs(self.store, list(keys), list(where), limit)
 
     def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
         return list(to_plain(runs.compare_runs(self.store, run_a, run_b)))
@@ -319,6 +324,10 @@ class HttpBackend:
 
     def run(self, run_id: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/runs/{_seg(run_id)}"))
+
+    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
+        params = [*(("key", k) for k in keys), *(("where", w) for w in where), ("limit", limit)]
+        return list(self._get("/api/v1/job-groups", params))
 
     def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/compare-runs", [("a", run_a), ("b", run_b)]))

@@ -303,6 +303,20 @@ def find(ctx: click.Context, groups: tuple[str, ...], artifacts: bool, limit: in
 
 
 @query.command()
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@click.option("--where", multiple=True, help='Only jobs matching this group: "ATTR OP VALUE | …" (groups AND).')
+@click.option("--limit", type=int, default=1000, show_default=True, help="Groups (the largest first).")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def groups(ctx: click.Context, keys: tuple[str, ...], where: tuple[str, ...], limit: int, fmt: str) -> None:
+    """Jobs grouped by KEY... (param.band, ctx.software.numpy, sys.host, job.kind, …), with counts per status."""
+    found = _run(lambda: _backend(ctx).group_jobs(keys, where, limit))
+    statuses = sorted({s for g in found for s in g["statuses"]})
+    rows = [{**g["group"], "total": g["total"], **{s: g["statuses"].get(s, 0) for s in statuses}} for g in found]
+    _emit(rows, fmt, found)
+
+
+@query.command()
 @click.argument("ref")
 @click.option("--down", is_flag=True, help="Descendants instead of ancestors.")
 @click.option("--depth", type=int, default=10, show_default=True)

@@ -396,3 +396,45 @@ def test_a_buckets_baseline_as_of_a_job_or_a_time(loaded: Store) -> None:
                                       "quality=bad", "--format", "json"], env=env)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["baseline"]["count"] == 4
+
+
+def test_jobs_grouped_by_provenance_keys_with_counts_per_status(loaded: Store) -> None:
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from jobprov.query.attributes import group_jobs
+    from tests.integration.conftest import _CHDB_STORE
+
+    found = group_jobs(loaded, ["param.dataset", "ctx.software.numpy"])
+    assert [(g["group"], g["total"], g["statuses"]) for g in found] == [
+        ({"param.dataset": "cfht", "ctx.software.numpy": "1.26.4"}, UPGRADE * 2, {"succeeded": UPGRADE * 2}),
+        ({"param.dataset": "hsc", "ctx.software.numpy": "1.26.4"}, UPGRADE * 2, {"succeeded": UPGRADE * 2}),
+        ({"param.dataset": "cfht", "ctx.software.numpy": "2.0.1"}, (NIGHTS - UPGRADE) * 2,
+         {"succeeded": (NIGHTS - UPGRADE) * 2}),
+        ({"param.dataset": "hsc", "ctx.software.numpy": "2.0.1"}, (NIGHTS - UPGRADE) * 2,
+         {"succeeded": (NIGHTS - UPGRADE) * 2}),
+    ]  # fmt: skip
+    assert group_jobs(loaded, ["job.status", "sys.host"], ["param.band = r"]) == [
+        {"group": {"job.status": "succeeded", "sys.host": "ci-runner-1"}, "total": NIGHTS * 2,
+         "statuses": {"succeeded": NIGHTS * 2}}]  # fmt: skip
+    assert group_jobs(loaded, ["param.nothing"]) == [
+        {"group": {"param.nothing": None}, "total": NIGHTS * 4, "statuses": {"succeeded": NIGHTS * 4}}]  # fmt: skip
+    with pytest.raises(QueryError, match="keys"):
+        group_jobs(loaded, [])
+
+    client = TestClient(create_app(loaded))
+    body = client.get("/api/v1/job-groups", params=[("key", "param.band"), ("where", "param.dataset = hsc")]).json()
+    assert [(g["group"]["param.band"], g["total"]) for g in body] == [("all", NIGHTS), ("r", NIGHTS)]
+    assert client.get("/api/v1/job-groups", params={"key": "param.software.numpy"}).status_code == 400
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "groups", "param.band",
+                                      "--where", "param.dataset = hsc", "--format", "csv"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "param.band,total,succeeded",
+        f"all,{NIGHTS},{NIGHTS}",
+        f"r,{NIGHTS},{NIGHTS}",
+    ]

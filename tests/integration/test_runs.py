@@ -143,3 +143,18 @@ def test_runs_over_http_and_the_cli(loaded: Store) -> None:
     assert len(json.loads(result.output)) == len(EXPECTED)
     result = CliRunner().invoke(cli, [*base, "run", "pc/none"], env=env)
     assert result.exit_code == 2 and "no run" in result.output
+
+
+def test_jobs_grouped_count_each_status(loaded: Store) -> None:
+    from jobprov.query.attributes import group_jobs
+
+    found = group_jobs(loaded, ["job.kind"])
+    assert [(g["group"], g["total"], g["statuses"]) for g in found] == [
+        ({"job.kind": "task"}, 9, {"failed": 1, "succeeded": 8}),
+        ({"job.kind": "workflow"}, 2, {"failed": 1, "succeeded": 1}),
+    ]
+    by_program = group_jobs(loaded, ["sys.job.name"], [f"job.parent_job_id = {RUN_B}"])
+    assert {g["group"]["sys.job.name"]: g["statuses"] for g in by_program}["softmean"] == {"failed": 1}
+    client = TestClient(create_app(loaded))
+    body = client.get("/api/v1/job-groups", params={"key": "job.kind"}).json()
+    assert body[0] == {"group": {"job.kind": "task"}, "total": 9, "statuses": {"failed": 1, "succeeded": 8}}
