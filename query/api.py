@@ -208,6 +208,10 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
         except QueryError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
 
+    @app.get("/api/v1/artifact", summary="One artifact: producers, consumers, revisions, annotations")
+    def get_artifact(uri: Annotated[str, Query(description="The artifact's URI")]) -> Any:
+        return backend.artifact(uri)
+
     @app.get("/api/v1/job-groups", summary="Jobs grouped by provenance keys or job columns, counted per status")
     def get_job_groups(
         key: Annotated[list[str], Query(description='e.g. "param.band", "sys.host", "job.kind"')],

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobprov.errors import ConfigError, JobprovError, QueryError
-from jobprov.query import attributes, lineage, runs
+from jobprov.query import artifacts, attributes, lineage, runs
 from jobprov.query import jobs as jq
 from jobprov.query import series as q
 from jobprov.query.store import Store, to_plain
@@ -85,6 +85,8 @@ class Backend(Protocol):
     def resources(self, job_id: str) -> list[dict[str, Any]]: ...
 
     def run(self, run_id: str) -> dict[str, Any]: ...
+
+    def artifact(self, uri: str) -> dict[str, Any]: ...
 
     def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]: ...
 
@@ -198,6 +200,9 @@ class LocalBackend:
 
     def run(self, run_id: str) -> dict[str, Any]:
         return dict(to_plain(runs.run(self.store, run_id)))
+
+    def artifact(self, uri: str) -> dict[str, Any]:
+        return dict(to_plain(artifacts.artifact(self.store, uri)))
 
     def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
         return attributes.group_jobs(self.store, list(keys), list(where), limit)
@@ -324,6 +329,9 @@ class HttpBackend:
 
     def run(self, run_id: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/runs/{_seg(run_id)}"))
+
+    def artifact(self, uri: str) -> dict[str, Any]:
+        return dict(self._get("/api/v1/artifact", [("uri", uri)]))
 
     def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
         params = [*(("key", k) for k in keys), *(("where", w) for w in where), ("limit", limit)]

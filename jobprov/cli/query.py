@@ -303,6 +303,18 @@ def find(ctx: click.Context, groups: tuple[str, ...], artifacts: bool, limit: in
 
 
 @query.command()
+@click.argument("uri")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def artifact(ctx: click.Context, uri: str, fmt: str) -> None:
+    """URI: the jobs that produced and used it, its revisions (checksums over time), its annotations."""
+    from jobprov.cli.views import artifact_rows
+
+    found = _run(lambda: _backend(ctx).artifact(uri))
+    _emit(artifact_rows(found) if fmt == "table" else [], fmt, found)
+
+
+@query.command()
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 @click.option("--where", multiple=True, help='Only jobs matching this group: "ATTR OP VALUE | …" (groups AND).')
 @click.option("--limit", type=int, default=1000, show_default=True, help="Groups (the largest first).")

@@ -135,6 +135,21 @@ def _artifact_cell(entries: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(e["uri"] + (f" ({str(e['checksum'])[:12]})" if e.get("checksum") else "") for e in entries)
 
 
+def artifact_rows(found: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One artifact as rows of (section, key, value): producers, consumers, revisions, annotations."""
+    rows: list[dict[str, Any]] = []
+    for section in ("producers", "consumers"):
+        for e in found.get(section) or []:
+            checksum = f" checksum {e['checksum']}" if e.get("checksum") else ""
+            rows.append({"section": section, "key": e["job_id"], "value": f"{e['time']}{checksum}"})
+    for r in found.get("revisions") or []:
+        rows.append({"section": "revisions", "key": r["checksum"] or "(no checksum)",
+                     "value": f"{r['first_seen']} → {r['last_seen']} ({r['jobs']} jobs)"})  # fmt: skip
+    for a in found.get("annotations") or []:
+        rows.append({"section": "annotations", "key": a["key"], "value": f"{a['value']} (by {a['author']})"})
+    return rows
+
+
 def member_rows(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A run's members, one row each: place, program, status, parameters, inputs and outputs (with checksums)."""
     return [

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from jobprov.cli.main import cli
 from jobprov.embedded.tansu import free_port
 from jobprov.query.api import create_app
+from jobprov.query.artifacts import artifact
 from jobprov.query.backend import HttpBackend
 from jobprov.query.jobs import attempts, job_detail, status_counts
 from jobprov.query.store import Store
@@ -110,6 +111,11 @@ def test_an_annotation_on_an_artifact_makes_no_job(loaded: Store) -> None:
     assert status_counts(loaded) == {"succeeded": 1}
     rows = loaded.rows("SELECT target_type, target, value FROM {db}.annotations FINAL")
     assert rows == [("artifact", URI, "bad")]
+    found = artifact(loaded, URI)  # known by its annotation alone
+    assert (found["producers"], found["consumers"]) == ([], [])
+    assert [(a["key"], a["value"]) for a in found["annotations"]] == [("quality", "bad")]
+    client = TestClient(create_app(loaded, REGISTRY))
+    assert client.get("/api/v1/artifact", params={"uri": URI}).json()["annotations"][0]["value"] == "bad"
 
 
 def test_http_answers_ids_with_slashes_and_the_registrys_bucket(loaded: Store) -> None:

@@ -158,3 +158,29 @@ def test_jobs_grouped_count_each_status(loaded: Store) -> None:
     client = TestClient(create_app(loaded))
     body = client.get("/api/v1/job-groups", params={"key": "job.kind"}).json()
     assert body[0] == {"group": {"job.kind": "task"}, "total": 9, "statuses": {"failed": 1, "succeeded": 8}}
+
+
+def test_an_artifact_shows_its_producers_consumers_and_revisions(loaded: Store) -> None:
+    from jobprov.query.artifacts import artifact
+
+    raw = artifact(loaded, "file:///in/anatomy2.img")
+    assert raw["producers"] == []
+    assert [(c["job_id"], c["checksum"]) for c in raw["consumers"]] == [(f"{RUN_A}/align2", "c2"),
+                                                                        (f"{RUN_B}/align2", "c2-new")]  # fmt: skip
+    assert [(r["checksum"], r["jobs"]) for r in raw["revisions"]] == [("c2", 1), ("c2-new", 1)]
+    atlas = artifact(loaded, f"file:///w/{RUN_B}/atlas.img")
+    assert [p["job_id"] for p in atlas["producers"]] == [f"{RUN_B}/softmean"]
+    assert [c["job_id"] for c in atlas["consumers"]] == [f"{RUN_B}/convert"]
+    assert atlas["revisions"][0]["checksum"] == "sum-atlas.img" and atlas["revisions"][0]["jobs"] == 1
+    with pytest.raises(UnknownNameError, match="no artifact"):
+        artifact(loaded, "file:///nowhere")
+
+    client = TestClient(create_app(loaded))
+    body = client.get("/api/v1/artifact", params={"uri": f"file:///w/{RUN_B}/atlas.img"}).json()
+    assert body["producers"][0]["job_id"] == f"{RUN_B}/softmean"
+    assert client.get("/api/v1/artifact", params={"uri": "file:///nowhere"}).status_code == 404
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "artifact",
+                                      "file:///in/anatomy2.img"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "c2-new" in result.output and f"{RUN_B}/align2" in result.output
