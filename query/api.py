@@ -22,7 +22,7 @@ from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.backend import LocalBackend
 from jobprov.query.store import Store
 from jobprov.stream_processors.comparability import ComparabilityRegistry
-from jobprov.stream_processors.provenance import NAMESPACES
+from jobprov.stream_processors.provenance import CHANGE_KINDS
 
 
 def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
@@ -127,13 +127,13 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
             exclude_annotated=_pairs(exclude_annotated, "exclude_annotated"),
         )
 
-    @app.get("/api/v1/compare", summary="Provenance keys that differ between two jobs, each with its namespace")
+    @app.get("/api/v1/compare", summary="Provenance keys and input checksums that differ between two jobs")
     def get_compare(
         a: str,
         b: str,
         include_env: bool = False,
         namespace: Annotated[
-            str | None, Query(pattern=f"^({'|'.join(NAMESPACES)})$", description="Only keys of this namespace")
+            str | None, Query(pattern=f"^({'|'.join(CHANGE_KINDS)})$", description="Only changes of this kind")
         ] = None,
     ) -> Any:
         return backend.compare(a, b, include_env, namespace)

@@ -33,7 +33,7 @@ from jobprov.stream_processors.comparability import (
     bucket_keys,
     fingerprint,
 )
-from jobprov.stream_processors.provenance import NAMESPACES, namespace_of
+from jobprov.stream_processors.provenance import CHANGE_KINDS, INPUT, namespace_of
 
 _MAX_KEYS = 8
 
@@ -287,7 +287,8 @@ class Change:
     after: str | None
     in_bucket: bool
     namespace: str = ""
-    """parameter, context or collected (``stream_processors.provenance.namespace_of``)."""
+    """parameter, context or collected (``stream_processors.provenance.namespace_of``), or input: the key is then
+    ``input:<uri>`` and the values the checksums the two jobs used it with."""
 
     def __post_init__(self) -> None:
         self.namespace = self.namespace or namespace_of(self.key)
@@ -316,10 +317,11 @@ def compare_jobs(
     ignore: Sequence[str] = ("env.",),
     namespace: str | None = None,
 ) -> list[Change]:
-    """Provenance keys whose values differ between two jobs, each with its namespace (``ignore``: key prefixes
-    left out; ``namespace``: only keys of this one, parameter, context or collected)."""
-    if namespace is not None and namespace not in NAMESPACES:
-        raise QueryError(f"namespace: one of {', '.join(NAMESPACES)}, not {namespace!r}")
+    """Provenance keys whose values differ between two jobs, each with its namespace, then the input artifacts
+    both used with different checksums (namespace ``input``, key ``input:<uri>``). ``ignore``: key prefixes left
+    out; ``namespace``: only changes of this kind (parameter, context, collected or input)."""
+    if namespace is not None and namespace not in CHANGE_KINDS:
+        raise QueryError(f"namespace: one of {', '.join(CHANGE_KINDS)}, not {namespace!r}")
     found = _provenance(store, [job_a, job_b])
     for job in (job_a, job_b):
         if job not in found:
@@ -333,7 +335,27 @@ def compare_jobs(
             continue
         if a.get(key) != b.get(key):
             changes.append(Change(key, a.get(key), b.get(key), key in bucket_key_names))
+    if namespace in (None, INPUT):
+        used = _inputs(store, [job_a, job_b])
+        inputs_a, inputs_b = used.get(job_a, {}), used.get(job_b, {})
+        for uri in sorted(set(inputs_a) & set(inputs_b)):
+            if inputs_a[uri] != inputs_b[uri]:
+                changes.append(Change(f"input:{uri}", inputs_a[uri], inputs_b[uri], False, INPUT))
     return changes
+
+
+def _inputs(store: Store, job_ids: Sequence[str]) -> dict[str, dict[str, str | None]]:
+    """Per job, each artifact it used and the checksum it used it with (the latest, if it used it twice)."""
+    rows = store.rows(
+        "SELECT job_id, substring(src, 10), argMax(checksum, time) FROM {db}.lineage FINAL "
+        "WHERE relation = 'used' AND job_id IN {ids:Array(String)} AND startsWith(src, 'artifact:') "
+        "GROUP BY job_id, src",
+        ids=list(job_ids),
+    )
+    out: dict[str, dict[str, str | None]] = {}
+    for job, uri, checksum in rows:
+        out.setdefault(job, {})[uri] = checksum
+    return out
 
 
 @dataclass

@@ -19,6 +19,9 @@ from jobprov.schemas.models import JobStarted, JobSubmitted, ProvenanceDeclared
 COLLECTED = frozenset({"host", "os", "kernel", "python", "container_image", "job.name", "job.kind", "machine"})
 CONTEXT_PREFIXES = ("software.", "git.", "config.", "datasets.", "env.", "dataset.version")
 NAMESPACES = ("parameter", "context", "collected")
+INPUT = "input"
+"""What ``compare`` reports besides the three namespaces: an input artifact (same URI) used with another checksum."""
+CHANGE_KINDS = (*NAMESPACES, INPUT)
 
 
 def namespace_of(key: str) -> str:

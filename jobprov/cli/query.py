@@ -13,14 +13,14 @@ import click
 from jobprov.cli.common import SuggestingGroup, parse_pairs, processor_settings_from
 from jobprov.errors import ConfigError, JobprovError, QueryError
 from jobprov.query.store import to_plain
-from jobprov.stream_processors.provenance import NAMESPACES as PROVENANCE_NAMESPACES
+from jobprov.stream_processors.provenance import CHANGE_KINDS
 
 if TYPE_CHECKING:
     from jobprov.query.backend import Backend
     from jobprov.settings import ProcessorSettings
 
 FORMATS = click.Choice(["table", "json", "csv"])
-NAMESPACES = click.Choice(PROVENANCE_NAMESPACES)
+NAMESPACES = click.Choice(CHANGE_KINDS)
 
 
 def _settings(ctx: click.Context) -> ProcessorSettings:
@@ -225,7 +225,7 @@ def bucket(
 @click.argument("job_a")
 @click.argument("job_b")
 @click.option("--all", "show_all", is_flag=True, help="Every row: environment variables, and each package.")
-@click.option("--namespace", type=NAMESPACES, help="Only parameters, context or collected facts.")
+@click.option("--namespace", type=NAMESPACES, help="Only parameters, context, collected facts or inputs.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, namespace: str | None, fmt: str) -> None:

@@ -184,3 +184,20 @@ def test_an_artifact_shows_its_producers_consumers_and_revisions(loaded: Store) 
                                       "file:///in/anatomy2.img"], env=env)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "c2-new" in result.output and f"{RUN_B}/align2" in result.output
+
+
+def test_compare_names_inputs_used_with_another_checksum(loaded: Store) -> None:
+    from jobprov.query.series import compare_jobs
+
+    a, b = f"{RUN_A}/align2", f"{RUN_B}/align2"
+    found = [(c.namespace, c.key, c.before, c.after) for c in compare_jobs(loaded, a, b)]
+    assert found == [("parameter", "model", "12", "9"), ("input", "input:file:///in/anatomy2.img", "c2", "c2-new")]
+    assert compare_jobs(loaded, f"{RUN_A}/align1", f"{RUN_B}/align1") == []  # same input, same checksum
+    client = TestClient(create_app(loaded))
+    body = client.get("/api/v1/compare", params={"a": a, "b": b, "namespace": "input"}).json()
+    assert [(c["key"], c["before"], c["after"]) for c in body] == [("input:file:///in/anatomy2.img", "c2", "c2-new")]
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "compare", a, b, "--namespace",
+                                      "input", "--format", "csv"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == "input,input:file:///in/anatomy2.img,c2,c2-new"
