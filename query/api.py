@@ -181,6 +181,14 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
             ref, down=direction == "down", depth=depth, stop_at=_pairs(stop_at, "stop_at"), containment=containment
         )
 
+    @app.get("/api/v1/lineage/outputs", summary="Outputs of the jobs that have an ancestor job matching a query")
+    def get_outputs_preceded_by(
+        where: Annotated[list[str], Query(description='The jobs, e.g. "job.name = softmean"')],
+        ancestor: Annotated[list[str], Query(description='Their ancestor, e.g. "job.name = align_warp"')],
+        depth: Annotated[int, Query(ge=1, le=50)] = 20,
+    ) -> dict[str, list[str]]:
+        return backend.outputs_preceded_by(where, ancestor, depth)
+
     @app.get("/api/v1/jobs", summary="Jobs matching every where-group (ATTR OP VALUE | …)")
     def get_jobs(
         where: Annotated[list[str], Query(description='e.g. "job.name = softmean", "band = r | band = i"')],

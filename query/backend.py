@@ -80,6 +80,10 @@ class Backend(Protocol):
 
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]: ...
 
+    def outputs_preceded_by(
+        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
+    ) -> dict[str, list[str]]: ...
+
     def job(self, job_id: str) -> dict[str, Any]: ...
 
     def resources(self, job_id: str) -> list[dict[str, Any]]: ...
@@ -191,6 +195,11 @@ class LocalBackend:
 
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
         return (attributes.find_artifacts if artifacts else attributes.find_jobs)(self.store, list(where), limit)
+
+    def outputs_preceded_by(
+        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
+    ) -> dict[str, list[str]]:
+        return lineage.outputs_preceded_by(self.store, list(where), list(ancestor), depth)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(to_plain(jq.job_detail(self.store, job_id)))
@@ -320,6 +329,12 @@ class HttpBackend:
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
         path = "/api/v1/artifacts" if artifacts else "/api/v1/jobs"
         return list(self._get(path, [*(("where", w) for w in where), ("limit", limit)]))
+
+    def outputs_preceded_by(
+        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
+    ) -> dict[str, list[str]]:
+        params = [*(("where", w) for w in where), *(("ancestor", a) for a in ancestor), ("depth", depth)]
+        return dict(self._get("/api/v1/lineage/outputs", params))
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/jobs/{_seg(job_id)}"))

@@ -346,6 +346,19 @@ def lineage(
     _emit(steps, fmt, steps)
 
 
+@query.command("outputs")
+@click.option("--where", multiple=True, required=True, help='The jobs: "ATTR OP VALUE | …" (groups AND).')
+@click.option("--ancestor", multiple=True, required=True, help="An ancestor job they must have: groups as --where.")
+@click.option("--depth", type=int, default=20, show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def outputs(ctx: click.Context, where: tuple[str, ...], ancestor: tuple[str, ...], depth: int, fmt: str) -> None:
+    """Artifacts produced by the jobs matching --where that have, upstream in the data flow, a job matching
+    --ancestor: --where "job.name = softmean" --ancestor "job.name = align_warp" --ancestor "param.model = 12"."""
+    found = _run(lambda: _backend(ctx).outputs_preceded_by(where, ancestor, depth))
+    _emit([{"job_id": job, "uri": uri} for job, uris in sorted(found.items()) for uri in uris], fmt, found)
+
+
 @query.command()
 @click.argument("job_id")
 @click.option("--all", "show_all", is_flag=True, help="Every field, package and environment variable.")

@@ -142,6 +142,28 @@ def test_outputs_of_softmean_preceded_by_align_warp_model_12(graph: Store) -> No
     assert outputs_preceded_by(graph, ["job.name = align_warp"], ["job.name = softmean"]) == {}, "not upstream"
 
 
+def test_outputs_preceded_by_over_cli_and_http(graph: Store) -> None:
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from tests.integration.conftest import _CHDB_STORE
+
+    client = TestClient(create_app(graph))
+    params = [("where", "job.name = softmean | job.name = convert"), ("ancestor", "job.name = align_warp"),
+              ("ancestor", "param.model = 12")]  # fmt: skip
+    assert client.get("/api/v1/lineage/outputs", params=params).json() == {
+        "c1": ["file:///w/atlas.gif"], "s1": ["file:///w/atlas.img"]}  # fmt: skip
+    assert client.get("/api/v1/lineage/outputs", params=params[:1]).status_code == 422
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": graph.database}
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "outputs", "--where",
+                                      "job.name = softmean", "--ancestor", "job.name = align_warp", "--ancestor",
+                                      "param.model = 12", "--format", "csv"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["job_id,uri", "s1,file:///w/atlas.img"]
+
+
 def test_artifacts_by_attribute(graph: Store) -> None:
     from jobprov.query.attributes import find_artifacts
 
