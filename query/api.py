@@ -228,6 +228,14 @@ def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> F
     ) -> Any:
         return backend.group_jobs(key, where or (), limit)
 
+    @app.get("/api/v1/runs", summary="Runs side by side: status, members, chosen parameters and annotations")
+    def get_runs_table(
+        run: Annotated[list[str], Query(description="Run ids")],
+        param: Annotated[list[str] | None, Query(description="Parameters to show, e.g. model")] = None,
+        annotation: Annotated[list[str] | None, Query(description="Annotation keys to show")] = None,
+    ) -> Any:
+        return backend.runs_table(run, param or (), annotation or ())
+
     @app.get("/api/v1/runs/{run_id:path}", summary="A run and its members: program, parameters, status, artifacts")
     def get_run(run_id: str) -> Any:
         return backend.run(run_id)

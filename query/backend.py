@@ -96,6 +96,10 @@ class Backend(Protocol):
 
     def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]: ...
 
+    def runs_table(
+        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
+    ) -> list[dict[str, Any]]: ...
+
     def status(self) -> dict[str, int]: ...
 
     def metrics(self) -> list[dict[str, Any]]: ...
@@ -218,6 +222,11 @@ class LocalBackend:
 
     def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
         return list(to_plain(runs.compare_runs(self.store, run_a, run_b)))
+
+    def runs_table(
+        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        return runs.runs_table(self.store, list(run_ids), list(parameters), list(annotations))
 
     def status(self) -> dict[str, int]:
         return jq.status_counts(self.store)
@@ -354,6 +363,12 @@ class HttpBackend:
 
     def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/compare-runs", [("a", run_a), ("b", run_b)]))
+
+    def runs_table(
+        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        params = [*(("run", r) for r in run_ids), *(("param", p) for p in parameters)]
+        return list(self._get("/api/v1/runs", params + [("annotation", a) for a in annotations]))
 
     def status(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self._get("/api/v1/status").items()}

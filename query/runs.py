@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from jobprov.errors import UnknownNameError
+from jobprov.errors import QueryError, UnknownNameError
+from jobprov.query.names import stored_key
 from jobprov.query.store import Store, to_utc
 from jobprov.stream_processors.provenance import parameters
 
@@ -134,4 +136,37 @@ def compare_runs(store: Store, run_a: str, run_b: str) -> list[dict[str, Any]]:
         rows.append({"aspect": "structure", "member": consumer, "item": f"dataflow {edge}",
                      "a": edge if (producer, consumer) in flow_a else None,
                      "b": edge if (producer, consumer) in flow_b else None})  # fmt: skip
+    return rows
+
+
+def runs_table(
+    store: Store, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """One row per run: its status, how many members, and for each chosen parameter the values its members (and
+    the run's own job) declared, for each chosen annotation key the value on the run's job (or, failing that, on
+    its members), e.g. Swift's ``compare_run(parameter="model", annotation="quality")``. Parameters are named as
+    stored or as ``param.<key>``; values of several members are joined with ", " in sorted order."""
+    if not run_ids:
+        raise QueryError("runs: name at least one")
+    keys = [stored_key(p) for p in parameters]
+    rows = []
+    for run_id in run_ids:
+        found = run(store, run_id)
+        jobs = [run_id, *(m["job_id"] for m in found["members"])]
+        values = store.rows("SELECT values FROM {db}.provenance FINAL WHERE job_id IN {jobs:Array(String)}", jobs=jobs)
+        notes = store.rows(
+            "SELECT target, key_name, argMax(value, time) FROM {db}.annotations FINAL WHERE target_type = 'job' "
+            "AND target IN {jobs:Array(String)} AND key_name IN {keys:Array(String)} GROUP BY target, key_name",
+            jobs=jobs,
+            keys=list(annotations),
+        )
+        row: dict[str, Any] = {"run": run_id, "status": found["status"], "members": len(found["members"])}
+        for name, key in zip(parameters, keys, strict=True):
+            declared = sorted({dict(v[0])[key] for v in values if key in dict(v[0])})
+            row[name] = ", ".join(declared) if declared else None
+        for key in annotations:
+            own = [v for target, k, v in notes if k == key and target == run_id]
+            members = sorted({v for target, k, v in notes if k == key and target != run_id})
+            row[f"ann.{key}"] = own[0] if own else (", ".join(members) if members else None)
+        rows.append(row)
     return rows

@@ -394,6 +394,20 @@ def run(ctx: click.Context, run_id: str, fmt: str) -> None:
     _emit(member_rows(found["members"]), fmt, found)
 
 
+@query.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option("--param", "parameters", multiple=True, help="A parameter to show (model or param.model).")
+@click.option("--annotation", "annotations", multiple=True, help="An annotation key to show.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def runs(
+    ctx: click.Context, run_ids: tuple[str, ...], parameters: tuple[str, ...], annotations: tuple[str, ...], fmt: str
+) -> None:
+    """RUN... side by side: status, members, and the chosen parameters and annotations of each."""
+    found = _run(lambda: _backend(ctx).runs_table(run_ids, parameters, annotations))
+    _emit(found, fmt, found)
+
+
 @query.command("compare-runs")
 @click.argument("run_a")
 @click.argument("run_b")

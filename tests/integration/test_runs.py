@@ -18,6 +18,7 @@ from jobprov.query.api import create_app
 from jobprov.query.runs import compare_runs, run
 from jobprov.query.store import Store
 from jobprov.schemas.models import (
+    Annotation,
     ArtifactProduced,
     ArtifactUsed,
     Event,
@@ -85,6 +86,9 @@ def _workflow(run_id: str, offset: int, model_2: str, checksum_2: str, softmean:
 def loaded(store: Any) -> Store:
     events = _workflow(RUN_A, 0, "12", "c2", "succeeded", convert=False)
     events += _workflow(RUN_B, 1, "9", "c2-new", "failed", convert=True)
+    t = T0 + timedelta(days=1)
+    events.append(Event("note-1", RUN_B, "Annotation", t, t, PRODUCER, 999, payload=Annotation(key="quality",
+                        value="bad", author="reviewer")))  # fmt: skip
     sink = ClickHouseSink(store, store.jobprov_database)
     processor = Processor(sink, ListDeadLetters(), FoldContext())
     processor.process_batch([RawEvent(encode_event(e), "events", 0, i) for i, e in enumerate(events)])
@@ -201,3 +205,23 @@ def test_compare_names_inputs_used_with_another_checksum(loaded: Store) -> None:
                                       "input", "--format", "csv"], env=env)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1] == "input,input:file:///in/anatomy2.img,c2,c2-new"
+
+
+def test_runs_side_by_side_with_chosen_parameters_and_annotations(loaded: Store) -> None:
+    from jobprov.query.runs import runs_table
+
+    assert runs_table(loaded, [RUN_A, RUN_B], ["model", "param.format"], ["quality"]) == [
+        {"run": RUN_A, "status": "succeeded", "members": 4, "model": "12", "param.format": None, "ann.quality": None},
+        {"run": RUN_B, "status": "failed", "members": 5, "model": "12, 9", "param.format": "gif",
+         "ann.quality": "bad"},
+    ]  # fmt: skip
+    client = TestClient(create_app(loaded))
+    body = client.get("/api/v1/runs", params=[("run", RUN_B), ("param", "model"), ("annotation", "quality")]).json()
+    assert body == [{"run": RUN_B, "status": "failed", "members": 5, "model": "12, 9", "ann.quality": "bad"}]
+    assert client.get("/api/v1/runs", params=[("run", "pc/none")]).status_code == 404
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    args = ["runs", RUN_A, RUN_B, "--param", "model", "--annotation", "quality", "--format", "csv"]
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", *args], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["run,status,members,model,ann.quality", f"{RUN_A},succeeded,4,12,",
+                                          f'{RUN_B},failed,5,"12, 9",bad']  # fmt: skip
