@@ -18,8 +18,11 @@ on the edge, and ``ann.<key>`` (an annotation of the artifact).
 
 :func:`group_jobs` counts the matching jobs per status in groups of provenance keys or job columns.
 
-Operators: ``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``~`` (prefix). Values are text; every value and
-key reaches ClickHouse as a query parameter, every column name comes from the fixed tables above.
+Operators: ``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``~`` (prefix), ``glob`` (``*`` within a path segment,
+``**`` across segments, ``?`` one character: ``uri glob s3://b/*/calexp-*.fits``), and ``ATTR exists`` /
+``ATTR missing`` (no value). Values are text, except that job numbers, ``time.dow``/``hour`` and a provenance
+value compared with ``<``, ``<=``, ``>``, ``>=`` to a number compare as numbers. Every value and key reaches
+ClickHouse as a query parameter, every column name comes from the fixed tables above.
 """
 
 from __future__ import annotations
@@ -33,8 +36,12 @@ from jobprov.errors import QueryError
 from jobprov.query.names import provenance_keys, stored_key, unknown
 from jobprov.query.store import Store
 
-_OPS = ("<=", ">=", "!=", "=", "<", ">", "~")
-_COMPARISON = re.compile(r"^\s*(?P<attr>[A-Za-z_][\w.\-:]*)\s*(?P<op><=|>=|!=|=|<|>|~)\s*(?P<value>.*?)\s*$")
+_OPS = ("<=", ">=", "!=", "=", "<", ">", "~", "glob", "exists", "missing")
+_COMPARISON = re.compile(
+    r"^\s*(?P<attr>[A-Za-z_][\w.\-:]*)\s*(?P<op><=|>=|!=|=|<|>|~|(?<=\s)glob(?=\s))\s*(?P<value>.*?)\s*$"
+)
+_PRESENCE = re.compile(r"^\s*(?P<attr>[A-Za-z_][\w.\-:]*)\s+(?P<op>exists|missing)\s*$")
+_ORDERED = ("<", "<=", ">", ">=")
 _JOB_TEXT = {"status", "name", "kind", "host", "submitter", "workflow_id", "dag_node", "parent_job_id", "job_id"}
 _JOB_NUMBER = {"exit_code", "attempts", "duration_ms", "cpu_user_s", "cpu_system_s", "peak_rss_bytes", "event_count"}
 _TIME = {"dow": "toDayOfWeek(j.started_at)", "hour": "toHour(j.started_at)", "date": "toString(toDate(j.started_at))"}
@@ -59,10 +66,15 @@ def parse(groups: Sequence[str]) -> list[list[Comparison]]:
     for group in groups:
         comparisons = []
         for part in group.split("|"):
+            presence = _PRESENCE.match(part)
+            if presence is not None:
+                comparisons.append(Comparison(presence["attr"], presence["op"], ""))
+                continue
             match = _COMPARISON.match(part)
             if match is None or not match["value"]:
                 raise QueryError(
-                    f"cannot read {part.strip()!r}: expected ATTRIBUTE OP VALUE, OP one of {' '.join(_OPS)}"
+                    f"cannot read {part.strip()!r}: expected ATTRIBUTE OP VALUE or ATTRIBUTE exists|missing, "
+                    f"OP one of {' '.join(_OPS[:-2])}"
                 )
             comparisons.append(Comparison(match["attr"], match["op"], match["value"]))
         total += len(comparisons)
@@ -81,9 +93,15 @@ class _Compiler:
         self.params[name] = value
         return f"{{{name}:{type_}}}"
 
-    def compare(self, expr: str, op: str, value: str, numeric: bool = False) -> str:
+    def compare(self, expr: str, op: str, value: str, numeric: bool = False, present: str | None = None) -> str:
+        """``expr op value``; ``present``: the test that the attribute is there (default: not NULL)."""
+        if op in ("exists", "missing"):
+            test = present or f"{expr} IS NOT NULL"
+            return test if op == "exists" else f"NOT ({test})"
         if op == "~":
             return f"startsWith(toString({expr}), {self.param(value)})"
+        if op == "glob":
+            return f"match(toString({expr}), {self.param(glob_pattern(value))})"
         if numeric:
             try:
                 number = float(value)
@@ -94,11 +112,12 @@ class _Compiler:
 
     def annotation(self, target_type: str, target_expr: str, key: str, op: str, value: str) -> str:
         # "!=" means "annotated with another value", "not annotated so" is NOT ("=")
-        inner = self.compare("value", op, value)
-        return (
+        inner = "1" if op in ("exists", "missing") else self.compare("value", op, value)
+        annotated = (
             f"{target_expr} IN (SELECT target FROM {{db}}.annotations FINAL WHERE target_type = '{target_type}' "
             f"AND key_name = {self.param(key)} AND {inner})"
         )
+        return f"NOT ({annotated})" if op == "missing" else annotated
 
     def job_condition(self, c: Comparison) -> str:
         attr = c.attribute
@@ -116,7 +135,11 @@ class _Compiler:
             return self.compare(_TIME[field], c.op, c.value, numeric=field != "date")
         if attr.startswith("ann."):
             return self.annotation("job", "j.job_id", attr.removeprefix("ann."), c.op, c.value)
-        return self.compare(f"p.values[{self.param(stored_key(attr))}]", c.op, c.value)
+        key = self.param(stored_key(attr))
+        present = f"mapContains(p.values, {key})"
+        if c.op in _ORDERED and _is_number(c.value):  # a number compares as a number (model > 9 holds for 12)
+            return f"{present} AND " + self.compare(f"toFloat64OrNull(p.values[{key}])", c.op, c.value, numeric=True)
+        return self.compare(f"p.values[{key}]", c.op, c.value, present=present)
 
     def artifact_condition(self, c: Comparison) -> str:
         attr = c.attribute
@@ -127,6 +150,30 @@ class _Compiler:
         if attr.startswith("job."):
             return self.job_condition(c)
         raise QueryError(f"unknown artifact attribute {attr!r}; known: uri, role, checksum, relation, job.*, ann.*")
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def glob_pattern(glob: str) -> str:
+    """A glob as an anchored regular expression over paths: ``*`` matches within one path segment (no ``/``),
+    ``**`` across segments, ``?`` one character of a segment; everything else is literal."""
+    out = []
+    i = 0
+    while i < len(glob):
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        char = glob[i]
+        out.append("[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char))
+        i += 1
+    return "^" + "".join(out) + "$"
 
 
 def _where(groups: list[list[Comparison]], condition: Callable[[Comparison], str]) -> str:

@@ -225,3 +225,26 @@ def test_runs_side_by_side_with_chosen_parameters_and_annotations(loaded: Store)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["run,status,members,model,ann.quality", f"{RUN_A},succeeded,4,12,",
                                           f'{RUN_B},failed,5,"12, 9",bad']  # fmt: skip
+
+
+def test_the_attribute_language_globs_tests_presence_and_compares_numbers(loaded: Store) -> None:
+    from jobprov.query.attributes import find_artifacts, find_jobs
+
+    assert find_jobs(loaded, ["param.format exists"]) == [f"{RUN_B}/convert"]
+    assert find_jobs(loaded, ["param.model > 10"]) == [f"{RUN_A}/align1", f"{RUN_A}/align2", f"{RUN_B}/align1"]
+    assert find_jobs(loaded, ["param.model < 10"]) == [f"{RUN_B}/align2"]  # as text, "9" > "10"
+    assert find_jobs(loaded, ["ann.quality exists"]) == [RUN_B]
+    assert find_jobs(loaded, ["ann.quality missing", "job.kind = workflow"]) == [RUN_A]
+    assert find_jobs(loaded, ["job.dag_node missing", "job.name glob soft*"]) == [f"{RUN_A}/softmean",
+                                                                                 f"{RUN_B}/softmean"]  # fmt: skip
+    # The run ids hold "/": their outputs lie two segments below /w, beyond one "*" but not "**".
+    assert find_artifacts(loaded, ["uri glob file:///w/*/atlas.*"]) == []
+    assert find_artifacts(loaded, ["uri glob file:///w/pc/*/atlas.gif"]) == [f"file:///w/{RUN_B}/atlas.gif"]
+    assert find_artifacts(loaded, ["uri glob file:///w/**/atlas.*"]) == [
+        f"file:///w/{RUN_A}/atlas.img", f"file:///w/{RUN_B}/atlas.gif", f"file:///w/{RUN_B}/atlas.img"]  # fmt: skip
+    assert find_artifacts(loaded, ["uri glob file:///in/anatomy?.img", "checksum exists"]) == [
+        "file:///in/anatomy1.img", "file:///in/anatomy2.img"]  # fmt: skip
+    client = TestClient(create_app(loaded))
+    found = client.get("/api/v1/jobs", params={"where": ["param.model >= 12", "job.parent_job_id = " + RUN_B]})
+    assert found.json() == [f"{RUN_B}/align1"]
+    assert client.get("/api/v1/jobs", params={"where": "param.model exists 12"}).status_code == 400
