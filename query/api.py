@@ -38,6 +38,7 @@ from jobprov.query.store import Store, to_plain
 from jobprov.query.tokens import Tokens
 from jobprov.settings import ApiSettings
 from jobprov.stream_processors.comparability import ComparabilityRegistry
+from jobprov.stream_processors.provenance import CHANGE_KINDS
 
 # The web page's files: nothing else is served under /static (an allow-list, not a file system lookup).
 STATIC = {"chart.js": "text/javascript", "style.css": "text/css"}
@@ -186,7 +187,7 @@ def create_app(
     # tens of thousands of numbers: validating or re-encoding them element by element would cost more than the
     # query).
     @api.get(
-        "/series/{metric}",
+        "/series/{metric:path}",
         summary="A metric over time, one line per bucket or chosen keys",
         response_model=list[SeriesLine],
     )
@@ -214,21 +215,36 @@ def create_app(
             ),
         )
 
-    @api.get("/buckets/{metric}", summary="Which bucket this provenance belongs to, and its baseline")
+    @api.get("/buckets/{metric:path}", summary="Which bucket this provenance belongs to, and its baseline")
     async def get_bucket(
         request: Request,
         metric: str,
         provenance: Annotated[list[str] | None, Query(description="KEY=VALUE")] = None,
         last: Annotated[int, Query(ge=1, le=100_000)] = 50,
+        as_of: Annotated[
+            str | None, Query(description="A job id or an ISO 8601 time: only points strictly before it")
+        ] = None,
+        exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
     ) -> Response:
         pairs = _pairs(provenance, "provenance")
-        return await compute(request, lambda: backend.bucket(metric, pairs, last))
+        excluded = _pairs(exclude_annotated, "exclude_annotated")
+        return await compute(
+            request, lambda: backend.bucket(metric, pairs, last, as_of=as_of, exclude_annotated=excluded)
+        )
 
-    @api.get("/compare", summary="Provenance keys that differ between two jobs")
-    async def get_compare(request: Request, a: str, b: str, include_env: bool = False) -> Response:
-        return await compute(request, lambda: backend.compare(a, b, include_env))
+    @api.get("/compare", summary="Provenance keys and input checksums that differ between two jobs")
+    async def get_compare(
+        request: Request,
+        a: str,
+        b: str,
+        include_env: bool = False,
+        namespace: Annotated[
+            str | None, Query(pattern=f"^({'|'.join(CHANGE_KINDS)})$", description="Only changes of this kind")
+        ] = None,
+    ) -> Response:
+        return await compute(request, lambda: backend.compare(a, b, include_env, namespace))
 
-    @api.get("/regressions/{metric}", summary="Changes of level per bucket: regressions and improvements")
+    @api.get("/regressions/{metric:path}", summary="Changes of level per bucket: regressions and improvements")
     async def get_regressions(
         request: Request,
         metric: str,
@@ -272,9 +288,22 @@ def create_app(
         direction: Annotated[str, Query(pattern="^(up|down)$")] = "up",
         depth: Annotated[int, Query(ge=1, le=50)] = 10,
         stop_at: Annotated[list[str] | None, Query(description="KEY=VALUE: do not go past such jobs")] = None,
+        containment: Annotated[bool, Query(description="Follow parent jobs and workflows too")] = False,
     ) -> Response:
         stop = _pairs(stop_at, "stop_at")
-        return await compute(request, lambda: backend.lineage(ref, down=direction == "down", depth=depth, stop_at=stop))
+        return await compute(
+            request,
+            lambda: backend.lineage(ref, down=direction == "down", depth=depth, stop_at=stop, containment=containment),
+        )
+
+    @api.get("/lineage/outputs", summary="Outputs of the jobs that have an ancestor job matching a query")
+    async def get_outputs_preceded_by(
+        request: Request,
+        where: Annotated[list[str], Query(description='The jobs, e.g. "job.name = softmean"')],
+        ancestor: Annotated[list[str], Query(description='Their ancestor, e.g. "job.name = align_warp"')],
+        depth: Annotated[int, Query(ge=1, le=50)] = 20,
+    ) -> Response:
+        return await compute(request, lambda: backend.outputs_preceded_by(where, ancestor, depth))
 
     @api.get("/jobs", summary="Jobs matching every where-group (ATTR OP VALUE | …)")
     async def get_jobs(
@@ -292,7 +321,13 @@ def create_app(
     ) -> Response:
         return await compute(request, lambda: backend.find(where, artifacts=True, limit=limit))
 
-    @api.get("/jobs/{job_id}", summary="Everything about one job")
+    # Job ids may hold "/" (workflow tools name jobs run/node): the id is a path parameter that spans segments,
+    # and the resources route comes first so that ".../resources" is not read as part of an id.
+    @api.get("/jobs/{job_id:path}/resources", summary="A job's resource samples in time order")
+    async def get_resources(request: Request, job_id: str) -> Response:
+        return await compute(request, lambda: backend.resources(job_id))
+
+    @api.get("/jobs/{job_id:path}", summary="Everything about one job")
     async def get_job(request: Request, job_id: str) -> Response:
         def detail() -> dict[str, Any]:
             try:
@@ -304,9 +339,35 @@ def create_app(
 
         return await compute(request, detail)
 
-    @api.get("/jobs/{job_id}/resources", summary="A job's resource samples in time order")
-    async def get_resources(request: Request, job_id: str) -> Response:
-        return await compute(request, lambda: backend.resources(job_id))
+    @api.get("/artifact", summary="One artifact: producers, consumers, revisions, annotations")
+    async def get_artifact(request: Request, uri: Annotated[str, Query(description="The artifact's URI")]) -> Response:
+        return await compute(request, lambda: backend.artifact(uri))
+
+    @api.get("/job-groups", summary="Jobs grouped by provenance keys or job columns, counted per status")
+    async def get_job_groups(
+        request: Request,
+        key: Annotated[list[str], Query(description='e.g. "param.band", "sys.host", "job.kind"')],
+        where: Annotated[list[str] | None, Query(description="Only jobs matching every where-group")] = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> Response:
+        return await compute(request, lambda: backend.group_jobs(key, where or (), limit))
+
+    @api.get("/runs", summary="Runs side by side: status, members, chosen parameters and annotations")
+    async def get_runs_table(
+        request: Request,
+        run: Annotated[list[str], Query(description="Run ids")],
+        param: Annotated[list[str] | None, Query(description="Parameters to show, e.g. model")] = None,
+        annotation: Annotated[list[str] | None, Query(description="Annotation keys to show")] = None,
+    ) -> Response:
+        return await compute(request, lambda: backend.runs_table(run, param or (), annotation or ()))
+
+    @api.get("/runs/{run_id:path}", summary="A run and its members: program, parameters, status, artifacts")
+    async def get_run(request: Request, run_id: str) -> Response:
+        return await compute(request, lambda: backend.run(run_id))
+
+    @api.get("/compare-runs", summary="How two runs differ: programs, parameters, inputs, outputs, structure")
+    async def get_compare_runs(request: Request, a: str, b: str) -> Response:
+        return await compute(request, lambda: backend.compare_runs(a, b))
 
     @api.get("/status", summary="Jobs by status")
     async def get_status(request: Request) -> Response:
@@ -319,7 +380,7 @@ def create_app(
     def index() -> HTMLResponse:
         return HTMLResponse(web_asset("index.html"))
 
-    @app.get("/jobs/{job_id}", include_in_schema=False)
+    @app.get("/jobs/{job_id:path}", include_in_schema=False)
     def job_page(job_id: str) -> HTMLResponse:
         return HTMLResponse(web_asset("job.html"))
 

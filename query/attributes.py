@@ -7,14 +7,22 @@ A query is a list of groups; a group is comparisons joined by ``|``; all groups 
 Attributes of jobs:
 - ``job.<column>``: status, name, kind, host, submitter, workflow_id, dag_node, parent_job_id, exit_code,
   attempts, duration_ms, cpu_user_s, peak_rss_bytes, event_count (numeric ones compare as numbers);
-- ``prov.<key>`` (or a bare key): the job's provenance, e.g. ``prov.software.numpy``, ``band``;
+- provenance, by namespace: ``param.<key>`` (a parameter: the program's invocation arguments, e.g.
+  ``param.band``), ``ctx.<key>`` (context: ``ctx.software.numpy``, ``ctx.git.commit``), ``sys.<key>`` (collected
+  by jobprov: ``sys.host``, ``sys.python``); ``prov.<key>`` or a bare key names a key in any namespace
+  (``stream_processors.provenance.namespace_of`` says which key is where);
 - ``ann.<key>``: an annotation of the job;
 - ``time.<field>`` of the job's start: ``dow`` (1 = Monday … 7), ``hour``, ``date`` (YYYY-MM-DD).
 Attributes of artifacts: ``uri``, ``role``, ``checksum``, ``relation`` (used/produced), ``job.<…>`` of the job
 on the edge, and ``ann.<key>`` (an annotation of the artifact).
 
-Operators: ``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``~`` (prefix). Values are text; every value and
-key reaches ClickHouse as a query parameter, every column name comes from the fixed tables above.
+:func:`group_jobs` counts the matching jobs per status in groups of provenance keys or job columns.
+
+Operators: ``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``~`` (prefix), ``glob`` (``*`` within a path segment,
+``**`` across segments, ``?`` one character: ``uri glob s3://b/*/calexp-*.fits``), and ``ATTR exists`` /
+``ATTR missing`` (no value). Values are text, except that job numbers, ``time.dow``/``hour`` and a provenance
+value compared with ``<``, ``<=``, ``>``, ``>=`` to a number compare as numbers. Every value and key reaches
+ClickHouse as a query parameter, every column name comes from the fixed tables above.
 """
 
 from __future__ import annotations
@@ -22,13 +30,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from jobprov.errors import QueryError
-from jobprov.query.names import provenance_keys, unknown
+from jobprov.query.names import provenance_keys, stored_key, unknown
 from jobprov.query.store import Store
 
-_OPS = ("<=", ">=", "!=", "=", "<", ">", "~")
-_COMPARISON = re.compile(r"^\s*(?P<attr>[A-Za-z_][\w.\-:]*)\s*(?P<op><=|>=|!=|=|<|>|~)\s*(?P<value>.*?)\s*$")
+_OPS = ("<=", ">=", "!=", "=", "<", ">", "~", "glob", "exists", "missing")
+_COMPARISON = re.compile(
+    r"^\s*(?P<attr>[A-Za-z_][\w.\-:]*)\s*(?P<op><=|>=|!=|=|<|>|~|(?<=\s)glob(?=\s))\s*(?P<value>.*?)\s*$"
+)
+_PRESENCE = re.compile(r"^\s*(?P<attr>[A-Za-z_][\w.\-:]*)\s+(?P<op>exists|missing)\s*$")
+_ORDERED = ("<", "<=", ">", ">=")
 _JOB_TEXT = {"status", "name", "kind", "host", "submitter", "workflow_id", "dag_node", "parent_job_id", "job_id"}
 _JOB_NUMBER = {"exit_code", "attempts", "duration_ms", "cpu_user_s", "cpu_system_s", "peak_rss_bytes", "event_count"}
 _TIME = {"dow": "toDayOfWeek(j.started_at)", "hour": "toHour(j.started_at)", "date": "toString(toDate(j.started_at))"}
@@ -53,10 +66,15 @@ def parse(groups: Sequence[str]) -> list[list[Comparison]]:
     for group in groups:
         comparisons = []
         for part in group.split("|"):
+            presence = _PRESENCE.match(part)
+            if presence is not None:
+                comparisons.append(Comparison(presence["attr"], presence["op"], ""))
+                continue
             match = _COMPARISON.match(part)
             if match is None or not match["value"]:
                 raise QueryError(
-                    f"cannot read {part.strip()!r}: expected ATTRIBUTE OP VALUE, OP one of {' '.join(_OPS)}"
+                    f"cannot read {part.strip()!r}: expected ATTRIBUTE OP VALUE or ATTRIBUTE exists|missing, "
+                    f"OP one of {' '.join(_OPS[:-2])}"
                 )
             comparisons.append(Comparison(match["attr"], match["op"], match["value"]))
         total += len(comparisons)
@@ -75,9 +93,15 @@ class _Compiler:
         self.params[name] = value
         return f"{{{name}:{type_}}}"
 
-    def compare(self, expr: str, op: str, value: str, numeric: bool = False) -> str:
+    def compare(self, expr: str, op: str, value: str, numeric: bool = False, present: str | None = None) -> str:
+        """``expr op value``; ``present``: the test that the attribute is there (default: not NULL)."""
+        if op in ("exists", "missing"):
+            test = present or f"{expr} IS NOT NULL"
+            return test if op == "exists" else f"NOT ({test})"
         if op == "~":
             return f"startsWith(toString({expr}), {self.param(value)})"
+        if op == "glob":
+            return f"match(toString({expr}), {self.param(glob_pattern(value))})"
         if numeric:
             try:
                 number = float(value)
@@ -88,11 +112,12 @@ class _Compiler:
 
     def annotation(self, target_type: str, target_expr: str, key: str, op: str, value: str) -> str:
         # "!=" means "annotated with another value", "not annotated so" is NOT ("=")
-        inner = self.compare("value", op, value)
-        return (
+        inner = "1" if op in ("exists", "missing") else self.compare("value", op, value)
+        annotated = (
             f"{target_expr} IN (SELECT target FROM {{db}}.annotations FINAL WHERE target_type = '{target_type}' "
             f"AND key_name = {self.param(key)} AND {inner})"
         )
+        return f"NOT ({annotated})" if op == "missing" else annotated
 
     def job_condition(self, c: Comparison) -> str:
         attr = c.attribute
@@ -110,8 +135,11 @@ class _Compiler:
             return self.compare(_TIME[field], c.op, c.value, numeric=field != "date")
         if attr.startswith("ann."):
             return self.annotation("job", "j.job_id", attr.removeprefix("ann."), c.op, c.value)
-        key = attr.removeprefix("prov.")
-        return self.compare(f"p.values[{self.param(key)}]", c.op, c.value)
+        key = self.param(stored_key(attr))
+        present = f"mapContains(p.values, {key})"
+        if c.op in _ORDERED and _is_number(c.value):  # a number compares as a number (model > 9 holds for 12)
+            return f"{present} AND " + self.compare(f"toFloat64OrNull(p.values[{key}])", c.op, c.value, numeric=True)
+        return self.compare(f"p.values[{key}]", c.op, c.value, present=present)
 
     def artifact_condition(self, c: Comparison) -> str:
         attr = c.attribute
@@ -122,6 +150,30 @@ class _Compiler:
         if attr.startswith("job."):
             return self.job_condition(c)
         raise QueryError(f"unknown artifact attribute {attr!r}; known: uri, role, checksum, relation, job.*, ann.*")
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def glob_pattern(glob: str) -> str:
+    """A glob as an anchored regular expression over paths: ``*`` matches within one path segment (no ``/``),
+    ``**`` across segments, ``?`` one character of a segment; everything else is literal."""
+    out = []
+    i = 0
+    while i < len(glob):
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        char = glob[i]
+        out.append("[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char))
+        i += 1
+    return "^" + "".join(out) + "$"
 
 
 def _where(groups: list[list[Comparison]], condition: Callable[[Comparison], str]) -> str:
@@ -153,7 +205,7 @@ def _check_provenance_keys(store: Store, comparisons: Sequence[Comparison]) -> N
         if c.attribute.startswith(("job.", "time.", "ann.")):
             continue
         keys = keys if keys is not None else set(provenance_keys(store))
-        key = c.attribute.removeprefix("prov.")
+        key = stored_key(c.attribute)
         if key not in keys:
             named = {f"job.{k}" for k in _JOB_TEXT | _JOB_NUMBER} | {f"time.{k}" for k in _TIME}
             prefer = [f"job.{key}"] if key in _JOB_TEXT | _JOB_NUMBER else []
@@ -179,3 +231,46 @@ def find_artifacts(store: Store, query: Sequence[str], limit: int = 1000) -> lis
         f"WHERE {where} ORDER BY a.uri LIMIT {compiler.param(limit, 'UInt32')}"
     )
     return [r[0] for r in store.rows(sql, **compiler.params)]
+
+
+MAX_GROUP_KEYS = 8
+
+
+def group_jobs(store: Store, keys: Sequence[str], query: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
+    """Jobs (those matching ``query``, every job by default) grouped by ``keys``, with how many are in each status:
+    ``[{"group": {key: value}, "total": n, "statuses": {status: n}}]``, the largest groups first (at most
+    ``limit``). A key is a provenance name as ``find`` takes it (``param.band``, ``ctx.software.numpy``,
+    ``sys.host``, a bare key) or a job column ``job.<name>`` (text columns: status, name, kind, host, …); a job
+    without the key is grouped under null."""
+    if not 1 <= len(keys) <= MAX_GROUP_KEYS:
+        raise QueryError(f"keys: between 1 and {MAX_GROUP_KEYS}")
+    if not 1 <= limit <= 100_000:
+        raise QueryError("limit: between 1 and 100000")
+    compiler = _Compiler()
+    exprs = []
+    for key in keys:
+        column = key.removeprefix("job.")
+        if key.startswith("job.") and column in _JOB_TEXT:
+            exprs.append(f"ifNull(j.{column}, '')")
+        else:
+            exprs.append(f"p.values[{compiler.param(stored_key(key))}]")
+    where = _where(parse(query), compiler.job_condition)
+    sql = (
+        f"SELECT [{', '.join(exprs)}] AS grp, j.status, count() FROM {{db}}.jobs AS j FINAL "
+        "LEFT JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = j.job_id "
+        f"WHERE {where} GROUP BY grp, j.status"
+    )
+    groups: dict[tuple[str, ...], dict[str, int]] = {}
+    for values, status, count in store.rows(sql, **compiler.params):
+        groups.setdefault(tuple(values), {})[status] = int(count)
+    if not groups and query:
+        _check_provenance_keys(store, [c for group in parse(query) for c in group])
+    ranked = sorted(groups.items(), key=lambda item: (-sum(item[1].values()), item[0]))[:limit]
+    return [
+        {
+            "group": {key: value or None for key, value in zip(keys, values, strict=True)},
+            "total": sum(statuses.values()),
+            "statuses": dict(sorted(statuses.items())),
+        }
+        for values, statuses in ranked
+    ]

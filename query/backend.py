@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobprov.errors import ConfigError, JobprovError, QueryError
-from jobprov.query import attributes, lineage
+from jobprov.query import artifacts, attributes, lineage, runs
 from jobprov.query import jobs as jq
 from jobprov.query import series as q
 from jobprov.query.store import Store, to_plain
@@ -39,9 +39,19 @@ class Backend(Protocol):
         bucket: str | None = None,
     ) -> list[dict[str, Any]]: ...
 
-    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]: ...
+    def bucket(
+        self,
+        metric: str,
+        provenance: Mapping[str, str],
+        last: int = 50,
+        *,
+        as_of: str | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]: ...
 
-    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]: ...
+    def compare(
+        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
     def regressions(
         self,
@@ -60,14 +70,36 @@ class Backend(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def lineage(
-        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+        self,
+        ref: str,
+        *,
+        down: bool = False,
+        depth: int = 10,
+        stop_at: Mapping[str, str] | None = None,
+        containment: bool = False,
     ) -> list[dict[str, Any]]: ...
 
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]: ...
 
+    def outputs_preceded_by(
+        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
+    ) -> dict[str, list[str]]: ...
+
     def job(self, job_id: str) -> dict[str, Any]: ...
 
     def resources(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    def run(self, run_id: str) -> dict[str, Any]: ...
+
+    def artifact(self, uri: str) -> dict[str, Any]: ...
+
+    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]: ...
+
+    def runs_table(
+        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
+    ) -> list[dict[str, Any]]: ...
 
     def status(self) -> dict[str, int]: ...
 
@@ -104,16 +136,27 @@ class LocalBackend:
         )
         return [line.document() for line in lines]
 
-    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
-        bucket_id, keys = q.which_bucket(metric, provenance)
-        return {
-            "bucket": bucket_id,
-            "keys": keys,
-            "baseline": to_plain(q.baseline(self.store, metric, bucket_id, last)),
-        }
+    def bucket(
+        self,
+        metric: str,
+        provenance: Mapping[str, str],
+        last: int = 50,
+        *,
+        as_of: str | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        bucket_id, keys = q.which_bucket(metric, provenance, self.registry)
+        before, job = q.as_of(self.store, metric, bucket_id, as_of) if as_of else (None, None)
+        found = q.baseline(
+            self.store, metric, bucket_id, last, before=before, as_of_job=job, exclude_annotated=exclude_annotated
+        )
+        return {"bucket": bucket_id, "keys": keys, "baseline": to_plain(found)}
 
-    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]:
-        return list(to_plain(q.compare_jobs(self.store, job_a, job_b, ignore=() if include_env else ("env.",))))
+    def compare(
+        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        ignore = () if include_env else ("env.",)
+        return list(to_plain(q.compare_jobs(self.store, job_a, job_b, ignore=ignore, namespace=namespace)))
 
     def regressions(
         self,
@@ -144,19 +187,47 @@ class LocalBackend:
         return list(to_plain(q.check(self.store, job_id, metric=metric, bucket=bucket, registry=self.registry)))
 
     def lineage(
-        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+        self,
+        ref: str,
+        *,
+        down: bool = False,
+        depth: int = 10,
+        stop_at: Mapping[str, str] | None = None,
+        containment: bool = False,
     ) -> list[dict[str, Any]]:
         walk = lineage.descendants if down else lineage.ancestors
-        return list(to_plain(walk(self.store, ref, depth=depth, stop_at=stop_at)))
+        return list(to_plain(walk(self.store, ref, depth=depth, stop_at=stop_at, containment=containment)))
 
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
         return (attributes.find_artifacts if artifacts else attributes.find_jobs)(self.store, list(where), limit)
+
+    def outputs_preceded_by(
+        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
+    ) -> dict[str, list[str]]:
+        return lineage.outputs_preceded_by(self.store, list(where), list(ancestor), depth)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(to_plain(jq.job_detail(self.store, job_id)))
 
     def resources(self, job_id: str) -> list[dict[str, Any]]:
         return list(to_plain(jq.resource_samples(self.store, job_id)))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(to_plain(runs.run(self.store, run_id)))
+
+    def artifact(self, uri: str) -> dict[str, Any]:
+        return dict(to_plain(artifacts.artifact(self.store, uri)))
+
+    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
+        return attributes.group_jobs(self.store, list(keys), list(where), limit)
+
+    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
+        return list(to_plain(runs.compare_runs(self.store, run_a, run_b)))
+
+    def runs_table(
+        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        return runs.runs_table(self.store, list(run_ids), list(parameters), list(annotations))
 
     def status(self) -> dict[str, int]:
         return jq.status_counts(self.store)
@@ -214,11 +285,25 @@ class HttpBackend:
         params.append(("bucket", bucket))
         return list(self._get(f"/api/v1/series/{_seg(metric)}", params))
 
-    def bucket(self, metric: str, provenance: Mapping[str, str], last: int = 50) -> dict[str, Any]:
-        return dict(self._get(f"/api/v1/buckets/{_seg(metric)}", [*_pairs("provenance", provenance), ("last", last)]))
+    def bucket(
+        self,
+        metric: str,
+        provenance: Mapping[str, str],
+        last: int = 50,
+        *,
+        as_of: str | None = None,
+        exclude_annotated: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        params = [*_pairs("provenance", provenance), ("last", last), ("as_of", as_of)]
+        return dict(
+            self._get(f"/api/v1/buckets/{_seg(metric)}", params + _pairs("exclude_annotated", exclude_annotated))
+        )
 
-    def compare(self, job_a: str, job_b: str, include_env: bool = False) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/compare", [("a", job_a), ("b", job_b), ("include_env", _flag(include_env))]))
+    def compare(
+        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = [("a", job_a), ("b", job_b), ("include_env", _flag(include_env)), ("namespace", namespace)]
+        return list(self._get("/api/v1/compare", params))
 
     def regressions(
         self,
@@ -243,20 +328,52 @@ class HttpBackend:
         return list(self._get("/api/v1/check", [("job", job_id), ("metric", metric), ("bucket", bucket)]))
 
     def lineage(
-        self, ref: str, *, down: bool = False, depth: int = 10, stop_at: Mapping[str, str] | None = None
+        self,
+        ref: str,
+        *,
+        down: bool = False,
+        depth: int = 10,
+        stop_at: Mapping[str, str] | None = None,
+        containment: bool = False,
     ) -> list[dict[str, Any]]:
         params = [("ref", ref), ("direction", "down" if down else "up"), ("depth", depth)]
+        params.append(("containment", _flag(containment)))
         return list(self._get("/api/v1/lineage", params + _pairs("stop_at", stop_at)))
 
     def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
         path = "/api/v1/artifacts" if artifacts else "/api/v1/jobs"
         return list(self._get(path, [*(("where", w) for w in where), ("limit", limit)]))
 
+    def outputs_preceded_by(
+        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
+    ) -> dict[str, list[str]]:
+        params = [*(("where", w) for w in where), *(("ancestor", a) for a in ancestor), ("depth", depth)]
+        return dict(self._get("/api/v1/lineage/outputs", params))
+
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/jobs/{_seg(job_id)}"))
 
     def resources(self, job_id: str) -> list[dict[str, Any]]:
         return list(self._get(f"/api/v1/jobs/{_seg(job_id)}/resources"))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(self._get(f"/api/v1/runs/{_seg(run_id)}"))
+
+    def artifact(self, uri: str) -> dict[str, Any]:
+        return dict(self._get("/api/v1/artifact", [("uri", uri)]))
+
+    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
+        params = [*(("key", k) for k in keys), *(("where", w) for w in where), ("limit", limit)]
+        return list(self._get("/api/v1/job-groups", params))
+
+    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/compare-runs", [("a", run_a), ("b", run_b)]))
+
+    def runs_table(
+        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        params = [*(("run", r) for r in run_ids), *(("param", p) for p in parameters)]
+        return list(self._get("/api/v1/runs", params + [("annotation", a) for a in annotations]))
 
     def status(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self._get("/api/v1/status").items()}

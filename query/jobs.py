@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from jobprov.errors import QueryError
 from jobprov.query.store import Store, to_utc
+from jobprov.stream_processors.provenance import namespace_of, qualified
 
 _JOB_COLUMNS = (
     "job_id, name, kind, status, attempts, submitted_at, started_at, finished_at, last_event_at, exit_code, "
@@ -24,14 +26,51 @@ def _record(columns: str, row: tuple[Any, ...]) -> dict[str, Any]:
     return out
 
 
+_ATTEMPT_COLUMNS = (
+    "attempt, status, superseded, host, submitted_at, started_at, finished_at, duration_ms, exit_code, signal, "
+    "exception_type, exception_message, cpu_user_s, cpu_system_s, peak_rss_bytes, io_read_bytes, io_write_bytes, "
+    "caveats"
+)
+
+
+def attempts(store: Store, job_id: str) -> list[dict[str, Any]]:
+    """A job's attempts in order, each with its own outcome: a failed attempt stays ``failed`` (with its exit
+    code, signal and exception) after a successful retry, and ``superseded`` says a later attempt exists.
+    ``duration_ms`` is the attempt's run time, from its start to its end."""
+    return [
+        _record(_ATTEMPT_COLUMNS, r)
+        for r in store.rows(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM {{db}}.attempts FINAL WHERE job_id = {{job:String}} ORDER BY attempt",
+            job=job_id,
+        )
+    ]
+
+
+def wall_time_ms(started_at: datetime | None, finished_at: datetime | None) -> int | None:
+    """The job's wall time: from its first attempt's start to its last attempt's end (retries and the waits
+    between them included); each attempt's own run time is its ``duration_ms``."""
+    if started_at is None or finished_at is None:
+        return None
+    return round((finished_at - started_at).total_seconds() * 1000)
+
+
 def job_detail(store: Store, job_id: str) -> dict[str, Any]:
+    """Everything about one job. Of its times: ``wall_time_ms`` spans every attempt (first start to last end),
+    ``last_attempt_duration_ms`` (also ``duration_ms``, its older name) the last attempt only; ``attempt_details``
+    has each attempt's."""
     rows = store.rows(f"SELECT {_JOB_COLUMNS} FROM {{db}}.jobs FINAL WHERE job_id = {{job:String}}", job=job_id)
     if not rows:
         raise QueryError(f"no job {job_id!r}")
     detail = _record(_JOB_COLUMNS, rows[0])
+    detail["wall_time_ms"] = wall_time_ms(detail["started_at"], detail["finished_at"])
+    detail["last_attempt_duration_ms"] = detail["duration_ms"]
+    detail["attempt_details"] = attempts(store, job_id)
     detail["anomalies"] = [*detail["anomalies"], *reused_id(store, job_id)]
     provenance = store.rows("SELECT values FROM {db}.provenance FINAL WHERE job_id = {job:String}", job=job_id)
     detail["provenance"] = dict(provenance[0][0]) if provenance else {}
+    # Each key's namespace (parameter, context, collected) and its query name in it (param.band, ctx.git.commit).
+    detail["provenance_namespaces"] = {k: namespace_of(k) for k in detail["provenance"]}
+    detail["provenance_names"] = {k: qualified(k) for k in detail["provenance"]}
     step_columns = "attempt, name, step_attempt, status, started_at, finished_at, exception_type, caveats"
     detail["steps"] = [
         _record(step_columns, r)

@@ -4,6 +4,8 @@ Nodes are ``job:<id>``, ``artifact:<uri>`` and ``workflow:<id>``; edges are ``pr
 ``used`` (artifact → job), ``parent`` (job → child job) and ``member`` (workflow → job). :func:`ancestors`
 walks edges backwards, :func:`descendants` forwards, breadth first, one query per level, up to ``depth``
 levels, optionally not expanding past jobs whose provenance matches ``stop_at`` (those jobs are included).
+The walk follows data flow (``used`` and ``produced``) unless ``containment`` is asked for, which adds
+``parent`` and ``member``: a job's parent run or workflow is not what its outputs were made from.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobprov.errors import QueryError
+from jobprov.query.names import stored_key
 from jobprov.query.store import Store
 
 MAX_DEPTH = 50
+DATAFLOW = ("used", "produced")
+CONTAINMENT = ("parent", "member")
 MAX_NODES = 100_000
 
 
@@ -40,13 +45,15 @@ def _stopping_jobs(store: Store, jobs: list[str], stop_at: Mapping[str, str]) ->
     conditions = []
     for i, (key, value) in enumerate(sorted(stop_at.items())):
         conditions.append(f"values[{{k{i}:String}}] = {{v{i}:String}}")
-        params[f"k{i}"], params[f"v{i}"] = key, value
+        params[f"k{i}"], params[f"v{i}"] = stored_key(key), value
     where = " AND ".join(["job_id IN {ids:Array(String)}", *conditions])
     rows = store.rows(f"SELECT job_id FROM {{db}}.provenance FINAL WHERE {where}", **params)
     return {f"job:{r[0]}" for r in rows}
 
 
-def _walk(store: Store, start: str, depth: int, stop_at: Mapping[str, str] | None, backwards: bool) -> list[Step]:
+def _walk(
+    store: Store, start: str, depth: int, stop_at: Mapping[str, str] | None, backwards: bool, containment: bool
+) -> list[Step]:
     if not 1 <= depth <= MAX_DEPTH:
         raise QueryError(f"depth: between 1 and {MAX_DEPTH}")
     near, far = ("dst", "src") if backwards else ("src", "dst")
@@ -60,8 +67,10 @@ def _walk(store: Store, start: str, depth: int, stop_at: Mapping[str, str] | Non
         # are never deleted, and versions of an edge share its src, dst and relation) and no DISTINCT or ORDER
         # BY, done here on the few rows instead (same order: by origin, node, relation).
         rows = store.rows(
-            f"SELECT {near}, {far}, relation FROM {{db}}.lineage WHERE {near} IN {{frontier:Array(String)}}",
+            f"SELECT {near}, {far}, relation FROM {{db}}.lineage WHERE {near} IN {{frontier:Array(String)}} "
+            "AND relation IN {relations:Array(String)}",
             frontier=frontier,
+            relations=[*DATAFLOW, *CONTAINMENT] if containment else list(DATAFLOW),
         )
         reached: list[str] = []
         for origin, node, relation in sorted(set(rows)):
@@ -77,14 +86,19 @@ def _walk(store: Store, start: str, depth: int, stop_at: Mapping[str, str] | Non
     return steps
 
 
-def ancestors(store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None) -> list[Step]:
-    """Everything ``ref`` (a job or an artifact) came from, nearest first."""
-    return _walk(store, node_of(ref), depth, stop_at, backwards=True)
+def ancestors(
+    store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None, containment: bool = False
+) -> list[Step]:
+    """Everything ``ref`` (a job or an artifact) came from, nearest first (``containment``: parents and
+    workflows too)."""
+    return _walk(store, node_of(ref), depth, stop_at, backwards=True, containment=containment)
 
 
-def descendants(store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None) -> list[Step]:
-    """Everything that came of ``ref``, nearest first."""
-    return _walk(store, node_of(ref), depth, stop_at, backwards=False)
+def descendants(
+    store: Store, ref: str, depth: int = 10, stop_at: Mapping[str, str] | None = None, containment: bool = False
+) -> list[Step]:
+    """Everything that came of ``ref``, nearest first (``containment``: child jobs and members too)."""
+    return _walk(store, node_of(ref), depth, stop_at, backwards=False, containment=containment)
 
 
 def producers(store: Store, uri: str) -> list[str]:

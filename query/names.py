@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from jobprov.errors import UnknownNameError
+from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.store import Store
+from jobprov.stream_processors.provenance import namespace_of, qualified, split_name
 
 
 def close_matches(name: str, known: Iterable[str], limit: int = 3) -> list[str]:
@@ -53,3 +54,22 @@ def check_metric(store: Store, metric: str) -> None:
 
 def provenance_keys(store: Store) -> list[str]:
     return [r[0] for r in store.rows("SELECT DISTINCT arrayJoin(mapKeys(values)) AS k FROM {db}.provenance ORDER BY k")]
+
+
+def stored_key(name: str) -> str:
+    """The stored provenance key a query's name refers to: ``param.<key>`` (a parameter), ``ctx.<key>`` (context:
+    packages, git, config, datasets, environment), ``sys.<key>`` (collected by jobprov: host, os, kernel, python,
+    container_image, machine, job.name, job.kind), or ``prov.<key>`` / a bare key (any namespace). A key named in
+    the wrong namespace is an error naming the right one."""
+    key, namespace = split_name(name)
+    if not key:
+        raise QueryError(f"{name!r}: no key after the namespace")
+    if namespace is not None and namespace_of(key) != namespace:
+        raise QueryError(
+            f"{name!r}: {key!r} is {namespace_of(key)} provenance, not {namespace}: write {qualified(key)}"
+        )
+    return key
+
+
+def stored_keys(names: Iterable[str]) -> list[str]:
+    return [stored_key(n) for n in names]

@@ -18,13 +18,13 @@ import dataclasses
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.buckets import bucket_labels
 from jobprov.query.lines import Line, Point
-from jobprov.query.names import check_metric
+from jobprov.query.names import check_metric, stored_key
 from jobprov.query.store import Store, to_utc
 from jobprov.stream_processors.comparability import (
     METHODS,
@@ -33,6 +33,7 @@ from jobprov.stream_processors.comparability import (
     bucket_keys,
     fingerprint,
 )
+from jobprov.stream_processors.provenance import CHANGE_KINDS, INPUT, namespace_of
 
 _MAX_KEYS = 8
 
@@ -54,7 +55,7 @@ def _filters(filters: Mapping[str, str], exclude: Mapping[str, str]) -> tuple[st
         parts = []
         for i, (key, value) in enumerate(sorted(filters.items())):
             parts.append(f"values[{{fk{i}:String}}] = {{fv{i}:String}}")
-            params[f"fk{i}"], params[f"fv{i}"] = key, value
+            params[f"fk{i}"], params[f"fv{i}"] = stored_key(key), value
         clauses.append(f"m.job_id IN (SELECT job_id FROM {{db}}.provenance FINAL WHERE {' AND '.join(parts)})")
     for i, (key, value) in enumerate(sorted(exclude.items())):
         clauses.append(
@@ -142,7 +143,7 @@ def _series_by_keys(store: Store, group_by: list[str], where: str, params: dict[
     """The points with the chosen provenance keys of their job, a line per combination of their values."""
     _check_keys(group_by, "group_by")
     label_sql = ", ".join(f"p.values[{{g{i}:String}}]" for i in range(len(group_by)))
-    params.update({f"g{i}": key for i, key in enumerate(group_by)})
+    params.update({f"g{i}": stored_key(key) for i, key in enumerate(group_by)})  # labelled as asked
     columns = store.columns(
         f"SELECT [{label_sql}] AS label, m.unit, toUnixTimestamp64Milli(m.time), m.value, m.job_id, m.event_id "
         "FROM {db}.metric_points AS m FINAL "
@@ -188,23 +189,79 @@ class Baseline:
     minimum: float | None
     maximum: float | None
     last_time: datetime | None
+    before: datetime | None = None
+    """Only points strictly before this time (None: every point)."""
+    as_of_job: str | None = None
+    """The job ``before`` was taken from (its first point of the metric), if one was named."""
+    statistic: str = ""
+    """What the numbers are, in words: which points, and that ``median`` and ``mad`` are the level and spread."""
 
 
-def baseline(store: Store, metric: str, bucket: str, last: int = 50) -> Baseline:
-    """Statistics of the bucket's last ``last`` points."""
+def as_of(store: Store, metric: str, bucket: str, ref: str) -> tuple[datetime, str | None]:
+    """The time a baseline "as of ``ref``" ends at (exclusive), and the job, if ``ref`` names one: a job's
+    first point of the metric in this bucket (else in any bucket; else its start or submission), or an ISO 8601
+    time. A job id is looked up first, so an id that reads as a time still means the job."""
+    row = store.rows(
+        "SELECT (SELECT minOrNull(time) FROM {db}.metric_points FINAL WHERE job_id = {ref:String} "
+        "AND metric = {metric:String} AND bucket = {bucket:String}), "
+        "(SELECT minOrNull(time) FROM {db}.metric_points FINAL WHERE job_id = {ref:String} "
+        "AND metric = {metric:String}), "
+        "(SELECT anyOrNull(coalesce(started_at, submitted_at)) FROM {db}.jobs FINAL WHERE job_id = {ref:String}), "
+        "(SELECT count() FROM {db}.jobs FINAL WHERE job_id = {ref:String})",
+        ref=ref,
+        metric=metric,
+        bucket=bucket,
+    )[0]
+    in_bucket, in_metric, started, known = row
+    if known or in_metric is not None:
+        found = to_utc(next((t for t in (in_bucket, in_metric, started) if t is not None), None))
+        if found is None:
+            raise QueryError(f"as_of: job {ref!r} has neither a point of {metric!r} nor a start time")
+        return found, ref
+    try:
+        time = datetime.fromisoformat(ref.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UnknownNameError(f"as_of: {ref!r} is neither a job id nor an ISO 8601 time") from exc
+    return (time if time.tzinfo else time.replace(tzinfo=UTC)), None
+
+
+def baseline(
+    store: Store,
+    metric: str,
+    bucket: str,
+    last: int = 50,
+    *,
+    before: datetime | None = None,
+    as_of_job: str | None = None,
+    exclude_annotated: Mapping[str, str] | None = None,
+) -> Baseline:
+    """Statistics of the bucket's last ``last`` points (strictly ``before`` a time, when given), leaving out jobs
+    annotated with any of ``exclude_annotated`` (as the series does): the median is the level, the MAD (median
+    absolute deviation) the spread the regression rules use, with mean, stdev, min and max besides."""
     if not 1 <= last <= 100_000:
         raise QueryError("last: between 1 and 100000")
+    where, params = _filters({}, exclude_annotated or {})
+    if before is not None:
+        where += " AND m.time < {before:DateTime64(3, 'UTC')}"
+        params["before"] = before
     rows = store.rows(
-        "SELECT value, time FROM {db}.metric_points FINAL WHERE metric = {metric:String} "
-        "AND bucket = {bucket:String} ORDER BY time DESC LIMIT {last:UInt32}",
+        "SELECT m.value, m.time FROM {db}.metric_points AS m FINAL WHERE m.metric = {metric:String} "
+        f"AND m.bucket = {{bucket:String}}{where} ORDER BY m.time DESC LIMIT {{last:UInt32}}",
         metric=metric,
         bucket=bucket,
         last=last,
+        **params,
     )
     values = [float(r[0]) for r in rows]
+    words = f"median (level) and MAD (spread) of the last {last} points"
+    if before is not None:
+        words += f" before {before.isoformat()}" + (f" (job {as_of_job}'s first point)" if as_of_job else "")
+    if exclude_annotated:
+        words += ", leaving out jobs annotated " + ", ".join(f"{k}={v}" for k, v in sorted(exclude_annotated.items()))
+    words += f": {len(values)} found"
     if not values:
         check_metric(store, metric)
-        return Baseline(metric, bucket, 0, None, None, None, None, None, None, None)
+        return Baseline(metric, bucket, 0, None, None, None, None, None, None, None, before, as_of_job, words)
     median = statistics.median(values)
     return Baseline(
         metric,
@@ -217,6 +274,9 @@ def baseline(store: Store, metric: str, bucket: str, last: int = 50) -> Baseline
         min(values),
         max(values),
         to_utc(rows[0][1]),
+        before,
+        as_of_job,
+        words,
     )
 
 
@@ -226,6 +286,12 @@ class Change:
     before: str | None
     after: str | None
     in_bucket: bool
+    namespace: str = ""
+    """parameter, context or collected (``stream_processors.provenance.namespace_of``), or input: the key is then
+    ``input:<uri>`` and the values the checksums the two jobs used it with."""
+
+    def __post_init__(self) -> None:
+        self.namespace = self.namespace or namespace_of(self.key)
 
     def __str__(self) -> str:
         return f"{self.key}: {self.before} → {self.after}"
@@ -244,9 +310,18 @@ def _provenance(store: Store, job_ids: Sequence[str]) -> dict[str, dict[str, str
 
 
 def compare_jobs(
-    store: Store, job_a: str, job_b: str, bucket_key_names: Sequence[str] = (), ignore: Sequence[str] = ("env.",)
+    store: Store,
+    job_a: str,
+    job_b: str,
+    bucket_key_names: Sequence[str] = (),
+    ignore: Sequence[str] = ("env.",),
+    namespace: str | None = None,
 ) -> list[Change]:
-    """Provenance keys whose values differ between two jobs (``ignore``: key prefixes left out)."""
+    """Provenance keys whose values differ between two jobs, each with its namespace, then the input artifacts
+    both used with different checksums (namespace ``input``, key ``input:<uri>``). ``ignore``: key prefixes left
+    out; ``namespace``: only changes of this kind (parameter, context, collected or input)."""
+    if namespace is not None and namespace not in CHANGE_KINDS:
+        raise QueryError(f"namespace: one of {', '.join(CHANGE_KINDS)}, not {namespace!r}")
     found = _provenance(store, [job_a, job_b])
     for job in (job_a, job_b):
         if job not in found:
@@ -256,9 +331,31 @@ def compare_jobs(
     for key in sorted(set(a) | set(b)):
         if any(key.startswith(prefix) for prefix in ignore):
             continue
+        if namespace is not None and namespace_of(key) != namespace:
+            continue
         if a.get(key) != b.get(key):
             changes.append(Change(key, a.get(key), b.get(key), key in bucket_key_names))
+    if namespace in (None, INPUT):
+        used = _inputs(store, [job_a, job_b])
+        inputs_a, inputs_b = used.get(job_a, {}), used.get(job_b, {})
+        for uri in sorted(set(inputs_a) & set(inputs_b)):
+            if inputs_a[uri] != inputs_b[uri]:
+                changes.append(Change(f"input:{uri}", inputs_a[uri], inputs_b[uri], False, INPUT))
     return changes
+
+
+def _inputs(store: Store, job_ids: Sequence[str]) -> dict[str, dict[str, str | None]]:
+    """Per job, each artifact it used and the checksum it used it with (the latest, if it used it twice)."""
+    rows = store.rows(
+        "SELECT job_id, substring(src, 10), argMax(checksum, time) FROM {db}.lineage FINAL "
+        "WHERE relation = 'used' AND job_id IN {ids:Array(String)} AND startsWith(src, 'artifact:') "
+        "GROUP BY job_id, src",
+        ids=list(job_ids),
+    )
+    out: dict[str, dict[str, str | None]] = {}
+    for job, uri, checksum in rows:
+        out.setdefault(job, {})[uri] = checksum
+    return out
 
 
 @dataclass

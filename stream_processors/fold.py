@@ -12,7 +12,9 @@ watermark the caller passes to :func:`snapshot`. The same code serves live strea
   edges, annotations, step states, provenance (and a :class:`BucketMove` when late provenance changes a key the
   job's stored metric points are bucketed by: the state keeps no metric values, the sink moves them). The
   job's own state record comes from :func:`snapshot`, which callers take once per batch of events per job, so
-  a batch of a job's events costs one JobState, not one per event.
+  a batch of a job's events costs one JobState, not one per event. A state whose events only carried
+  annotations on something else (an artifact, another job) is no job: callers take no snapshot of it
+  (``JobFoldState.is_job``).
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from jobprov.schemas.models import (
     StepStarted,
 )
 from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_for, bucket_keys, fingerprint
-from jobprov.stream_processors.lifecycle import derive_job_state
+from jobprov.stream_processors.lifecycle import derive_attempt_states, derive_job_state
 from jobprov.stream_processors.provenance import flatten_declared, flatten_started, flatten_submitted
 from jobprov.stream_processors.records import (
     AnnotationRecord,
+    AttemptState,
     BucketMove,
     JobState,
     LineageEdge,
@@ -82,6 +85,11 @@ def fold(state: JobFoldState | None, event: Event, context: FoldContext) -> tupl
 def snapshot(state: JobFoldState, watermark_ms: int | None = None, context: FoldContext | None = None) -> JobState:
     """The job's current state record; ``watermark_ms`` (event time) lets a silent running job become lost."""
     return derive_job_state(state, watermark_ms, context.lost_after_ms if context else FoldContext.lost_after_ms)
+
+
+def attempt_snapshots(state: JobFoldState, job: JobState) -> list[AttemptState]:
+    """Each attempt's state record, taken with the job's (``job``: its :func:`snapshot`)."""
+    return derive_attempt_states(state, job)
 
 
 def _first_time(state: JobFoldState, event: Event) -> bool:
@@ -348,6 +356,8 @@ def _on_produced(state: JobFoldState, event: Event, time_ms: int, context: FoldC
 
 def _on_annotation(state: JobFoldState, event: Event, time_ms: int, context: FoldContext) -> list[Record]:
     p: Annotation = cast(Annotation, event.payload)
+    if p.target_type != "job" or (p.target is not None and p.target != state.job_id):
+        state.carried += 1
     return [
         AnnotationRecord(
             job_id=state.job_id,

@@ -12,7 +12,7 @@ emitter's sequence numbers.
 
 from __future__ import annotations
 
-from jobprov.stream_processors.records import JobState
+from jobprov.stream_processors.records import AttemptState, JobState
 from jobprov.stream_processors.state import AttemptFacts, JobFoldState
 
 TERMINAL = ("succeeded", "failed", "aborted")
@@ -57,6 +57,58 @@ def _anomalies(state: JobFoldState) -> list[str]:
     return sorted(found)
 
 
+def _duration(facts: AttemptFacts) -> int | None:
+    """An attempt's run time: as its end reports it, else from its start to its end."""
+    finish = facts.latest_finish()
+    if finish is None:
+        return None
+    if finish[1].duration_ms is not None:
+        return finish[1].duration_ms
+    return finish[0][0] - facts.started[0][0] if facts.started is not None else None
+
+
+def derive_attempt_states(state: JobFoldState, job: JobState) -> list[AttemptState]:
+    """Each attempt's own facts (``job``: the job's state record, whose ``lost`` the current attempt shares)."""
+    numbers = sorted(state.attempts)
+    caveats: dict[int, set[str]] = {}
+    for (attempt, _, _), step in state.steps.items():
+        if step.finished is not None and step.finished[1].caveats:
+            caveats.setdefault(attempt, set()).update(step.finished[1].caveats)
+    out = []
+    for n in numbers:
+        facts = state.attempts[n]
+        finish = facts.latest_finish()
+        end = finish[1] if finish else None
+        status = _attempt_status(facts)
+        if n == numbers[-1] and job.status == "lost":
+            status = "lost"
+        out.append(
+            AttemptState(
+                job_id=state.job_id,
+                attempt=n,
+                status=status,
+                superseded=n != numbers[-1],
+                host=facts.started[1].host if facts.started else None,
+                submitted_at_ms=facts.submitted[0][0] if facts.submitted else None,
+                started_at_ms=facts.started[0][0] if facts.started else None,
+                finished_at_ms=finish[0][0] if finish else None,
+                duration_ms=_duration(facts),
+                exit_code=end.exit_code if end else None,
+                signal=end.signal if end else None,
+                exception_type=end.exception_type if end else None,
+                exception_message=end.exception_message if end else None,
+                cpu_user_s=facts.cpu_user_s,
+                cpu_system_s=facts.cpu_system_s,
+                peak_rss_bytes=facts.peak_rss_bytes,
+                io_read_bytes=facts.io_read_bytes,
+                io_write_bytes=facts.io_write_bytes,
+                caveats=sorted(caveats.get(n, ())),
+                state_version=state.version,
+            )
+        )
+    return out
+
+
 def derive_job_state(state: JobFoldState, watermark_ms: int | None, lost_after_ms: int) -> JobState:
     numbers = sorted(state.attempts)
     current_no = numbers[-1] if numbers else 1
@@ -75,9 +127,7 @@ def derive_job_state(state: JobFoldState, watermark_ms: int | None, lost_after_m
     latest_started = current.started
     finish = current.latest_finish()
     finish_payload = finish[1] if finish else None
-    duration = finish_payload.duration_ms if finish_payload else None
-    if duration is None and finish is not None and latest_started is not None:
-        duration = finish[0][0] - latest_started[0][0]
+    duration = _duration(current)  # the last attempt's: the job's wall time is finished_at - started_at
     sub_payload = submitted[1] if submitted else None
     return JobState(
         job_id=state.job_id,

@@ -38,7 +38,7 @@ from jobprov.sinks.base import Sink, SinkBackpressure
 from jobprov.stream_processors import snapshots
 from jobprov.stream_processors.checkpoint import StateStore
 from jobprov.stream_processors.dead_letters import DeadLetters
-from jobprov.stream_processors.fold import FoldContext, fold, snapshot
+from jobprov.stream_processors.fold import FoldContext, attempt_snapshots, fold, snapshot
 from jobprov.stream_processors.metrics import ProcessorMetrics
 from jobprov.stream_processors.records import (
     FOLD_VERSION,
@@ -54,6 +54,8 @@ log = logging.getLogger("jobprov.processor")
 
 # Statuses that change with the watermark alone (running -> lost): such a job stays in memory to be watched.
 _WATCHED = frozenset({"running"})
+NOT_A_JOB = "not_a_job"
+"""The in-memory status of a key whose events only annotated something else (no job row is written for it)."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,9 @@ class Processor:
                 time.sleep(max(delay, exc.retry_after))
                 delay = min(delay * 2, 30.0)
 
+    def _status(self, state: JobFoldState, watermark: int | None) -> str:
+        return snapshot(state, watermark, self.context).status if state.is_job() else NOT_A_JOB
+
     def _snapshots(self, touched: set[str]) -> list[Record]:
         """State records of the touched jobs, and of running jobs the watermark has now made lost."""
         watermark = self.watermark_ms
@@ -199,9 +204,13 @@ class Processor:
             state = self.states.get(job_id)
             if state is None:
                 continue
+            if not state.is_job():  # annotations on artifacts under this key: no job row
+                self.status_of[job_id] = NOT_A_JOB
+                continue
             record = snapshot(state, watermark, self.context)
             if job_id in touched or record.status != self.status_of.get(job_id):
                 out.append(record)
+                out += attempt_snapshots(state, record)
             self.status_of[job_id] = record.status
         return out
 
@@ -241,7 +250,7 @@ class Processor:
             found |= self._refold(self.state_store.job_events(unusable))
         watermark = self.watermark_ms
         for job_id in found:
-            self.status_of[job_id] = snapshot(self.states[job_id], watermark, self.context).status
+            self.status_of[job_id] = self._status(self.states[job_id], watermark)
         return found
 
     def _refold(self, raw_events: Iterable[bytes]) -> set[str]:
@@ -351,7 +360,7 @@ class Processor:
             self._max_event_ms = max(self._max_event_ms, timestamp_millis(event.event_time))
             count += 1
         for job_id in [j for j in self.states if j not in self.status_of]:
-            self.status_of[job_id] = snapshot(self.states[job_id], self.watermark_ms, self.context).status
+            self.status_of[job_id] = self._status(self.states[job_id], self.watermark_ms)
         return count
 
     def drop_partitions(self, partitions: set[int]) -> None:

@@ -1,4 +1,4 @@
-"""Flattening provenance into the key/value pairs buckets and queries use.
+"""Flattening provenance into the key/value pairs buckets and queries use, and the namespaces of those keys.
 
 Keys: the declared values as they are (``dataset``, ``band``), ``datasets.<name>.version|checksum``,
 ``config.hash``, ``config.snapshot_uri``, ``software.<package>``, ``git.commit|branch|dirty|remote``,
@@ -10,6 +10,51 @@ Keys: the declared values as they are (``dataset``, ``band``), ``datasets.<name>
 from __future__ import annotations
 
 from jobprov.schemas.models import JobStarted, JobSubmitted, ProvenanceDeclared
+
+# The three namespaces of a job's flattened provenance. Collector-derived facts come from the lifecycle events
+# (flatten_started, flatten_submitted); context describes the environment and inputs (packages, git, config,
+# datasets, environment variables); every other declared value is a parameter: a program's invocation argument
+# (`jobprov run -p band=r`, ``provenance={"band": "r"}``). Query names: ``param.<key>``, ``ctx.<key>``,
+# ``sys.<key>``; the stored key is ``<key>`` in each, so a bare key and ``prov.<key>`` keep working.
+COLLECTED = frozenset({"host", "os", "kernel", "python", "container_image", "job.name", "job.kind", "machine"})
+CONTEXT_PREFIXES = ("software.", "git.", "config.", "datasets.", "env.", "dataset.version")
+NAMESPACES = ("parameter", "context", "collected")
+INPUT = "input"
+"""What ``compare`` reports besides the three namespaces: an input artifact (same URI) used with another checksum."""
+CHANGE_KINDS = (*NAMESPACES, INPUT)
+
+
+def namespace_of(key: str) -> str:
+    """``parameter``, ``context`` or ``collected``: which of the three a flattened provenance key belongs to."""
+    if key in COLLECTED:
+        return "collected"
+    if key.startswith(CONTEXT_PREFIXES):
+        return "context"
+    return "parameter"
+
+
+PREFIXES = {"param.": "parameter", "ctx.": "context", "sys.": "collected"}
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """A provenance key as a query names it -> (the stored key, the namespace it was qualified with, or None):
+    ``param.band`` -> (``band``, ``parameter``), ``ctx.software.numpy`` -> (``software.numpy``, ``context``),
+    ``sys.host`` -> (``host``, ``collected``); ``prov.band`` and ``band`` -> (``band``, None)."""
+    for prefix, namespace in PREFIXES.items():
+        if name.startswith(prefix):
+            return name.removeprefix(prefix), namespace
+    return name.removeprefix("prov."), None
+
+
+def qualified(key: str) -> str:
+    """The stored key's full query name, in its namespace (``band`` -> ``param.band``)."""
+    namespace = namespace_of(key)
+    return next(prefix for prefix, ns in PREFIXES.items() if ns == namespace) + key
+
+
+def parameters(values: dict[str, str]) -> dict[str, str]:
+    """The parameters among a job's flattened provenance."""
+    return {k: v for k, v in values.items() if namespace_of(k) == "parameter"}
 
 
 def flatten_declared(p: ProvenanceDeclared) -> dict[str, str]:

@@ -60,6 +60,40 @@ class JobState:
 
 
 @dataclass(slots=True)
+class AttemptState:
+    """One attempt of a job as its own facts: where and when it ran and how it ended. ``status`` is the attempt's
+    own outcome (a failed attempt stays ``failed`` after a successful retry; ``superseded`` says a later attempt
+    exists). ``duration_ms`` is this attempt's run time (its start to its end); the job's wall time runs from its
+    first attempt's start to its last attempt's end. ``caveats`` are those of the attempt's steps."""
+
+    KIND: ClassVar[str] = "attempt_state"
+    job_id: str
+    attempt: int
+    status: str
+    superseded: bool
+    host: str | None
+    submitted_at_ms: int | None
+    started_at_ms: int | None
+    finished_at_ms: int | None
+    duration_ms: int | None
+    exit_code: int | None
+    signal: int | None
+    exception_type: str | None
+    exception_message: str | None
+    cpu_user_s: float | None
+    cpu_system_s: float | None
+    peak_rss_bytes: int | None
+    io_read_bytes: int | None
+    io_write_bytes: int | None
+    caveats: list[str]
+    state_version: int
+    fold_version: int = FOLD_VERSION
+
+    def key(self) -> tuple[str, ...]:
+        return (self.job_id, str(self.attempt))
+
+
+@dataclass(slots=True)
 class ProvenanceRecord:
     KIND: ClassVar[str] = "provenance"
     job_id: str
@@ -305,6 +339,7 @@ class PartitionWatermark:
 Record = (
     EventRecord
     | JobState
+    | AttemptState
     | ProvenanceRecord
     | MetricPoint
     | BucketMove
@@ -321,6 +356,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
     for cls in (
         EventRecord,
         JobState,
+        AttemptState,
         ProvenanceRecord,
         MetricPoint,
         BucketMove,

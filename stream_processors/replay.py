@@ -28,6 +28,7 @@ from jobprov.stream_processors.processor import Processor, RawEvent
 COMPARED = {
     "events": ("ingested_at",),
     "jobs": ("state_version",),
+    "attempts": ("state_version",),
     "provenance": ("state_version",),
     "metric_points": ("state_version", "is_deleted"),
     "resources": ("state_version",),

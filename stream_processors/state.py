@@ -102,6 +102,9 @@ class JobFoldState:
     unsequenced: set[str] = field(default_factory=set)  # ids of events without a usable seq (seq < 1)
     version: int = 0
     """How many distinct events were folded: the records' ``state_version`` and the job's event count."""
+    carried: int = 0
+    """How many of those events only carried a fact about something else (an annotation on an artifact or on
+    another job): a state made of nothing else is no job (see :meth:`is_job`)."""
     first_event_ms: int | None = None
     last_event_ms: int = 0
     heartbeat_interval_ms: int | None = None
@@ -123,6 +126,11 @@ class JobFoldState:
         if facts is None:
             facts = self.attempts[number] = AttemptFacts()
         return facts
+
+    def is_job(self) -> bool:
+        """Whether some event concerns this job itself. An annotation on an artifact travels under some job id
+        (the log is keyed by job); when no other event has that id it is not a job and gets no job row."""
+        return self.version > self.carried
 
     def latest_attempt(self) -> int:
         return max(self.attempts, default=1)

@@ -124,10 +124,13 @@ def annotate(
     job_id: str | None,
     when: str | None,
 ) -> None:
-    """Annotate the job (or --target-job / --target-artifact) with KEY=VALUE."""
+    """Annotate the job (or --target-job / --target-artifact) with KEY=VALUE.
+
+    An artifact's annotation needs no job: without --job-id it travels under the key ``artifact:URI``, which
+    makes no job row."""
     if target_job and target_artifact:
         raise click.UsageError("--target-job and --target-artifact exclude each other")
-    owner = job_id or target_job
+    owner = job_id or target_job or (f"artifact:{target_artifact}" if target_artifact else None)
     payload = Annotation(
         key=key,
         value=value,

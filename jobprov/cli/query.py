@@ -13,12 +13,14 @@ import click
 from jobprov.cli.common import SuggestingGroup, parse_pairs, processor_settings_from
 from jobprov.errors import ConfigError, JobprovError, QueryError
 from jobprov.query.store import to_plain
+from jobprov.stream_processors.provenance import CHANGE_KINDS
 
 if TYPE_CHECKING:
     from jobprov.query.backend import Backend
     from jobprov.settings import ProcessorSettings, Secret
 
 FORMATS = click.Choice(["table", "json", "csv"])
+NAMESPACES = click.Choice(CHANGE_KINDS)
 
 
 def _settings(ctx: click.Context) -> ProcessorSettings:
@@ -207,11 +209,24 @@ def series(
 @click.argument("metric")
 @click.argument("provenance", nargs=-1, metavar="KEY=VALUE...")
 @click.option("--last", type=int, default=50, show_default=True, help="Points in the baseline.")
+@click.option("--as-of", help="A job id or an ISO 8601 time: the baseline of the points strictly before it.")
+@click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE", help="Leave out jobs annotated so.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
-def bucket(ctx: click.Context, metric: str, provenance: tuple[str, ...], last: int, fmt: str) -> None:
-    """The bucket METRIC with this provenance belongs to, and its baseline statistics."""
-    found = _run(lambda: _backend(ctx).bucket(metric, parse_pairs(provenance, "KEY=VALUE"), last))
+def bucket(
+    ctx: click.Context,
+    metric: str,
+    provenance: tuple[str, ...],
+    last: int,
+    as_of: str | None,
+    exclude_annotated: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """The bucket METRIC with this provenance belongs to, and its baseline statistics: the median (level) and MAD
+    (spread) of its last points, as of now or (--as-of) of a job or a time."""
+    pairs = parse_pairs(provenance, "KEY=VALUE")
+    excluded = parse_pairs(exclude_annotated, "--exclude-annotated")
+    found = _run(lambda: _backend(ctx).bucket(metric, pairs, last, as_of=as_of, exclude_annotated=excluded))
     stats = {k: v for k, v in found["baseline"].items() if k not in ("bucket", "metric")}
     _emit([{"bucket": found["bucket"], "keys": found["keys"], **stats}], fmt, found)
 
@@ -220,16 +235,17 @@ def bucket(ctx: click.Context, metric: str, provenance: tuple[str, ...], last: i
 @click.argument("job_a")
 @click.argument("job_b")
 @click.option("--all", "show_all", is_flag=True, help="Every row: environment variables, and each package.")
+@click.option("--namespace", type=NAMESPACES, help="Only parameters, context, collected facts or inputs.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
-def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, fmt: str) -> None:
+def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, namespace: str | None, fmt: str) -> None:
     """Provenance keys whose values differ between JOB_A and JOB_B.
 
     Packages whose version changed are always shown; packages installed in one job only are counted in one
     row unless --all."""
     from jobprov.cli.views import compare_rows
 
-    changes = _run(lambda: _backend(ctx).compare(job_a, job_b, include_env=show_all))
+    changes = _run(lambda: _backend(ctx).compare(job_a, job_b, include_env=show_all, namespace=namespace))
     _emit(compare_rows(changes, job_a, job_b, show_all=show_all or fmt != "table"), fmt, changes)
 
 
@@ -297,16 +313,60 @@ def find(ctx: click.Context, groups: tuple[str, ...], artifacts: bool, limit: in
 
 
 @query.command()
+@click.argument("uri")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def artifact(ctx: click.Context, uri: str, fmt: str) -> None:
+    """URI: the jobs that produced and used it, its revisions (checksums over time), its annotations."""
+    from jobprov.cli.views import artifact_rows
+
+    found = _run(lambda: _backend(ctx).artifact(uri))
+    _emit(artifact_rows(found) if fmt == "table" else [], fmt, found)
+
+
+@query.command()
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@click.option("--where", multiple=True, help='Only jobs matching this group: "ATTR OP VALUE | …" (groups AND).')
+@click.option("--limit", type=int, default=1000, show_default=True, help="Groups (the largest first).")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def groups(ctx: click.Context, keys: tuple[str, ...], where: tuple[str, ...], limit: int, fmt: str) -> None:
+    """Jobs grouped by KEY... (param.band, ctx.software.numpy, sys.host, job.kind, …), with counts per status."""
+    found = _run(lambda: _backend(ctx).group_jobs(keys, where, limit))
+    statuses = sorted({s for g in found for s in g["statuses"]})
+    rows = [{**g["group"], "total": g["total"], **{s: g["statuses"].get(s, 0) for s in statuses}} for g in found]
+    _emit(rows, fmt, found)
+
+
+@query.command()
 @click.argument("ref")
 @click.option("--down", is_flag=True, help="Descendants instead of ancestors.")
 @click.option("--depth", type=int, default=10, show_default=True)
 @click.option("--stop-at", multiple=True, metavar="KEY=VALUE", help="Do not go past jobs with this provenance.")
+@click.option("--containment", is_flag=True, help="Follow parent jobs and workflows too, not only used/produced.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
-def lineage(ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple[str, ...], fmt: str) -> None:
-    """Ancestors (or --down: descendants) of REF: a job id, an artifact URI, or job:/artifact: node."""
-    steps = _run(lambda: _backend(ctx).lineage(ref, down=down, depth=depth, stop_at=parse_pairs(stop_at, "--stop-at")))
+def lineage(
+    ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple[str, ...], containment: bool, fmt: str
+) -> None:
+    """Ancestors (or --down: descendants) of REF: a job id, an artifact URI, or job:/artifact: node, through the
+    artifacts jobs used and produced (--containment: parent jobs and workflows too)."""
+    stops = parse_pairs(stop_at, "--stop-at")
+    steps = _run(lambda: _backend(ctx).lineage(ref, down=down, depth=depth, stop_at=stops, containment=containment))
     _emit(steps, fmt, steps)
+
+
+@query.command("outputs")
+@click.option("--where", multiple=True, required=True, help='The jobs: "ATTR OP VALUE | …" (groups AND).')
+@click.option("--ancestor", multiple=True, required=True, help="An ancestor job they must have: groups as --where.")
+@click.option("--depth", type=int, default=20, show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def outputs(ctx: click.Context, where: tuple[str, ...], ancestor: tuple[str, ...], depth: int, fmt: str) -> None:
+    """Artifacts produced by the jobs matching --where that have, upstream in the data flow, a job matching
+    --ancestor: --where "job.name = softmean" --ancestor "job.name = align_warp" --ancestor "param.model = 12"."""
+    found = _run(lambda: _backend(ctx).outputs_preceded_by(where, ancestor, depth))
+    _emit([{"job_id": job, "uri": uri} for job, uris in sorted(found.items()) for uri in uris], fmt, found)
 
 
 @query.command()
@@ -315,17 +375,60 @@ def lineage(ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
 def job(ctx: click.Context, job_id: str, show_all: bool, fmt: str) -> None:
-    """JOB_ID: state, provenance, steps, annotations, lineage.
+    """JOB_ID: state, provenance, steps, annotations, lineage, then a table of its attempts.
 
     The table groups installed packages and environment variables into a row each (--all lists them);
     --format json is the whole document."""
-    from jobprov.cli.views import job_rows
+    from jobprov.cli.views import attempt_rows, job_rows
 
     detail = _run(lambda: _backend(ctx).job(job_id))
     if fmt == "json":
         _emit([], "json", detail)
     else:
         _emit(job_rows(detail, show_all=show_all), "table")
+        attempts = attempt_rows(detail)
+        if attempts:
+            click.echo("")
+            _emit(attempts, "table")
+
+
+@query.command()
+@click.argument("run_id")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def run(ctx: click.Context, run_id: str, fmt: str) -> None:
+    """RUN_ID's members (jobs whose parent or workflow it is): program, parameters, status, inputs, outputs."""
+    from jobprov.cli.views import member_rows
+
+    found = _run(lambda: _backend(ctx).run(run_id))
+    _emit(member_rows(found["members"]), fmt, found)
+
+
+@query.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option("--param", "parameters", multiple=True, help="A parameter to show (model or param.model).")
+@click.option("--annotation", "annotations", multiple=True, help="An annotation key to show.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def runs(
+    ctx: click.Context, run_ids: tuple[str, ...], parameters: tuple[str, ...], annotations: tuple[str, ...], fmt: str
+) -> None:
+    """RUN... side by side: status, members, and the chosen parameters and annotations of each."""
+    found = _run(lambda: _backend(ctx).runs_table(run_ids, parameters, annotations))
+    _emit(found, fmt, found)
+
+
+@query.command("compare-runs")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def compare_runs(ctx: click.Context, run_a: str, run_b: str, fmt: str) -> None:
+    """How RUN_A and RUN_B differ, member by member: programs, parameters, status, inputs and outputs (URI and
+    checksum) and structure, never job ids."""
+    found = _run(lambda: _backend(ctx).compare_runs(run_a, run_b))
+    _emit([{"aspect": r["aspect"], "member": r["member"], "item": r["item"], run_a: r["a"], run_b: r["b"]}
+           for r in found], fmt, found)  # fmt: skip
 
 
 @query.command()

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobprov.stream_processors.provenance import namespace_of
+
 # Provenance key prefixes captured wholesale (every installed package, allow-listed environment variables):
 # dozens of rows that rarely matter to the question asked, so they are grouped unless --all.
 GROUPED = {"software.": "package", "env.": "environment variable"}
@@ -16,7 +18,8 @@ SIGNALS = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 1
 _SUMMARY = (
     ("job_id", "job id"), ("name", "name"), ("kind", "kind"), ("status", "status"), ("attempts", "attempts"),
     ("submitted_at", "submitted"), ("started_at", "started"), ("finished_at", "finished"),
-    ("duration_ms", "duration"), ("exit_code", "exit code"), ("signal", "signal"), ("exception", "exception"),
+    ("wall_time_ms", "wall time"), ("duration_ms", "last attempt"), ("exit_code", "exit code"), ("signal", "signal"),
+    ("exception", "exception"),
     ("host", "host"), ("cpu_s", "cpu"), ("peak_rss_bytes", "peak rss"), ("parent_job_id", "parent"),
     ("workflow_id", "workflow"), ("dag_node", "dag node"), ("submitter", "submitter"), ("anomalies", "anomalies"),
     ("event_count", "events"),
@@ -44,8 +47,10 @@ def _summary_value(detail: Mapping[str, Any], field: str) -> Any:
     if field == "attempts":
         statuses = detail.get("attempt_statuses") or {}
         return f"{detail.get('attempts')} ({', '.join(f'{n}: {s}' for n, s in sorted(statuses.items()))})"
-    if field == "duration_ms":
-        return None if detail.get("duration_ms") is None else _duration(int(detail["duration_ms"]))
+    if field in ("duration_ms", "wall_time_ms"):
+        if field == "duration_ms" and (detail.get("attempts") or 1) == 1:
+            return None  # one attempt: its run time is the wall time
+        return None if detail.get(field) is None else _duration(int(detail[field]))
     if field == "signal":
         number = detail.get("signal")
         return None if number is None else f"{SIGNALS.get(number, 'signal')} ({number})"
@@ -104,6 +109,61 @@ def job_rows(detail: Mapping[str, Any], show_all: bool = False) -> list[dict[str
     return rows
 
 
+def attempt_rows(detail: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A job's attempts as a table: each attempt's own outcome, where and when it ran, its run time and
+    resources (``superseded``: a later attempt exists)."""
+    rows = []
+    for a in detail.get("attempt_details") or []:
+        cpu = [v for v in (a.get("cpu_user_s"), a.get("cpu_system_s")) if v is not None]
+        signal = a.get("signal")
+        rows.append({
+            "attempt": a["attempt"], "status": a["status"] + (" (superseded)" if a.get("superseded") else ""),
+            "host": a.get("host"), "submitted": a.get("submitted_at"), "started": a.get("started_at"),
+            "finished": a.get("finished_at"),
+            "duration": None if a.get("duration_ms") is None else _duration(int(a["duration_ms"])),
+            "exit code": a.get("exit_code"),
+            "signal": None if signal is None else f"{SIGNALS.get(signal, 'signal')} ({signal})",
+            "exception": ": ".join(str(v) for v in (a.get("exception_type"), a.get("exception_message")) if v),
+            "cpu": f"{sum(cpu):.3g} s" if cpu else None,
+            "peak rss": None if a.get("peak_rss_bytes") is None else f"{a['peak_rss_bytes'] / 1048576:.4g} MiB",
+            "caveats": "; ".join(a.get("caveats") or []),
+        })  # fmt: skip
+    return rows
+
+
+def _artifact_cell(entries: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(e["uri"] + (f" ({str(e['checksum'])[:12]})" if e.get("checksum") else "") for e in entries)
+
+
+def artifact_rows(found: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One artifact as rows of (section, key, value): producers, consumers, revisions, annotations."""
+    rows: list[dict[str, Any]] = []
+    for section in ("producers", "consumers"):
+        for e in found.get(section) or []:
+            checksum = f" checksum {e['checksum']}" if e.get("checksum") else ""
+            rows.append({"section": section, "key": e["job_id"], "value": f"{e['time']}{checksum}"})
+    for r in found.get("revisions") or []:
+        rows.append({"section": "revisions", "key": r["checksum"] or "(no checksum)",
+                     "value": f"{r['first_seen']} → {r['last_seen']} ({r['jobs']} jobs)"})  # fmt: skip
+    for a in found.get("annotations") or []:
+        rows.append({"section": "annotations", "key": a["key"], "value": f"{a['value']} (by {a['author']})"})
+    return rows
+
+
+def member_rows(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A run's members, one row each: place, program, status, parameters, inputs and outputs (with checksums)."""
+    return [
+        {"place": m["place"], "program": m["program"], "status": m["status"], "job_id": m["job_id"],
+         "parameters": ",".join(f"{k}={v}" for k, v in sorted(m["parameters"].items())),
+         "inputs": _artifact_cell(m["inputs"]), "outputs": _artifact_cell(m["outputs"])}
+        for m in members
+    ]  # fmt: skip
+
+
+def _namespace(change: Mapping[str, Any]) -> str:
+    return str(change.get("namespace") or namespace_of(change["key"]))
+
+
 def compare_rows(
     changes: Sequence[Mapping[str, Any]], job_a: str, job_b: str, show_all: bool = False
 ) -> list[dict[str, Any]]:
@@ -118,12 +178,13 @@ def compare_rows(
             counts = only.setdefault(prefix, [0, 0])
             counts[0 if c["after"] is None else 1] += 1
             continue
-        rows.append({"key": c["key"], job_a: c["before"], job_b: c["after"]})
+        rows.append({"namespace": _namespace(c), "key": c["key"], job_a: c["before"], job_b: c["after"]})
     for prefix, (in_a, in_b) in only.items():
         if in_a + in_b <= SHOWN_INLINE:  # few: show them after all
-            rows += [{"key": c["key"], job_a: c["before"], job_b: c["after"]} for c in changes
+            rows += [{"namespace": _namespace(c), "key": c["key"], job_a: c["before"], job_b: c["after"]}
+                     for c in changes
                      if _group_of(c["key"]) == prefix and (c["before"] is None or c["after"] is None)]  # fmt: skip
             continue
-        rows.append({"key": f"{prefix}*", job_a: f"{_count(in_a, prefix)} only here",
+        rows.append({"namespace": namespace_of(prefix), "key": f"{prefix}*", job_a: f"{_count(in_a, prefix)} only here",
                      job_b: f"{in_b} only here (--all lists them)"})  # fmt: skip
     return rows

@@ -34,6 +34,7 @@ from jobprov.sinks.base import SinkBackpressure
 from jobprov.sinks.clickhouse.client import is_unavailable
 from jobprov.stream_processors.records import (
     AnnotationRecord,
+    AttemptState,
     BucketMove,
     EventRecord,
     JobSnapshot,
@@ -96,6 +97,18 @@ TABLES: dict[type[Any], TableSpec] = {
             *_same("cpu_user_s", "cpu_system_s", "peak_rss_bytes", "io_read_bytes", "io_write_bytes"),
             *_same("parent_job_id", "workflow_id", "dag_node", "submitter", "scheduler_ids", "attempt_statuses"),
             *_same("anomalies", "event_count", "state_version", "fold_version"),
+        ),
+    ),
+    AttemptState: TableSpec(
+        "attempts",
+        (
+            *_same("job_id", "attempt", "status", "superseded", "host"),
+            ("submitted_at", "submitted_at_ms"),
+            ("started_at", "started_at_ms"),
+            ("finished_at", "finished_at_ms"),
+            *_same("duration_ms", "exit_code", "signal", "exception_type", "exception_message"),
+            *_same("cpu_user_s", "cpu_system_s", "peak_rss_bytes", "io_read_bytes", "io_write_bytes", "caveats"),
+            *_same("state_version", "fold_version"),
         ),
     ),
     ProvenanceRecord: TableSpec(

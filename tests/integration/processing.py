@@ -13,7 +13,7 @@ from typing import Any
 
 from jobprov.embedded.tansu import free_port
 from jobprov.schemas.models import Event
-from jobprov.stream_processors.fold import FoldContext, fold, snapshot
+from jobprov.stream_processors.fold import FoldContext, attempt_snapshots, fold, snapshot
 from jobprov.stream_processors.records import Record, content_of, from_json_dict, materialize
 from jobprov.stream_processors.state import JobFoldState
 
@@ -77,7 +77,10 @@ def expected_records(
         state, records = fold(states.get(event.job_id), event, context)
         states[event.job_id] = state
         outputs += records
-    outputs += [snapshot(s, None, context) for s in states.values()]
+    for state in states.values():
+        if state.is_job():
+            job = snapshot(state, None, context)
+            outputs += [job, *attempt_snapshots(state, job)]
     return latest_by_key(outputs)
 
 

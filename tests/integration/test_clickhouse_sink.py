@@ -70,7 +70,7 @@ def test_migrations_are_idempotent_and_create_every_table(store: Any) -> None:
     assert migrate(store, Target(db)) == [], "already applied: nothing to do"
     tables = {r[0] for r in store.query(f"SHOW TABLES FROM {db}").result_rows}
     assert tables >= {"events", "jobs", "provenance", "metric_points", "resources", "lineage", "annotations",
-                      "steps", "dead_letters", "schema_migrations", "buckets"}  # fmt: skip
+                      "steps", "dead_letters", "schema_migrations", "buckets", "attempts"}  # fmt: skip
     columns = dict(store.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'jobs'")
                    .result_rows)  # fmt: skip
     assert columns["last_event_at"] == "DateTime64(3, 'UTC')"

@@ -65,15 +65,24 @@ def test_ancestors_of_an_artifact_walk_back_to_the_raw_inputs(graph: Store) -> N
     nodes = [(s.depth, s.node) for s in steps]
     assert nodes[:2] == [(1, "job:c1"), (2, "artifact:file:///w/atlas.img")]
     reached = {s.node for s in steps}
-    assert {"job:s1", "job:r1", "job:a1", "artifact:file:///raw/anatomy1.img", "workflow:atlas-wf"} <= reached
+    assert {"job:s1", "job:r1", "job:a1", "artifact:file:///raw/anatomy1.img"} <= reached
+    assert {s.via for s in steps} == {"used", "produced"}, "data flow only: no parent, no workflow"
     # atlas.gif <- c1 <- atlas.img <- s1 <- resliced1 <- r1 <- warp1 <- a1
     assert next(s for s in steps if s.node == "job:r1").depth == 5
+    assert next(s for s in steps if s.node == "job:a1").depth == 7, "through the warp r1 used"
+
+
+def test_containment_is_followed_on_request(graph: Store) -> None:
+    steps = ancestors(graph, "file:///w/atlas.gif", containment=True)
+    assert "workflow:atlas-wf" in {s.node for s in steps}
     assert next(s for s in steps if s.node == "job:a1").depth == 6, "r1's parent, one level above r1"
+    child = descendants(graph, "job:a1", depth=1, containment=True)
+    assert {(s.via, s.node) for s in child} == {("produced", "artifact:file:///w/warp1"), ("parent", "job:r1")}
 
 
 def test_depth_limit_and_stop_condition(graph: Store) -> None:
     near = ancestors(graph, "file:///w/atlas.gif", depth=2)
-    assert {s.node for s in near} == {"job:c1", "artifact:file:///w/atlas.img", "workflow:atlas-wf"}
+    assert {s.node for s in near} == {"job:c1", "artifact:file:///w/atlas.img"}
     stopped = ancestors(graph, "file:///w/atlas.gif", depth=20, stop_at={"program": "softmean"})
     reached = {s.node for s in stopped}
     assert "job:s1" in reached, "the matching job is included"
@@ -87,10 +96,10 @@ def test_descendants_and_producers(graph: Store) -> None:
     reached = [s.node for s in down]
     assert reached[0] == "job:a1"
     assert reached.index("artifact:file:///w/atlas.gif") > reached.index("job:s1")
-    assert "job:r1" in reached  # through the produced warp and as a child job
+    assert "job:r1" in reached  # through the produced warp
     assert producers(graph, "file:///w/atlas.img") == ["s1"]
     child = descendants(graph, "job:a1", depth=1)
-    assert {(s.via, s.node) for s in child} == {("produced", "artifact:file:///w/warp1"), ("parent", "job:r1")}
+    assert {(s.via, s.node) for s in child} == {("produced", "artifact:file:///w/warp1")}
 
 
 def test_lineage_over_cli_and_http(graph: Store) -> None:
@@ -106,8 +115,19 @@ def test_lineage_over_cli_and_http(graph: Store) -> None:
         cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "lineage", "a1", "--down", "--depth", "1"], env=env
     )
     assert result.exit_code == 0, result.output
-    assert "artifact:file:///w/warp1" in result.output and "job:r1" in result.output
+    assert "artifact:file:///w/warp1" in result.output and "job:r1" not in result.output
+    result = CliRunner().invoke(
+        cli,
+        ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "lineage", "a1", "--down", "--depth", "1", "--containment"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "parent" in result.output and "job:r1" in result.output
     client = TestClient(create_app(graph), base_url="http://localhost")
+    down = client.get("/api/v1/lineage", params={"ref": "a1", "direction": "down", "depth": 1}).json()
+    assert [s["node"] for s in down] == ["artifact:file:///w/warp1"]
+    down = client.get("/api/v1/lineage", params={"ref": "a1", "direction": "down", "depth": 1, "containment": True})
+    assert sorted(s["node"] for s in down.json()) == ["artifact:file:///w/warp1", "job:r1"]
     up = client.get("/api/v1/lineage", params={"ref": "file:///w/atlas.gif", "stop_at": "program=softmean"}).json()
     assert "job:s1" in {s["node"] for s in up} and "job:a1" not in {s["node"] for s in up}
     assert client.get("/api/v1/lineage", params={"ref": "c1", "direction": "sideways"}).status_code == 422
@@ -120,6 +140,28 @@ def test_outputs_of_softmean_preceded_by_align_warp_model_12(graph: Store) -> No
     assert found == {"s1": ["file:///w/atlas.img"]}
     assert outputs_preceded_by(graph, ["job.name = softmean"], ["job.name = align_warp", "prov.model = 9"]) == {}
     assert outputs_preceded_by(graph, ["job.name = align_warp"], ["job.name = softmean"]) == {}, "not upstream"
+
+
+def test_outputs_preceded_by_over_cli_and_http(graph: Store) -> None:
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from tests.integration.conftest import _CHDB_STORE
+
+    client = TestClient(create_app(graph), base_url="http://localhost")
+    params = [("where", "job.name = softmean | job.name = convert"), ("ancestor", "job.name = align_warp"),
+              ("ancestor", "param.model = 12")]  # fmt: skip
+    assert client.get("/api/v1/lineage/outputs", params=params).json() == {
+        "c1": ["file:///w/atlas.gif"], "s1": ["file:///w/atlas.img"]}  # fmt: skip
+    assert client.get("/api/v1/lineage/outputs", params=params[:1]).status_code == 422
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": graph.database}
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "outputs", "--where",
+                                      "job.name = softmean", "--ancestor", "job.name = align_warp", "--ancestor",
+                                      "param.model = 12", "--format", "csv"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["job_id,uri", "s1,file:///w/atlas.img"]
 
 
 def test_artifacts_by_attribute(graph: Store) -> None:

@@ -299,3 +299,142 @@ def test_jobs_by_attribute_query(loaded: Store) -> None:
     ]:
         with pytest.raises(QueryError, match=message):
             find_jobs(loaded, bad)
+
+
+def test_provenance_namespaces_in_find_series_and_compare(loaded: Store) -> None:
+    """Parameters (param.), context (ctx.) and collected facts (sys.) by name; bare keys keep working."""
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from jobprov.query.attributes import find_jobs
+    from tests.integration.conftest import _CHDB_STORE
+
+    r_jobs = find_jobs(loaded, ["band = r"])
+    assert len(r_jobs) == NIGHTS * 2 and find_jobs(loaded, ["param.band = r"]) == r_jobs
+    assert len(find_jobs(loaded, ["ctx.software.numpy = 2.0.1"])) == (NIGHTS - UPGRADE) * 4
+    assert len(find_jobs(loaded, ["sys.host = ci-runner-1", "param.dataset = hsc"])) == NIGHTS * 2
+    with pytest.raises(QueryError, match=r"write ctx\.software\.numpy"):
+        find_jobs(loaded, ["param.software.numpy = 2.0.1"])
+    with pytest.raises(QueryError, match=r"write sys\.host"):
+        series(loaded, "AM1", filters={"ctx.host": "ci-runner-1"})
+
+    named = series(loaded, "AM1", filters={"param.band": "r", "param.dataset": "cfht"})
+    assert [p.job_id for p in named[0].points] == [p.job_id for p in series(loaded, "AM1", filters={
+        "band": "r", "dataset": "cfht"})[0].points]  # fmt: skip
+    grouped = series(loaded, "AM1", group_by=["param.dataset"])
+    assert sorted(line.label["param.dataset"] for line in grouped) == ["cfht", "hsc"]
+
+    a, b = job_id(1, "hsc", "r"), job_id(UPGRADE, "cfht", "r")
+    every = compare_jobs(loaded, a, b)
+    assert [(c.key, c.namespace) for c in every] == [("dataset", "parameter"), ("software.numpy", "context")]
+    assert [(c.key, c.namespace) for c in compare_jobs(loaded, a, b, namespace="parameter")] == [
+        ("dataset", "parameter")]  # fmt: skip
+    assert [c.key for c in compare_jobs(loaded, a, b, namespace="context")] == ["software.numpy"]
+    assert compare_jobs(loaded, a, b, namespace="collected") == []
+
+    client = TestClient(create_app(loaded), base_url="http://localhost")
+    body = client.get("/api/v1/compare", params={"a": a, "b": b, "namespace": "parameter"}).json()
+    assert body == [{"key": "dataset", "before": "hsc", "after": "cfht", "in_bucket": False, "namespace": "parameter"}]
+    assert client.get("/api/v1/compare", params={"a": a, "b": b, "namespace": "params"}).status_code == 422
+    found = client.get("/api/v1/jobs", params={"where": ["param.band = r", "ctx.software.numpy = 1.26.4"]}).json()
+    assert len(found) == UPGRADE * 2
+    assert client.get("/api/v1/jobs", params={"where": "param.host = x"}).status_code == 400
+    lines = client.get("/api/v1/series/AM1", params={"group_by": "param.band"}).json()
+    assert sorted(line["label"]["param.band"] for line in lines) == ["all", "r"]
+    job = client.get(f"/api/v1/jobs/{a}").json()
+    assert job["provenance_namespaces"]["band"] == "parameter" and job["provenance_names"]["host"] == "sys.host"
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    base = ["query", "--store", f"chdb://{_CHDB_STORE[0]}"]
+    result = CliRunner().invoke(cli, [*base, "compare", a, b, "--namespace", "context", "--format", "csv"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f"namespace,key,{a},{b}", "context,software.numpy,1.26.4,2.0.1"]
+    result = CliRunner().invoke(cli, [*base, "find", "--where", "param.band = r", "--where", "param.dataset = hsc",
+                                      "--format", "csv"], env=env)  # fmt: skip
+    assert result.output.splitlines()[1:] == [job_id(n, "hsc", "r") for n in range(NIGHTS)]
+
+
+def test_a_buckets_baseline_as_of_a_job_or_a_time(loaded: Store) -> None:
+    """Only the points strictly before the job's (or the time), without jobs annotated bad, statistic named."""
+    import json
+    import statistics
+
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from tests.integration.conftest import _CHDB_STORE
+
+    backend = LocalBackend(loaded)
+    found = backend.bucket("AM1", {"dataset": "hsc", "band": "r"}, as_of=job_id(UPGRADE, "hsc", "r"))["baseline"]
+    before = [am1(n, "hsc", "r") for n in range(UPGRADE)]
+    assert found["count"] == UPGRADE and found["median"] == pytest.approx(statistics.median(before))
+    assert found["as_of_job"] == job_id(UPGRADE, "hsc", "r")
+    assert found["before"] == (T0 + timedelta(days=UPGRADE, minutes=6)).isoformat()
+    assert found["statistic"].startswith("median (level) and MAD (spread) of the last 50 points before")
+    at_time = backend.bucket("AM1", {"dataset": "hsc", "band": "r"}, as_of=(T0 + timedelta(days=2)).isoformat())
+    assert at_time["baseline"]["count"] == 2 and at_time["baseline"]["as_of_job"] is None
+    clean = backend.bucket("AM1", {"dataset": "cfht", "band": "r"}, as_of=job_id(5, "cfht", "r"),
+                           exclude_annotated={"quality": "bad"})["baseline"]  # fmt: skip
+    assert clean["count"] == 4 and "leaving out jobs annotated quality=bad" in clean["statistic"]
+    assert clean["median"] == pytest.approx(statistics.median(am1(n, "cfht", "r") for n in (0, 1, 2, 4)))
+    with pytest.raises(QueryError, match="neither a job id nor"):
+        backend.bucket("AM1", {"dataset": "hsc"}, as_of="no-such-job")
+
+    client = TestClient(create_app(loaded), base_url="http://localhost")
+    params = [("provenance", "dataset=cfht"), ("provenance", "band=r"), ("as_of", job_id(5, "cfht", "r")),
+              ("exclude_annotated", "quality=bad")]  # fmt: skip
+    assert client.get("/api/v1/buckets/AM1", params=params).json()["baseline"]["count"] == 4
+    assert client.get("/api/v1/buckets/AM1", params=[("as_of", "nope")]).status_code == 404
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "bucket", "AM1", "dataset=cfht",
+                                      "band=r", "--as-of", job_id(5, "cfht", "r"), "--exclude-annotated",
+                                      "quality=bad", "--format", "json"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["baseline"]["count"] == 4
+
+
+def test_jobs_grouped_by_provenance_keys_with_counts_per_status(loaded: Store) -> None:
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from jobprov.cli.main import cli
+    from jobprov.query.api import create_app
+    from jobprov.query.attributes import group_jobs
+    from tests.integration.conftest import _CHDB_STORE
+
+    found = group_jobs(loaded, ["param.dataset", "ctx.software.numpy"])
+    assert [(g["group"], g["total"], g["statuses"]) for g in found] == [
+        ({"param.dataset": "cfht", "ctx.software.numpy": "1.26.4"}, UPGRADE * 2, {"succeeded": UPGRADE * 2}),
+        ({"param.dataset": "hsc", "ctx.software.numpy": "1.26.4"}, UPGRADE * 2, {"succeeded": UPGRADE * 2}),
+        ({"param.dataset": "cfht", "ctx.software.numpy": "2.0.1"}, (NIGHTS - UPGRADE) * 2,
+         {"succeeded": (NIGHTS - UPGRADE) * 2}),
+        ({"param.dataset": "hsc", "ctx.software.numpy": "2.0.1"}, (NIGHTS - UPGRADE) * 2,
+         {"succeeded": (NIGHTS - UPGRADE) * 2}),
+    ]  # fmt: skip
+    assert group_jobs(loaded, ["job.status", "sys.host"], ["param.band = r"]) == [
+        {"group": {"job.status": "succeeded", "sys.host": "ci-runner-1"}, "total": NIGHTS * 2,
+         "statuses": {"succeeded": NIGHTS * 2}}]  # fmt: skip
+    assert group_jobs(loaded, ["param.nothing"]) == [
+        {"group": {"param.nothing": None}, "total": NIGHTS * 4, "statuses": {"succeeded": NIGHTS * 4}}]  # fmt: skip
+    with pytest.raises(QueryError, match="keys"):
+        group_jobs(loaded, [])
+
+    client = TestClient(create_app(loaded), base_url="http://localhost")
+    body = client.get("/api/v1/job-groups", params=[("key", "param.band"), ("where", "param.dataset = hsc")]).json()
+    assert [(g["group"]["param.band"], g["total"]) for g in body] == [("all", NIGHTS), ("r", NIGHTS)]
+    assert client.get("/api/v1/job-groups", params={"key": "param.software.numpy"}).status_code == 400
+
+    env = {"JOBPROV_PROCESSOR_CLICKHOUSE_DATABASE": loaded.database}
+    result = CliRunner().invoke(cli, ["query", "--store", f"chdb://{_CHDB_STORE[0]}", "groups", "param.band",
+                                      "--where", "param.dataset = hsc", "--format", "csv"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "param.band,total,succeeded",
+        f"all,{NIGHTS},{NIGHTS}",
+        f"r,{NIGHTS},{NIGHTS}",
+    ]

@@ -126,7 +126,8 @@ def test_job_page_shows_provenance_attempts_and_lineage(api: str, browser: Any, 
 
     assert wanted in page.locator("#title").inner_text()
     provenance = page.locator("#provenance").inner_text()
-    assert "software.numpy\t1.26.4" in provenance and "dataset\thsc" in provenance
+    assert "context\tctx.software.numpy\t1.26.4" in provenance and "parameter\tparam.dataset\thsc" in provenance
+    assert provenance.index("param.dataset") < provenance.index("ctx.software.numpy") < provenance.index("sys.host")
     assert "succeeded" in page.locator("#summary").inner_text()
     assert page.locator("#attempts td").count() >= 2
     shot = page.screenshot(path=str(tmp_path / "job.png"), full_page=True)

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ def demo_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, d
     try:
         env = {**up.env, "JOBPROV_SAMPLE_INTERVAL_S": "0.2"}
         ids = {"wrapped": "wrapped-1", "aborted": "aborted-1", "backfilled": "backfilled-1", "retried": "retried-1",
-               "failed": "failed-1", "rerun": "rerun-1"}  # fmt: skip
+               "failed": "failed-1", "rerun": "rerun-1", "slashed": "wf/step 1 é"}  # fmt: skip
         for value in ("1.0", "2.0"):  # the same id run twice: not a retry, a second run
             subprocess.run([*JOBPROV, "run", "--name", "rerun", "--job-id", ids["rerun"], "--", "sh", "-c",
                             f"{EMIT} metric RR1 {value}"], env=env, check=True)  # fmt: skip
@@ -61,6 +62,8 @@ def demo_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, d
                     job.finish(status="failed")  # a node failure; the retry succeeds
                     continue
                 job.metric("AM1", 10.4, unit="mas")
+        with jobprov.job(name="align", job_id=ids["slashed"], emitter=emitter):  # a workflow's run/node id
+            pass
         try:
             with jobprov.job(name="validate_drp", job_id=ids["failed"], emitter=emitter):
                 raise RuntimeError("butler repository not found")
@@ -68,7 +71,7 @@ def demo_jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, d
             pass
         emitter.close()
         counts = up.wait_for_jobs(len(ids))
-        assert counts == {"succeeded": 4, "failed": 1, "aborted": 1}, counts
+        assert counts == {"succeeded": 5, "failed": 1, "aborted": 1}, counts
         info = ServiceInfo.read(home)
         assert info is not None
         yield info.api_url, ids
@@ -88,7 +91,7 @@ def _open(browser: Any, url: str, ready: str) -> tuple[Any, list[str]]:  # noqa:
     return page, errors
 
 
-@pytest.mark.parametrize("kind", ["wrapped", "aborted", "backfilled", "retried", "failed", "rerun"])
+@pytest.mark.parametrize("kind", ["wrapped", "aborted", "backfilled", "retried", "failed", "rerun", "slashed"])
 def test_every_job_page_loads_without_errors(
     demo_jobs: tuple[str, dict[str, str]],
     browser: Any,  # noqa: F811
@@ -96,7 +99,7 @@ def test_every_job_page_loads_without_errors(
     tmp_path: Path,
 ) -> None:
     api, ids = demo_jobs
-    page, errors = _open(browser, f"{api}/jobs/{ids[kind]}", "#summary td")
+    page, errors = _open(browser, f"{api}/jobs/{urllib.parse.quote(ids[kind], safe='')}", "#summary td")
     title = page.locator("#title").inner_text()
     assert ids[kind] in title and "cannot load" not in title, title
     summary = page.locator("#summary").inner_text()
@@ -110,14 +113,18 @@ def test_every_job_page_loads_without_errors(
     if kind == "aborted":
         assert "aborted" in summary and "SIGTERM (15)" in summary and "143" in summary
     if kind == "retried":
-        attempts = page.locator("#attempts").inner_text()
-        assert "1\tretried" in attempts and "2\tsucceeded" in attempts
+        attempts = page.locator("#attempts").inner_text()  # the first attempt stays failed
+        assert "1\tfailed (superseded)" in attempts and "2\tsucceeded" in attempts
     if kind == "rerun":
         assert "attempt 1: started 2 times (by 2 emitters): the job id was reused" in summary
     else:
         assert "reused" not in summary
     if kind == "failed":
         assert "RuntimeError: butler repository not found" in summary
+    if kind == "slashed":  # the CLI asks the running service for an id holding "/", a space and "é"
+        shown = subprocess.run([*JOBPROV, "query", "--api", api, "job", ids[kind]], capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr
+        assert ids[kind] in shown.stdout and "succeeded" in shown.stdout
     if kind == "backfilled":
         assert "2026-09-21T02:00:00" in summary  # its own start, and a real duration
         with urllib.request.urlopen(f"{api}/api/v1/jobs/{ids[kind]}", timeout=10) as response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobprov.cli.views import compare_rows, job_rows
+from jobprov.cli.views import attempt_rows, compare_rows, job_rows
 from jobprov.query.plots import ringed
 
 PACKAGES = {f"software.pkg{i:03d}": "1.0" for i in range(110)}
@@ -14,6 +14,7 @@ def detail(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "job_id": "nightly-12", "name": "validate_drp", "kind": "ci", "status": "aborted", "attempts": 1,
         "attempt_statuses": {"1": "aborted"}, "started_at": "2026-09-21T14:13:20+00:00", "duration_ms": 1392,
+        "wall_time_ms": 1392,
         "exit_code": 143, "signal": 15, "exception_type": None, "exception_message": None, "host": "vm",
         "cpu_user_s": None, "cpu_system_s": None, "peak_rss_bytes": 1871872, "anomalies": [],
         "provenance": {"dataset": "hsc", "software.numpy": "2.0.1", "env.PATH": "/bin", **PACKAGES},
@@ -25,7 +26,8 @@ def detail(**overrides: Any) -> dict[str, Any]:
 def test_a_job_shows_its_summary_and_groups_packages_and_environment() -> None:
     rows = {(r["section"], r["key"]): r["value"] for r in job_rows(detail())}
     assert rows[("job", "signal")] == "SIGTERM (15)"
-    assert rows[("job", "duration")] == "1.39 s"
+    assert rows[("job", "wall time")] == "1.39 s"
+    assert ("job", "last attempt") not in rows  # one attempt: its run time is the wall time
     assert rows[("job", "peak rss")] == "1.785 MiB"
     assert rows[("provenance", "dataset")] == "hsc"
     assert rows[("provenance", "software.*")].startswith("111 packages: numpy, pkg000")
@@ -35,6 +37,21 @@ def test_a_job_shows_its_summary_and_groups_packages_and_environment() -> None:
     assert ("job", "exception") not in rows  # nothing to say, not said
     full = {(r["section"], r["key"]) for r in job_rows(detail(), show_all=True)}
     assert ("provenance", "software.pkg109") in full and ("job", "exception") in full
+
+
+def test_a_retried_job_names_its_wall_time_and_each_attempts_outcome() -> None:
+    failed = {"attempt": 1, "status": "failed", "superseded": True, "host": "nid001", "duration_ms": 5000,
+              "exit_code": 1, "signal": None, "exception_type": "OSError", "exception_message": "disk full",
+              "caveats": ["partial"]}  # fmt: skip
+    ok = {"attempt": 2, "status": "succeeded", "superseded": False, "host": "nid002", "duration_ms": 2000,
+          "exit_code": 0, "signal": None}  # fmt: skip
+    job = detail(attempts=2, wall_time_ms=60_000, duration_ms=2000, attempt_details=[failed, ok])
+    rows = {(r["section"], r["key"]): r["value"] for r in job_rows(job)}
+    assert rows[("job", "wall time")] == "60 s" and rows[("job", "last attempt")] == "2 s"
+    table = attempt_rows(job)
+    assert [(r["attempt"], r["status"], r["host"], r["exit code"]) for r in table] == [
+        (1, "failed (superseded)", "nid001", 1), (2, "succeeded", "nid002", 0)]  # fmt: skip
+    assert table[0]["exception"] == "OSError: disk full" and table[0]["caveats"] == "partial"
 
 
 def test_a_few_declared_packages_are_shown_one_by_one() -> None:
