@@ -21,6 +21,7 @@ from jobprov import __version__
 from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.backend import LocalBackend
 from jobprov.query.store import Store
+from jobprov.settings import EmitterSettings
 from jobprov.stream_processors.comparability import ComparabilityRegistry
 
 
@@ -51,13 +52,20 @@ def web_asset(name: str) -> str:
     return (resources.files("jobprov.query") / "web" / name).read_text(encoding="utf-8")
 
 
-def create_app(store: Store, registry: ComparabilityRegistry | None = None) -> FastAPI:
+def create_app(
+    store: Store, registry: ComparabilityRegistry | None = None, ingest: EmitterSettings | None = None
+) -> FastAPI:
+    """The API over ``store``; with ``ingest`` (where events go), also ``POST /api/v1/lineage`` (OpenLineage)."""
     app = FastAPI(
         title="jobprov",
         version=__version__,
         description="Job provenance: regression series per provenance bucket, comparisons, regressions, jobs.",
     )
     backend = LocalBackend(store, registry)
+    if ingest is not None:
+        from jobprov.query.lineage_ingest import lineage_router
+
+        app.include_router(lineage_router(ingest))
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Any, exc: QueryError) -> JSONResponse:
