@@ -26,6 +26,7 @@ COMMANDS = {
     "up": "jobprov.cli.up",
     "check": "jobprov.cli.check",
     "import": "jobprov.cli.imports",
+    "export": "jobprov.cli.export",
 }
 
 
