@@ -7,6 +7,7 @@ bad line or element). Event ids derive from the records, so importing the same f
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,8 @@ job_id_option = click.option("--job-id", help="The imported job's id (default: d
 
 
 def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
     try:
         return Path(path).read_bytes()
     except OSError as exc:
@@ -80,5 +83,20 @@ def pytest_benchmark(ctx: click.Context, path: str, job_id: str | None, parent_j
 
     def read(data: bytes) -> Sequence[Record]:
         return read_pytest_benchmark(data, path, job_id=job_id, name=name, parent_job_id=parent_job_id)
+
+    _import(ctx, path, IMPORTER, read)
+
+
+@import_.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.pass_context
+def slurm(ctx: click.Context, path: str) -> None:
+    """Slurm accounting from `sacct --json` (add --duplicates for every attempt of requeued jobs).
+
+    PATH '-' reads standard input: `sacct --json --duplicates -S 2026-05-01 | jobprov import slurm -`."""
+    from jobprov.emitters.importers.slurm import IMPORTER, read_sacct_json
+
+    def read(data: bytes) -> Sequence[Record]:
+        return read_sacct_json(data, path)
 
     _import(ctx, path, IMPORTER, read)

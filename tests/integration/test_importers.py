@@ -103,3 +103,30 @@ def test_pytest_benchmark_import_twice_lands_once(kafka: Endpoint, topic: str, t
     assert prov["machine.node"] == "bench-host-1"
     jobs = _rows(store, "SELECT status, host FROM {db}.jobs FINAL")
     assert jobs == [("succeeded", "bench-host-1")]
+
+
+def test_slurm_import_from_stdin_twice_lands_once(kafka: Endpoint, topic: str, tmp_path: Path, store: Any) -> None:
+    sample = (SAMPLES / "sacct.json").read_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")}
+    env.update(JOBPROV_URL=kafka.url(topic), JOBPROV_SPOOL_DIR=str(tmp_path / "spool"))
+    for _ in range(2):
+        done = subprocess.run(
+            [*JOBPROV, "import", "slurm", "-"], input=sample, env=env, capture_output=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+    messages = consume(kafka.bootstrap, topic, expected=2 * 43)
+    assert len(messages) == 2 * 43
+    _fold(store, messages)
+    assert _rows(store, "SELECT count() FROM {db}.events FINAL") == [(43,)]
+    jobs = _rows(
+        store,
+        "SELECT job_id, status, attempts, host, peak_rss_bytes, parent_job_id FROM {db}.jobs FINAL ORDER BY job_id",
+    )
+    assert jobs == [
+        ("slurm-perlmutter-1001", "succeeded", 1, "node01", 4_294_967_296, None),
+        ("slurm-perlmutter-1010_0", "succeeded", 1, "node03", 1_000_000_000, "slurm-perlmutter-1010"),
+        ("slurm-perlmutter-1010_1", "failed", 1, "node04", 16_777_216_000, "slurm-perlmutter-1010"),
+        ("slurm-perlmutter-1020", "succeeded", 2, "node06", 500_000_000, None),
+        ("slurm-perlmutter-1030", "aborted", 1, None, None, None),
+        ("slurm-perlmutter-1040", "queued", 1, None, None, None),
+    ]
