@@ -1,6 +1,7 @@
 """pytest-benchmark JSON (``pytest --benchmark-json=FILE``, or a saved ``.benchmarks/*/NNNN_*.json``) as a job.
 
-One job per file. Each benchmark's statistics become metrics named ``<fullname>.<stat>`` (``min``, ``max``,
+One job per file. Each benchmark's statistics become metrics named ``<fullname>.<stat>``, the module path of
+``fullname`` dotted (``tests.test_sort::test_sort[100].mean``), for ``min``, ``max``,
 ``mean``, ``stddev``, ``median``, ``iqr``, ``q1``, ``q3`` in seconds; ``ops`` in 1/s; ``rounds`` and
 ``iterations`` as counts), tagged with the benchmark's ``group``, ``params`` and ``extra_info``. The
 ``machine_info`` is the job's host and provenance (``machine.*`` keys: node, system, release, machine,
@@ -59,6 +60,15 @@ def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
         out[prefix] = str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def metric_base(fullname: str) -> str:
+    """``tests/test_x.py::test_sort[100]`` -> ``tests.test_x::test_sort[100]``: the module path dotted, with no
+    ``/`` (metric names travel in URL paths)."""
+    path, sep, rest = fullname.partition("::")
+    if sep:
+        fullname = f"{path.removesuffix('.py')}::{rest}"
+    return fullname.replace("/", ".")
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -103,7 +113,7 @@ def _benchmark(bench: Any, where: str, job_id: str, at: datetime, problems: list
         if not _number(value):
             problems.append(f"{where}: stats.{stat} = {value!r} is not a finite number")
             continue
-        metric = MetricMeasured(name=f"{name}.{stat}", value=float(value), unit=unit, tags=tags)
+        metric = MetricMeasured(name=f"{metric_base(name)}.{stat}", value=float(value), unit=unit, tags=tags)
         records.append(Record(job_id, metric, at, f"{name}.{stat}"))
     if "mean" not in stats:
         problems.append(f"{where}: stats has no mean")

@@ -96,7 +96,7 @@ def test_pytest_benchmark_import_twice_lands_once(kafka: Endpoint, topic: str, t
     assert _rows(store, "SELECT count() FROM {db}.metric_points FINAL") == [(22,)]
     mean = _rows(
         store,
-        "SELECT value, unit FROM {db}.metric_points FINAL WHERE metric = 'tests/test_bench.py::test_sort[100].mean'",
+        "SELECT value, unit FROM {db}.metric_points FINAL WHERE metric = 'tests.test_bench::test_sort[100].mean'",
     )
     assert mean == [(4.6e-06, "s")]
     prov = _rows(store, "SELECT values FROM {db}.provenance FINAL WHERE job_id = 'bench-1'")[0][0]

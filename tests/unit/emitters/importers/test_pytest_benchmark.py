@@ -24,11 +24,11 @@ def _doc() -> dict[str, Any]:
 def test_every_statistic_is_a_metric_with_unit_and_tags() -> None:
     records = read_pytest_benchmark(SAMPLE.read_bytes(), str(SAMPLE))
     metrics = {r.payload.name: r.payload for r in records if isinstance(r.payload, MetricMeasured)}
-    mean = metrics["tests/test_bench.py::test_sort[100].mean"]
+    mean = metrics["tests.test_bench::test_sort[100].mean"]
     assert (mean.value, mean.unit) == (4.6e-06, "s")
     assert mean.tags == {"group": "sort", "params.size": "100", "extra_info.algorithm": "timsort"}
-    assert metrics["tests/test_bench.py::test_sort[10000].ops"].unit == "1/s"
-    assert metrics["tests/test_bench.py::test_sort[10000].rounds"].value == 1500
+    assert metrics["tests.test_bench::test_sort[10000].ops"].unit == "1/s"
+    assert metrics["tests.test_bench::test_sort[10000].rounds"].value == 1500
     assert len(metrics) == 2 * 11, "min max mean stddev median iqr q1 q3 ops rounds iterations, per benchmark"
     assert check(records) == []
 
