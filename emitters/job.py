@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from jobprov.emitters import capture
+from jobprov.emitters.ci import ci_identity
 from jobprov.emitters.emitter import Emitter, get_emitter
 from jobprov.emitters.redact import capture_environment, redact_text
 from jobprov.emitters.sampler import TreeSampler
@@ -260,8 +261,10 @@ class Job:
             config = config_ref(a["config_file"])
         elif isinstance(config, Mapping):
             config = ConfigRef(**{k: str(v) for k, v in config.items()})
+        # The CI build's identity (emitters/ci.py) for a live job of its own; the caller's keys win.
+        live_own = a["capture_environment"] and self._start_time is None and not self._joined
         self.declare(
-            a["provenance"],
+            {**(ci_identity(env) if live_own else {}), **(a["provenance"] or {})},
             datasets=a["datasets"],
             config=config,
             environment=capture_environment(env, settings.env_allowlist) if a["capture_environment"] else None,

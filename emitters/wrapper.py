@@ -144,6 +144,7 @@ def _opening_events(
     submitted_at: float,
     started_at: float,
 ) -> None:
+    from jobprov.emitters.ci import ci_identity
     from jobprov.emitters.redact import capture_environment
     from jobprov.schemas.models import Dataset, JobSubmitted, ProvenanceDeclared
 
@@ -162,7 +163,7 @@ def _opening_events(
         job_id, capture.job_started(list(spec.argv), env, python=False), attempt=attempt, event_time=started_at
     )
     declared = ProvenanceDeclared(
-        values=dict(spec.provenance),
+        values={**ci_identity(env), **spec.provenance},  # the CI build (emitters/ci.py); -p keys win
         datasets=[Dataset(name=name, version=version) for name, version in spec.datasets],
         git=capture.git_info_of(git),
         environment=capture_environment(env, settings.env_allowlist),

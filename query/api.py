@@ -36,7 +36,7 @@ from jobprov.query.limits import Budget, Slots, under_budget
 from jobprov.query.security import HostAllowList, require_scope
 from jobprov.query.store import Store, to_plain
 from jobprov.query.tokens import Tokens
-from jobprov.settings import ApiSettings
+from jobprov.settings import ApiSettings, EmitterSettings
 from jobprov.stream_processors.comparability import ComparabilityRegistry
 from jobprov.stream_processors.provenance import CHANGE_KINDS
 
@@ -79,10 +79,14 @@ def _json(document: Any) -> bytes:
 
 
 def create_app(
-    store: Store, registry: ComparabilityRegistry | None = None, settings: ApiSettings | None = None
+    store: Store,
+    registry: ComparabilityRegistry | None = None,
+    settings: ApiSettings | None = None,
+    ingest: EmitterSettings | None = None,
 ) -> FastAPI:
     """The API over ``store`` (metric policies from ``registry``; limits and access from ``settings``; default:
-    loopback use, no tokens)."""
+    loopback use, no tokens); with ``ingest`` (where events go), also ``POST /api/v1/lineage`` (OpenLineage), which
+    takes a token with the write scope."""
     settings = settings or ApiSettings()
     app = FastAPI(
         title="jobprov",
@@ -158,6 +162,11 @@ def create_app(
         if outcome.get("gone"):
             return Response(status_code=499)  # nobody is there to read it
         raise QueryTimeout(f"the request ran past {budget.seconds:g} s (api.query_timeout_s) and was stopped")
+
+    if ingest is not None:
+        from jobprov.query.lineage_ingest import lineage_router
+
+        app.include_router(lineage_router(ingest), dependencies=[Depends(require_scope("write"))])
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Any, exc: QueryError) -> JSONResponse:

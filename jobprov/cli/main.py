@@ -25,6 +25,8 @@ COMMANDS = {
     "replay": "jobprov.cli.replay",
     "up": "jobprov.cli.up",
     "check": "jobprov.cli.check",
+    "import": "jobprov.cli.imports",
+    "export": "jobprov.cli.export",
 }
 
 
@@ -36,7 +38,9 @@ class LazyGroup(SuggestingGroup):
         module = COMMANDS.get(cmd_name)
         if module is None:
             return super().get_command(ctx, cmd_name)
-        command = getattr(importlib.import_module(module), cmd_name)
+        loaded = importlib.import_module(module)
+        # A command named for a Python keyword (`import`) is defined as `import_`.
+        command = getattr(loaded, cmd_name, None) or getattr(loaded, f"{cmd_name}_")
         if not isinstance(command, click.Command):
             raise TypeError(f"{module}.{cmd_name} is not a click command")
         return command

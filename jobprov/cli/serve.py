@@ -14,6 +14,11 @@ from jobprov.errors import ConfigError
 @click.option("--host", default="127.0.0.1", show_default=True, help="Beyond loopback only with tokens configured.")
 @click.option("--port", type=int, default=8000, show_default=True)
 @api_options
+@click.option(
+    "--accept-lineage",
+    is_flag=True,
+    help="Also take OpenLineage RunEvents (POST /api/v1/lineage, write scope) to --url.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -23,10 +28,12 @@ def serve(
     tokens_file: str | None,
     allowed_hosts: tuple[str, ...],
     cors_origins: tuple[str, ...],
+    accept_lineage: bool,
 ) -> None:
     """Serve the query API (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
 
+    from jobprov.cli.common import settings_from
     from jobprov.query.api import create_app
     from jobprov.query.tokens import Tokens, check_bind
 
@@ -35,7 +42,8 @@ def serve(
         check_bind(host, Tokens.load(api_settings.tokens_file, api_settings.tokens))
     except ConfigError as exc:
         raise click.UsageError(f"configuration error: {exc}") from exc
+    ingest = settings_from(ctx) if accept_lineage else None
     ctx.obj = {"store": store}
     settings = _settings(ctx)
-    app = create_app(_store(ctx, settings), registry(settings), api_settings)
+    app = create_app(_store(ctx, settings), registry(settings), api_settings, ingest)
     uvicorn.run(app, host=host, port=port, log_level="warning")

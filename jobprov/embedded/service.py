@@ -157,6 +157,7 @@ def up(
     from jobprov.embedded.tansu import Broker, port_free
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
+    from jobprov.settings import EmitterSettings
     from jobprov.sinks.clickhouse.client import connect
     from jobprov.stream_processors.worker import run_worker
 
@@ -184,7 +185,10 @@ def up(
         sink = make_sink(settings)
         reader = connect(store_url)  # the API's and the state rebuild's; the sink writes through its own
         registry = load_registry(settings.comparability_registry) if settings.comparability_registry else None
-        api = ApiThread(create_app(Store(reader, settings.clickhouse_database), registry, api_settings), api_port)
+        ingest = EmitterSettings(url=broker.url(TOPIC))  # POST /api/v1/lineage (OpenLineage) sends here
+        api = ApiThread(
+            create_app(Store(reader, settings.clickhouse_database), registry, api_settings, ingest), api_port
+        )
         api.start()
         info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())
         info.write(home)

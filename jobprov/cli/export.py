@@ -1,0 +1,76 @@
+"""`jobprov export ...`: jobs and artifacts in other tools' formats (OpenLineage RunEvents, W3C PROV)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from jobprov.cli.common import SuggestingGroup
+from jobprov.errors import QueryError
+
+store_option = click.option("--store", help="chdb:///dir or http(s)://host:8123 (default: `jobprov up`'s).")
+api_option = click.option("--api", envvar="JOBPROV_API_URL", help="Read through this query API ($JOBPROV_API_URL).")
+output_option = click.option("-o", "--output", type=click.File("w"), default="-", help="Write here (default: stdout).")
+
+
+def _job(ctx: click.Context, job_id: str) -> dict[str, Any]:
+    from jobprov.cli.query import _backend
+
+    try:
+        return _backend(ctx).job(job_id)
+    except QueryError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=SuggestingGroup)
+def export() -> None:
+    """Export jobs and artifacts in other tools' formats."""
+
+
+@export.command()
+@click.argument("job_id", metavar="JOB")
+@output_option
+@store_option
+@api_option
+@click.pass_context
+def openlineage(ctx: click.Context, job_id: str, output: Any, store: str | None, api: str | None) -> None:
+    """JOB as OpenLineage RunEvents, one JSON object per line (the OpenLineage file transport's form)."""
+    from jobprov.query.exporters.openlineage import run_events
+
+    ctx.obj = {"store": store, "api": api}
+    for event in run_events(_job(ctx, job_id)):
+        output.write(json.dumps(event, sort_keys=True) + "\n")
+
+
+@export.command()
+@click.argument("ref", metavar="JOB|ARTIFACT")
+@click.option("--format", "fmt", type=click.Choice(["json", "provn", "ttl"]), default="json", show_default=True)
+@output_option
+@store_option
+@api_option
+@click.pass_context
+def prov(ctx: click.Context, ref: str, fmt: str, output: Any, store: str | None, api: str | None) -> None:
+    """A job, or an artifact with the jobs that produced and used it, as W3C PROV (PROV-JSON, PROV-N, Turtle).
+
+    REF is a job id, or an artifact URI (anything with '://', or prefixed 'artifact:')."""
+    from jobprov.cli.query import _backend
+    from jobprov.query.exporters.prov import document, serialize
+    from jobprov.query.lineage import node_of
+
+    ctx.obj = {"store": store, "api": api}
+    node = node_of(ref)
+    if node.startswith("job:"):
+        job_ids = [node[len("job:") :]]
+    else:
+        backend = _backend(ctx)
+        try:
+            steps = [*backend.lineage(node, depth=1), *backend.lineage(node, down=True, depth=1)]
+        except QueryError as exc:
+            raise click.ClickException(str(exc)) from exc
+        job_ids = sorted({s["node"][len("job:") :] for s in steps if s["node"].startswith("job:")})
+        if not job_ids:
+            raise click.ClickException(f"no job produced or used {node[len('artifact:') :]!r}")
+    output.write(serialize(document([_job(ctx, j) for j in job_ids]), fmt))
+    output.write("\n")
