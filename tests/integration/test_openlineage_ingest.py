@@ -13,7 +13,8 @@ from jobprov.embedded.service import ApiThread
 from jobprov.embedded.tansu import free_port
 from jobprov.query.api import create_app
 from jobprov.query.store import Store
-from jobprov.settings import EmitterSettings
+from jobprov.query.tokens import token_hash
+from jobprov.settings import ApiSettings, EmitterSettings
 from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume
 from tests.integration.test_importers import _fold, _rows
@@ -24,11 +25,16 @@ RUN_ID = "0190f5a3-6a4b-7c2d-9e8f-0a1b2c3d4e5f"
 PARENT = "0190f5a3-0000-7000-8000-000000000001"
 
 
+WRITER = "ingest-token-for-tests"
+WRITE = {"Authorization": f"Bearer {WRITER}"}
+
+
 @pytest.fixture
 def api(store: Any, kafka: Endpoint, topic: str, tmp_path: Path) -> Iterator[str]:
     settings = EmitterSettings(url=kafka.url(topic), spool_dir=str(tmp_path / "spool"), flush_timeout_s=10.0)
     port = free_port()
-    thread = ApiThread(create_app(Store(store, store.jobprov_database), ingest=settings), port)
+    access = ApiSettings(tokens=(f"{token_hash(WRITER)}:write",))  # ingest is a write: it takes a token
+    thread = ApiThread(create_app(Store(store, store.jobprov_database), settings=access, ingest=settings), port)
     thread.start()
     yield f"http://127.0.0.1:{port}"
     thread.stop()
@@ -36,9 +42,10 @@ def api(store: Any, kafka: Endpoint, topic: str, tmp_path: Path) -> Iterator[str
 
 def _client(url: str) -> Any:
     from openlineage.client import OpenLineageClient
-    from openlineage.client.transport.http import HttpConfig, HttpTransport
+    from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 
-    return OpenLineageClient(transport=HttpTransport(HttpConfig(url=url)))
+    auth = ApiKeyTokenProvider({"apiKey": WRITER})  # sends Authorization: Bearer WRITER
+    return OpenLineageClient(transport=HttpTransport(HttpConfig(url=url, auth=auth)))
 
 
 def _events() -> list[Any]:
@@ -122,7 +129,7 @@ def test_openlineage_client_events_become_a_job(api: str, kafka: Endpoint, topic
 
 def test_a_bad_body_is_refused_with_the_fields_named(api: str, kafka: Endpoint, topic: str) -> None:
     bad = {"eventType": "BEGIN", "run": {}, "job": {"namespace": "n"}, "producer": "x", "schemaURL": "y"}
-    answer = httpx.post(f"{api}/api/v1/lineage", json=bad, timeout=30)
+    answer = httpx.post(f"{api}/api/v1/lineage", json=bad, timeout=30, headers=WRITE)
     assert answer.status_code == 400
     detail = " ".join(answer.json()["detail"])
     assert "run.runId: missing" in detail and "job.name: missing" in detail and "'BEGIN'" in detail
@@ -133,5 +140,11 @@ def test_a_bad_body_is_refused_with_the_fields_named(api: str, kafka: Endpoint, 
         "schemaURL": "y",
         "dataset": {"namespace": "n", "name": "d"},
     }
-    assert httpx.post(f"{api}/api/v1/lineage", json=static, timeout=30).status_code == 200
+    assert httpx.post(f"{api}/api/v1/lineage", json=static, timeout=30, headers=WRITE).status_code == 200
     assert consume(kafka.bootstrap, topic, expected=0, timeout=4, idle=2) == []
+
+
+def test_ingest_without_a_write_token_is_refused(api: str) -> None:
+    assert httpx.post(f"{api}/api/v1/lineage", json={}, timeout=30).status_code == 401
+    reader = {"Authorization": "Bearer not-a-token"}
+    assert httpx.post(f"{api}/api/v1/lineage", json={}, timeout=30, headers=reader).status_code in (401, 403)
