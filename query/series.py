@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -500,8 +501,8 @@ def regressions(
         detection = detect(line.values, alpha=policy.sensitivity)
         start = 0
         for c in detection.changes:
-            before = line.values[start : c.index]
-            mad = statistics.median(abs(v - c.before) for v in before)
+            before = [v for v in line.values[start : c.index] if math.isfinite(v)]
+            mad = statistics.median(abs(v - c.before) for v in before) if before else 0.0
             r = _regression(
                 store, metric, line, policy, c.index, c.before, mad, c.deviations,
                 onset=True, size=c.size, confidence=c.confidence,

@@ -78,3 +78,22 @@ def test_new_points_against_their_baseline() -> None:
     assert near is not None and near.p_value > 0.05
     repeated = against_baseline(base, [102.0, 102.3, 101.8, 102.1])
     assert repeated is not None and repeated.p_value < 1e-3
+
+
+def test_non_finite_values_are_no_level_and_keep_their_indices() -> None:
+    import math as _math
+
+    values = [10.0 + 0.1 * (i % 3) for i in range(30)] + [20.0 + 0.1 * (i % 3) for i in range(30)]
+    values[5], values[40] = _math.nan, _math.inf
+    (change,) = detect(values).changes
+    assert change.index == 30
+
+
+def test_only_the_newest_points_are_searched() -> None:
+    from jobprov.query.changepoints import MAX_POINTS
+
+    old_step = [0.0 + 0.1 * (i % 3) for i in range(200)] + [5.0 + 0.1 * (i % 3) for i in range(20_000)]
+    values = old_step + [9.0 + 0.1 * (i % 3) for i in range(50)]
+    found = detect(values)
+    assert [c.index for c in found.changes] == [len(values) - 50], "the step long before the newest points is history"
+    assert len(values) - MAX_POINTS > 200
