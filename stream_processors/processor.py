@@ -254,19 +254,22 @@ class Processor:
         return found
 
     def _refold(self, raw_events: Iterable[bytes]) -> set[str]:
-        """Fold stored events into state without outputs (they were handed off when first folded)."""
-        jobs: set[str] = set()
-        for raw in raw_events:
-            try:
-                event = decode_event(raw)
-                state, _ = fold(self.states.get(event.job_id), event, self.context)
-            except Exception as exc:  # dead-lettered when it was first processed
-                log.debug("loading skips an event: %s", exc)
-                continue
-            self.states[event.job_id] = state
-            jobs.add(event.job_id)
+        """Fold a store's events of jobs into state without outputs; returns the jobs."""
+        jobs = {event.job_id for raw in raw_events if (event := self._fold_stored(raw)) is not None}
         self._dirty |= jobs  # a snapshot next time, so the next load is cheap
         return jobs
+
+    def _fold_stored(self, raw: bytes) -> Event | None:
+        """Fold an event handed off before (from the store or the log) into state, without outputs; None when it
+        does not decode or fold (it was dead-lettered when it was first processed)."""
+        try:
+            event = decode_event(raw)
+            state, _ = fold(self.states.get(event.job_id), event, self.context)
+        except Exception as exc:
+            log.debug("skipping an event folded before: %s", exc)
+            return None
+        self.states[event.job_id] = state
+        return event
 
     def _job_snapshot(self, job: JobFoldState) -> JobSnapshot:
         return JobSnapshot(job.job_id, snapshots.dump(job), self.context.registry.version, job.version)
@@ -349,13 +352,9 @@ class Processor:
         """Fold already-committed events into state without outputs (a partition rebuilt from the log)."""
         count = 0
         for item in items:
-            try:
-                event = decode_event(item.value)
-                state, _ = fold(self.states.get(event.job_id), event, self.context)
-            except Exception as exc:  # dead-lettered when it was first processed
-                log.debug("rebuild skips %s[%d]@%d: %s", item.topic, item.partition, item.offset, exc)
+            event = self._fold_stored(item.value)
+            if event is None:
                 continue
-            self.states[event.job_id] = state
             self.partition_of[event.job_id] = (item.topic, item.partition)
             self._max_event_ms = max(self._max_event_ms, timestamp_millis(event.event_time))
             count += 1
