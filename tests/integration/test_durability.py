@@ -195,7 +195,7 @@ def test_a_broker_restart_under_a_separate_worker_changes_no_output(tmp_path: Pa
             "2",
             "--metrics-port",
             str(metrics_port),
-        ],  # fmt: skip
+        ],
         env=up.env,
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "worker.log").open("wb"),
