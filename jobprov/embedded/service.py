@@ -162,6 +162,7 @@ def up(
     kept across restarts and crashes) or ``memory`` (gone when the broker stops)."""
     from jobprov.embedded.durable import DurableBroker
     from jobprov.embedded.tansu import Broker, port_free
+    from jobprov.embedded.trim import LogTrimmer
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
     from jobprov.settings import EmitterSettings
@@ -187,8 +188,11 @@ def up(
         else Broker(kafka_port, log_path=home / "broker.log", detached=True)
     )
     api: ApiThread | None = None
+    trimmer: LogTrimmer | None = None
     try:
         broker.start()
+        if isinstance(broker, DurableBroker):  # what the worker committed is in the store: the log lets it go
+            trimmer = LogTrimmer(broker.store, broker.bootstrap, TOPIC, settings.app_id).start()
         store_url = f"chdb://{home / 'store'}"
         settings = _with(settings, source_url=broker.url(TOPIC), sink_url=store_url)
         # The worker's sink opens the store and migrates it; the API reads the same store in this process.
@@ -225,6 +229,8 @@ def up(
     finally:
         # The broker first: an event it acknowledges from now on waits in its log for the next start (or, with a
         # memory log, is lost), so it stops taking them as soon as the worker is done.
+        if trimmer is not None:
+            trimmer.stop()
         broker.stop(grace=0.5)
         log.debug("broker stopped")
         if api is not None:
