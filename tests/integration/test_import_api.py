@@ -15,11 +15,7 @@ from jobprov.emitters.job import Job
 from jobprov.errors import InvalidEventError
 from jobprov.query.api import create_app
 from jobprov.query.store import Store
-from jobprov.schemas.wire import encode_event
-from jobprov.sinks.clickhouse.sink import ClickHouseSink
-from jobprov.stream_processors.fold import FoldContext
-from jobprov.stream_processors.processor import Processor, RawEvent
-from tests.integration.processing import ListDeadLetters
+from tests.integration.processing import fold_into
 from tests.unit.emitters.test_emitter import make_emitter, read_spool
 
 pytestmark = pytest.mark.integration
@@ -59,14 +55,8 @@ def imported(tmp_path: Path, store: Any) -> Store:
             job.finish(status=status, exit_code=code, signal=signal, time=at(finished))
     report = emitter.close()
     assert report.errors == [] and report.rejected == 0
-    events = read_spool(tmp_path / "spool")
-    sink = ClickHouseSink(store, store.jobprov_database)
-    dead = ListDeadLetters()
-    Processor(sink, dead, FoldContext()).process_batch(
-        [RawEvent(encode_event(e), "events", 0, i) for i, e in enumerate(events)]
-    )
-    assert dead.items == []
-    return Store(store, store.jobprov_database)
+    loaded: Store = fold_into(store, read_spool(tmp_path / "spool"))
+    return loaded
 
 
 def _iso(minutes: float) -> str:
