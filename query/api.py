@@ -1,9 +1,11 @@
 """The HTTP API over the query layer (FastAPI; the OpenAPI document is at ``/openapi.json``), and the web page
 that reads it (``/``: a metric's series per bucket with regressions; ``/jobs/{id}``: one job).
 
-Every endpoint is a thin shell over :class:`jobprov.query.backend.LocalBackend`, whose documents the CLI also
-reads back through :class:`~jobprov.query.backend.HttpBackend`: parameters are validated by FastAPI and by the
-query functions (a bad parameter is a 4xx naming it), values reach ClickHouse only as query parameters.
+Every ``/api/v1`` route is a question of :mod:`jobprov.query.params` (its path, its query parameters with their
+types, bounds and help, its summary), answered by :class:`jobprov.query.backend.LocalBackend`, whose documents
+the CLI also reads back through :class:`~jobprov.query.backend.HttpBackend`: parameters are validated by FastAPI,
+by the question and by the query functions (a bad parameter is a 4xx naming it), values reach ClickHouse only as
+query parameters.
 The process that serves the API owns the store; run it with ``jobprov serve`` or ``jobprov up``.
 
 Bounds (:mod:`jobprov.query.limits`): each ``/api/`` request computes in a worker thread within
