@@ -1,4 +1,4 @@
-"""The worker on a real broker: folds, dead-letters garbage, survives SIGKILL, scales to 2 workers, rebalances mid-job."""
+"""The worker on a real broker: folds, dead-letters garbage, survives SIGKILL, scales to 2 workers, rebalances."""
 
 from __future__ import annotations
 
