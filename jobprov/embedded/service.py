@@ -214,9 +214,15 @@ def up(
             if kafka_port == DEFAULT_KAFKA_PORT
             else f"emitters: JOBPROV_URL={info.kafka_url}"
         )
+        kept = (
+            f"{home / 'broker'} (kept across restarts and crashes)"
+            if isinstance(broker, DurableBroker)
+            else "in memory (what is not yet folded is lost if the service dies)"
+        )
         announce(
             f"jobprov is up\n"
             f"  events:   {info.kafka_url}  ({reach})\n"
+            f"  log:      {kept}\n"
             f"  store:    {store_url}\n"
             f"  web page: {info.api_url}/   API: {info.api_url}/docs\n"
             f"  metrics:  http://{settings.metrics_bind}:{settings.metrics_port}/metrics\n"
