@@ -31,8 +31,10 @@ from pydantic import BaseModel, Field
 
 from jobprov import __version__
 from jobprov.errors import QueryError, QueryTimeout, UnknownNameError
+from jobprov.query.alerts_api import add_alert_routes
 from jobprov.query.backend import LocalBackend
 from jobprov.query.limits import Budget, Slots, under_budget
+from jobprov.query.notify import Notifier
 from jobprov.query.security import HostAllowList, require_scope
 from jobprov.query.store import Store, to_plain
 from jobprov.query.tokens import Tokens
@@ -83,10 +85,13 @@ def create_app(
     registry: ComparabilityRegistry | None = None,
     settings: ApiSettings | None = None,
     ingest: EmitterSettings | None = None,
+    events: EmitterSettings | None = None,
+    notifier: Notifier | None = None,
 ) -> FastAPI:
     """The API over ``store`` (metric policies from ``registry``; limits and access from ``settings``; default:
     loopback use, no tokens); with ``ingest`` (where events go), also ``POST /api/v1/lineage`` (OpenLineage), which
-    takes a token with the write scope."""
+    takes a token with the write scope. Alert triage and scans (write scope) send their events to ``events``
+    (default: ``ingest``) and tell ``notifier``'s webhooks of new alerts."""
     settings = settings or ApiSettings()
     app = FastAPI(
         title="jobprov",
@@ -96,7 +101,7 @@ def create_app(
     store = dataclasses.replace(
         store, max_execution_time=settings.query_timeout_s, max_result_rows=settings.max_result_rows
     )
-    backend = LocalBackend(store, registry)
+    backend = LocalBackend(store, registry, events or ingest, notifier)
     slots = Slots(settings.max_concurrent_queries)
     app.state.tokens = Tokens.load(settings.tokens_file, settings.tokens)
     app.state.slots = slots
@@ -382,7 +387,10 @@ def create_app(
     async def get_status(request: Request) -> Response:
         return await compute(request, backend.status)
 
+    write = APIRouter(prefix="/api/v1", dependencies=[Depends(require_scope("write"))])
+    add_alert_routes(api, write, backend, compute)
     app.include_router(api)
+    app.include_router(write)
 
     # The web page: static files that read the API above (no build step, no third-party scripts).
     @app.get("/", include_in_schema=False)

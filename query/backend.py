@@ -14,16 +14,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobprov.errors import ConfigError, JobprovError, QueryError
+from jobprov.query import alerts as al
 from jobprov.query import artifacts, attributes, lineage, runs
 from jobprov.query import jobs as jq
 from jobprov.query import series as q
 from jobprov.query.store import Store, to_plain
-from jobprov.settings import Secret
+from jobprov.settings import EmitterSettings, Secret
 from jobprov.stream_processors.comparability import ComparabilityRegistry
+
+if TYPE_CHECKING:
+    from jobprov.query.notify import Notifier
 
 
 class Backend(Protocol):
@@ -105,13 +109,52 @@ class Backend(Protocol):
 
     def metrics(self) -> list[dict[str, Any]]: ...
 
+    def alerts(
+        self, *, state: str | None = None, metric: str | None = None, alert: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]: ...
+
+    def triage(self, alert: str, state: str, note: str | None = None, author: str | None = None) -> dict[str, Any]: ...
+
+    def scan_alerts(self) -> dict[str, Any]: ...
+
 
 class LocalBackend:
     """Answers from a store this process has opened (regressions judged by ``registry``'s metric policies)."""
 
-    def __init__(self, store: Store, registry: ComparabilityRegistry | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: ComparabilityRegistry | None = None,
+        events: EmitterSettings | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
+        self.events = events  # where alert events go (a scan's, a triage's); None: alerts can only be read
+        self.notifier = notifier  # tells the webhooks of the alerts a scan raises
+
+    def alerts(
+        self, *, state: str | None = None, metric: str | None = None, alert: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        return al.list_alerts(self.store, state=state, metric=metric, alert=alert, limit=limit)
+
+    def triage(self, alert: str, state: str, note: str | None = None, author: str | None = None) -> dict[str, Any]:
+        (found,) = al.list_alerts(self.store, alert=alert)  # UnknownNameError (with close ids) when there is none
+        sent = al.triage(alert, state, self._events(), note=note, author=author)
+        return {**found, "state": sent.state, "note": sent.note, "author": sent.author, "recorded": True}
+
+    def scan_alerts(self) -> dict[str, Any]:
+        from jobprov.query.alert_loop import scan_and_raise
+
+        report = scan_and_raise(self.store, self._events(), registry=self.registry, notifier=self.notifier)
+        now = datetime.now(UTC)
+        raised = [al.raised_document(a, now) for a in report.raised]
+        return {"buckets": report.buckets, "raised": raised, "seconds": round(report.seconds, 3)}
+
+    def _events(self) -> EmitterSettings:
+        if self.events is None:
+            raise JobprovError("alerts are read-only here: no event destination is configured")
+        return self.events
 
     def series(
         self,
@@ -253,7 +296,18 @@ class HttpBackend:
     def _get(self, path: str, params: Sequence[tuple[str, Any]] = ()) -> Any:
         query = urllib.parse.urlencode([(k, v) for k, v in params if v is not None])
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
-        request = urllib.request.Request(url)  # noqa: S310 (http(s) only, checked in __init__)
+        return self._open(urllib.request.Request(url))  # noqa: S310 (http(s) only, checked in __init__)
+
+    def _post(self, path: str, document: Any) -> Any:
+        """A write route's answer: ``document`` posted as JSON (the API wants a token with the write scope)."""
+        data = json.dumps(document).encode()
+        return self._open(
+            urllib.request.Request(  # noqa: S310 (http(s) only, checked in __init__)
+                f"{self.base_url}{path}", data=data, headers={"Content-Type": "application/json"}, method="POST"
+            )
+        )
+
+    def _open(self, request: urllib.request.Request) -> Any:
         if self.token is not None:
             request.add_header("Authorization", f"Bearer {self.token.get()}")
         try:
@@ -380,6 +434,20 @@ class HttpBackend:
 
     def metrics(self) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/metrics"))
+
+    def alerts(
+        self, *, state: str | None = None, metric: str | None = None, alert: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        params = [("state", state), ("metric", metric), ("alert", alert), ("limit", limit)]
+        return list(self._get("/api/v1/alerts", params))
+
+    def triage(self, alert: str, state: str, note: str | None = None, author: str | None = None) -> dict[str, Any]:
+        return dict(
+            self._post(f"/api/v1/alerts/{_seg(alert)}/triage", {"state": state, "note": note, "author": author})
+        )
+
+    def scan_alerts(self) -> dict[str, Any]:
+        return dict(self._post("/api/v1/alerts/scan", {}))
 
 
 def _seg(value: str) -> str:

@@ -300,6 +300,24 @@ def regressions(
 
 
 @query.command()
+@click.option("--state", help="untriaged, acknowledged, invalid, fixed, wontfix or improvement.")
+@click.option("--metric", help="Only this metric's alerts.")
+@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+def alerts(ctx: click.Context, state: str | None, metric: str | None, limit: int, fmt: str) -> None:
+    """Alerts (changes the detector found), newest change first, with their triage state."""
+    found = _run(lambda: _backend(ctx).alerts(state=state, metric=metric, limit=limit))
+    rows = [
+        {"alert_id": a["alert_id"], "state": a["state"], "metric": a["metric"], "label": a["label"],
+         "change_time": a["change_time"], "before": a["before"], "size": a["size"], "direction": a["direction"],
+         "first_bad_job": a["first_bad_job"], "what_changed": "; ".join(a["changes"]), "note": a["note"]}
+        for a in found
+    ]  # fmt: skip
+    _emit(rows, fmt, found)
+
+
+@query.command()
 @click.option("--where", "groups", multiple=True, required=True, help='A group: "ATTR OP VALUE | …" (groups AND).')
 @click.option("--artifacts", is_flag=True, help="Find artifacts instead of jobs.")
 @click.option("--limit", type=int, default=1000, show_default=True)
