@@ -201,9 +201,19 @@ def raise_alerts(
 ) -> DeliveryReport:
     """Send an ``AlertRaised`` per alert, under its key, with an event id derived from its id (sending one again
     changes nothing)."""
-    when = now or datetime.now(UTC)
-    records = [Record(alert_key(a.alert_id), a, when, "raised") for a in alerts]
+    records = raised_records(alerts, now or datetime.now(UTC))
     return send(records, settings, SENDER, "alert scan") if records else DeliveryReport()
+
+
+def raised_records(alerts: Sequence[AlertRaised], when: datetime) -> list[Record]:
+    """The events :func:`raise_alerts` sends (``emitters.importers.send.to_events`` makes the envelopes)."""
+    return [Record(alert_key(a.alert_id), a, when, "raised") for a in alerts]
+
+
+def triage_record(alert: str, state: str, when: datetime, note: str | None = None, author: str | None = None) -> Record:
+    """The event :func:`triage` sends: one per verdict (its id derives from the alert, the time, state and author)."""
+    payload = AlertTriaged(alert_id=alert, state=state_of(state), note=note or None, author=author or None)
+    return Record(alert_key(alert), payload, when, f"triaged:{timestamp_millis(when)}:{payload.state}:{author or ''}")
 
 
 def triage(
@@ -217,10 +227,9 @@ def triage(
 ) -> AlertTriaged:
     """Send a person's verdict on ``alert`` (``state``: a triage state or the CLI's verb); returns the payload sent.
     The caller checks that the alert exists (:func:`list_alerts` with ``alert``)."""
-    payload = AlertTriaged(alert_id=alert, state=state_of(state), note=note or None, author=author or None)
-    when = to_utc(now) or datetime.now(UTC)
-    key = f"triaged:{timestamp_millis(when)}:{payload.state}:{author or ''}"
-    report = send([Record(alert_key(alert), payload, when, key)], settings, SENDER, "alert triage")
+    record = triage_record(alert, state, to_utc(now) or datetime.now(UTC), note, author)
+    report = send([record], settings, SENDER, "alert triage")
     if report.lost:
         raise QueryError(f"the triage was not recorded: {'; '.join(report.errors[:3])}")
+    payload: AlertTriaged = record.payload
     return payload
