@@ -1,5 +1,6 @@
 """The HTTP API over the query layer (FastAPI; the OpenAPI document is at ``/openapi.json``), and the web page
-that reads it (``/``: a metric's series per bucket with regressions; ``/jobs/{id}``: one job).
+that reads it (``/``: a metric's series per bucket with regressions; ``/alerts``: alerts to triage; ``/jobs/{id}``:
+one job).
 
 Every endpoint is a thin shell over :class:`jobprov.query.backend.LocalBackend`, whose documents the CLI also
 reads back through :class:`~jobprov.query.backend.HttpBackend`: parameters are validated by FastAPI and by the
@@ -396,6 +397,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse(web_asset("index.html"))
+
+    @app.get("/alerts", include_in_schema=False)
+    def alerts_page() -> HTMLResponse:
+        return HTMLResponse(web_asset("alerts.html"))
 
     @app.get("/jobs/{job_id:path}", include_in_schema=False)
     def job_page(job_id: str) -> HTMLResponse:

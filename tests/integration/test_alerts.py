@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ from tests.integration.conftest import _CHDB_STORE, Endpoint
 from tests.integration.kafka_helpers import consume, events_of
 from tests.integration.processing import ListDeadLetters
 from tests.integration.test_queries import UPGRADE, job_id, loaded  # noqa: F401 - the fixture
+from tests.integration.test_web import browser  # noqa: F401 - the fixture
 from tests.integration.test_webhooks import Receiver
 
 pytestmark = pytest.mark.integration
@@ -176,3 +178,43 @@ def test_scan_triage_and_list_through_the_cli_with_a_webhook(
 
     missing = runner.invoke(cli, ["--url", kafka.url(topic), "alert", "ack", "nope", *store], env=env)
     assert missing.exit_code == 2 and "unknown alert 'nope'" in missing.output
+
+
+def test_the_web_page_lists_alerts_and_triages_them(
+    api: str,
+    loaded: Store,  # noqa: F811
+    kafka: Endpoint,
+    topic: str,
+    browser: Any,  # noqa: F811
+) -> None:
+    log = Log(kafka, topic, loaded)
+    httpx.post(f"{api}/api/v1/alerts/scan", headers=WRITE, timeout=60).raise_for_status()
+    log.fold_new(2)
+
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.add_init_script(f"sessionStorage.setItem('jobprov.token', '{WRITER}')")  # as the page's prompt keeps it
+    page.goto(f"{api}/alerts?state=untriaged")
+    page.wait_for_selector("#alerts tbody tr")
+    rows = page.locator("#alerts tbody tr")
+    assert rows.count() == 2
+    text = page.locator("#alerts tbody").inner_text()
+    assert text.count("software.numpy: 1.26.4 → 2.0.1") == 2 and job_id(UPGRADE, "hsc", "r") in text
+    assert text.count(" mas (regression)") == 2
+    first = rows.first
+    alert = first.get_attribute("data-alert")
+    first.locator("input.note").fill("numpy 2 is expected to move AM1")
+    first.locator('button[data-state="acknowledged"]').click()
+    page.wait_for_function("document.querySelector('#summary').textContent.includes('recorded')")
+    assert first.locator("td.state").inner_text() == "acknowledged (recorded)"
+    log.fold_new(1)
+
+    page.goto(f"{api}/alerts?state=acknowledged")
+    page.wait_for_selector("#alerts tbody tr")
+    assert page.locator("#alerts tbody tr").count() == 1
+    assert page.locator("#alerts tbody tr").first.get_attribute("data-alert") == alert
+    assert page.locator("td.state").inner_text() == "acknowledged: numpy 2 is expected to move AM1"
+    assert page.locator("#state").input_value() == "acknowledged"
+    assert errors == []
