@@ -27,6 +27,7 @@ log = logging.getLogger("jobprov.alerts")
 # Points a flush had in flight when a pass began are stored with an ingestion time a little before it.
 MARGIN = timedelta(seconds=30)
 FIRST_PASS_S = 5.0
+RECENT = 10_000  # alert ids a loop remembers having raised
 
 
 def notifier_from(settings: AlertSettings) -> Notifier | None:
@@ -50,10 +51,17 @@ def scan_and_raise(
     registry: ComparabilityRegistry | None = None,
     notifier: Notifier | None = None,
     since: datetime | None = None,
+    recent: dict[str, None] | None = None,
 ) -> ScanReport:
     """One pass: scan, send the new alerts' events, queue their notifications. Raises JobprovError when the
-    events could not be handed to the broker or the spool (then nobody is notified: the next pass tries again)."""
+    events could not be handed to the broker or the spool (then nobody is notified: the next pass tries again).
+
+    ``recent`` (kept by the caller across passes, in raising order) holds the alerts raised lately: the store shows
+    an alert only once the worker has folded its event, and a pass before that must neither send it again nor
+    notify twice."""
     report = scan(store, registry, since=since)
+    if recent is not None:
+        report.raised = [a for a in report.raised if a.alert_id not in recent]
     now = datetime.now(UTC)
     delivery = raise_alerts(report.raised, events, now)
     if delivery.lost:
@@ -61,6 +69,10 @@ def scan_and_raise(
     if notifier is not None:
         for alert in report.raised:
             notifier.notify(raised_document(alert, now))
+    if recent is not None:
+        recent.update(dict.fromkeys(a.alert_id for a in report.raised))
+        for old in list(recent)[: max(0, len(recent) - RECENT)]:
+            del recent[old]
     return report
 
 
@@ -79,6 +91,7 @@ class AlertLoop:
         self.notifier = notifier_from(settings)
         self.passes = 0
         self._since: datetime | None = None
+        self._recent: dict[str, None] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jobprov-alert-scan", daemon=True)
 
@@ -97,7 +110,12 @@ class AlertLoop:
         began = datetime.now(UTC)
         try:
             report = scan_and_raise(
-                self.store, self.events, registry=self.registry, notifier=self.notifier, since=self._since
+                self.store,
+                self.events,
+                registry=self.registry,
+                notifier=self.notifier,
+                since=self._since,
+                recent=self._recent,
             )
         except Exception as exc:  # the loop must outlive a store or broker hiccup; the next pass covers this one
             log.warning("alert scan failed: %s", exc)

@@ -8,6 +8,7 @@ The campaign of test_queries: a numpy upgrade moves AM1 on hsc (bands r and all)
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ from click.testing import CliRunner
 from jobprov.cli.main import cli
 from jobprov.embedded.service import ApiThread
 from jobprov.embedded.tansu import free_port
+from jobprov.query.alert_loop import AlertLoop, scan_and_raise
 from jobprov.query.alerts import alert_id, list_alerts
 from jobprov.query.api import create_app
 from jobprov.query.store import Store
 from jobprov.query.tokens import token_hash
 from jobprov.schemas.wire import encode_event
-from jobprov.settings import ApiSettings, EmitterSettings
+from jobprov.settings import AlertSettings, ApiSettings, EmitterSettings
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
 from jobprov.sinks.clickhouse.state import ClickHouseStateStore
 from jobprov.stream_processors.fold import FoldContext
@@ -218,3 +220,30 @@ def test_the_web_page_lists_alerts_and_triages_them(
     assert page.locator("td.state").inner_text() == "acknowledged: numpy 2 is expected to move AM1"
     assert page.locator("#state").input_value() == "acknowledged"
     assert errors == []
+
+
+def test_the_service_loop_raises_each_alert_once_and_tells_the_webhook(
+    loaded: Store,  # noqa: F811
+    kafka: Endpoint,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver()
+    events = EmitterSettings(url=kafka.url(topic), spool_dir=str(tmp_path / "spool"), flush_timeout_s=10.0)
+    settings = AlertSettings(scan_interval_s=0.3, webhooks=(receiver.url,))
+    loop = AlertLoop(loaded, events, settings)
+    try:
+        loop.start()
+        deadline = time.monotonic() + 60
+        while loop.passes < 3 and time.monotonic() < deadline:  # passes before the worker folds the raises
+            time.sleep(0.1)
+        assert loop.passes >= 3
+        assert loop.notifier is not None and loop.notifier.idle(10)
+    finally:
+        loop.stop()
+        receiver.close()
+    bodies = [body["alert"] for _, body in receiver.bodies]
+    assert sorted(b["first_bad_job"] for b in bodies) == sorted(FIRST_BAD), "one notification per new alert"
+    Log(kafka, topic, loaded).fold_new(2)  # and one event each, however many passes ran
+    assert {a["alert_id"] for a in list_alerts(loaded)} == {b["alert_id"] for b in bodies}
+    assert scan_and_raise(loaded, events).raised == [], "once folded, a pass of its own raises nothing"
