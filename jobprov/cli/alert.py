@@ -18,6 +18,7 @@ import click
 from jobprov.cli.common import SuggestingGroup, settings_from
 from jobprov.cli.query import FORMATS, _backend, _emit, _run
 from jobprov.errors import ConfigError
+from jobprov.query.alerts import VERBS
 
 STORE = click.option("--store", help="chdb:///dir or http(s)://host:8123 ($JOBPROV_PROCESSOR_SINK_URL).")
 API = click.option("--api", envvar="JOBPROV_API_URL", help="Ask this query API (http(s)://host:port) instead.")
@@ -52,8 +53,7 @@ def _triage_command(verb: str, state: str) -> click.Command:
     return alert.command(verb)(command)
 
 
-for _verb, _state in {"ack": "acknowledged", "invalid": "invalid", "fixed": "fixed", "wontfix": "wontfix",
-                      "improvement": "improvement"}.items():  # fmt: skip
+for _verb, _state in VERBS.items():
     _triage_command(_verb, _state)
 
 
