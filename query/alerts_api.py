@@ -1,6 +1,6 @@
-"""The alert routes of the HTTP API: list (read scope), triage and scan (write scope: they record events).
+"""The alert routes of the HTTP API that record events (write scope). Listing alerts is a question like any other
+(``GET /api/v1/alerts?state=&metric=&alert=&limit=``, :class:`jobprov.query.params.Alerts`).
 
-- ``GET /api/v1/alerts?state=&metric=&alert=&limit=``: alerts, newest change first (``query alerts``).
 - ``POST /api/v1/alerts/{alert_id}/triage`` with ``{"state": "ack"|"acknowledged"|"invalid"|"fixed"|"wontfix"|
   "improvement", "note": ..., "author": ...}``: records an ``AlertTriaged`` event; 404 (with close ids) for an
   unknown alert, 400 naming the states for a bad one. The alerts table shows the new state once the worker folded
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -28,18 +28,8 @@ class Triage(BaseModel):
     author: str | None = Field(default=None, max_length=200)
 
 
-def add_alert_routes(read: APIRouter, write: APIRouter, backend: LocalBackend, compute: Compute) -> None:
-    """The routes above, on ``read`` (read scope) and ``write`` (write scope) routers prefixed ``/api/v1``."""
-
-    @read.get("/alerts", summary="Alerts (detected changes) by state: untriaged, acknowledged, invalid, …")
-    async def get_alerts(
-        request: Request,
-        state: Annotated[str | None, Query(description="untriaged or a triage state")] = None,
-        metric: str | None = None,
-        alert: Annotated[str | None, Query(description="One alert, by id")] = None,
-        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    ) -> Response:
-        return await compute(request, lambda: backend.alerts(state=state, metric=metric, alert=alert, limit=limit))
+def add_alert_routes(write: APIRouter, backend: LocalBackend, compute: Compute) -> None:
+    """The routes above, on ``write``: a router prefixed ``/api/v1`` that takes the write scope."""
 
     @write.post("/alerts/scan", summary="Scan the buckets for new changes now and raise their alerts")
     async def post_scan(request: Request) -> Response:

