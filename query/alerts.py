@@ -148,16 +148,18 @@ def scan(
     started = time.perf_counter()
     registry = registry or ComparabilityRegistry()
     buckets = changed_buckets(store, since)
+    known: dict[tuple[str, str], list[str]] = {}  # (metric, bucket) -> first bad jobs of its alerts
+    for metric, bucket, job in store.rows(
+        "SELECT metric, bucket, first_bad_job FROM {db}.alerts FINAL WHERE metric IN {metrics:Array(String)}",
+        metrics=sorted({m for m, _ in buckets}),
+    ):
+        known.setdefault((metric, bucket), []).append(job)
     raised: list[AlertRaised] = []
     for metric, bucket in buckets:
         policy = registry.policy_for(metric)
-        known = [r[0] for r in store.rows(
-            "SELECT first_bad_job FROM {db}.alerts FINAL WHERE metric = {metric:String} AND bucket = {bucket:String}",
-            metric=metric, bucket=bucket,
-        )]  # fmt: skip
         for line in series(store, metric, bucket=bucket):
             position = {job: i for i, job in enumerate(line.job_ids)}
-            held = [position[j] for j in known if j in position]
+            held = [position[j] for j in known.get((metric, bucket), ()) if j in position]
             for r in line_regressions(store, metric, line, policy):
                 at = position[r.first_bad_job]
                 if not r.onset or r.direction != "regression" or any(abs(at - i) < MIN_SIZE for i in held):

@@ -7,9 +7,11 @@ The campaign of test_queries: a numpy upgrade moves AM1 on hsc (bands r and all)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from click.testing import CliRunner
 from jobprov.cli.main import cli
 from jobprov.embedded.service import ApiThread
 from jobprov.embedded.tansu import free_port
+from jobprov.emitters.importers.send import to_events
 from jobprov.query.alert_loop import AlertLoop, scan_and_raise
-from jobprov.query.alerts import alert_id, list_alerts
+from jobprov.query.alerts import SENDER, alert_id, list_alerts, raised_records, scan
 from jobprov.query.api import create_app
 from jobprov.query.store import Store
 from jobprov.query.tokens import token_hash
@@ -247,3 +250,19 @@ def test_the_service_loop_raises_each_alert_once_and_tells_the_webhook(
     Log(kafka, topic, loaded).fold_new(2)  # and one event each, however many passes ran
     assert {a["alert_id"] for a in list_alerts(loaded)} == {b["alert_id"] for b in bodies}
     assert scan_and_raise(loaded, events).raised == [], "once folded, a pass of its own raises nothing"
+
+
+def test_a_change_the_detector_places_a_point_away_is_the_alert_already_raised(loaded: Store) -> None:  # noqa: F811
+    (hsc_r, hsc_all) = sorted(scan(loaded).raised, key=lambda a: a.label["band"] != "r")
+    assert hsc_r.label["band"] == "r" and hsc_all.label["band"] == "all"
+    # An alert raised earlier for the same change, placed one point later (the series was shorter then).
+    earlier = dataclasses.replace(
+        hsc_r,
+        first_bad_job=job_id(UPGRADE + 1, "hsc", "r"),
+        alert_id=alert_id("AM1", hsc_r.bucket, job_id(UPGRADE + 1, "hsc", "r")),
+    )
+    events = to_events(raised_records([earlier], datetime.now(UTC)), SENDER)
+    processor = Processor(ClickHouseSink(loaded.client, loaded.database), ListDeadLetters(), FoldContext())
+    processor.process_batch([RawEvent(encode_event(e), "t", 0, i) for i, e in enumerate(events)])
+    assert [a.alert_id for a in scan(loaded).raised] == [hsc_all.alert_id], "hsc r has its alert already"
+    assert hsc_all.alert_id == alert_id("AM1", hsc_all.bucket, job_id(UPGRADE, "hsc", "all")), "ids are stable"
