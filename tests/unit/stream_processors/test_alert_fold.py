@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,13 +11,11 @@ import pytest
 from jobprov.schemas.models import AlertRaised, AlertTriaged, Event, Producer
 from jobprov.stream_processors import snapshots
 from jobprov.stream_processors.alert_fold import UNTRIAGED, alert_key
-from jobprov.stream_processors.fold import FoldContext, fold
 from jobprov.stream_processors.records import AlertState, Record, content_of, materialize
 from jobprov.stream_processors.state import JobFoldState
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 PRODUCER = Producer(name="jobprov-import-alerts", version="0", instance_id="fixed")
-CONTEXT = FoldContext()
 ALERT = "0123456789abcdef"
 
 
@@ -53,13 +52,7 @@ def event(payload: AlertRaised | AlertTriaged, event_id: str, minutes: int, job_
     )
 
 
-def run(events: list[Event], state: JobFoldState | None = None) -> tuple[JobFoldState, list[Record]]:
-    out: list[Record] = []
-    for e in events:
-        state, records = fold(state, e, CONTEXT)
-        out += records
-    assert state is not None
-    return state, out
+Fold = Callable[..., tuple[JobFoldState, list[Record]]]  # the conftest's fold_events: (events, state=) -> ...
 
 
 def the_alert(records: list[Record]) -> AlertState:
@@ -75,12 +68,12 @@ HISTORY = [
 ]
 
 
-def test_raise_then_triage_gives_the_latest_state() -> None:
-    state, records = run(HISTORY[:1])
+def test_raise_then_triage_gives_the_latest_state(fold_events: Fold) -> None:
+    state, records = fold_events(HISTORY[:1])
     first = the_alert(records)
     assert (first.state, first.triages, first.note, first.triaged_at_ms) == (UNTRIAGED, 0, None, None)
     assert first.change_time_ms == int(T0.timestamp() * 1000) == first.raised_at_ms
-    state, records = run(HISTORY[1:], state)
+    state, records = fold_events(HISTORY[1:], state=state)
     alert = the_alert(records)
     assert (alert.state, alert.note, alert.author, alert.triages) == ("fixed", "numpy pinned", "bob", 2)
     assert alert.triaged_at_ms == int((T0 + timedelta(minutes=9)).timestamp() * 1000)
@@ -89,37 +82,37 @@ def test_raise_then_triage_gives_the_latest_state() -> None:
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
-def test_any_arrival_order_converges(order: tuple[int, ...]) -> None:
-    _, expected = run(HISTORY)
-    _, records = run([HISTORY[i] for i in order])
+def test_any_arrival_order_converges(order: tuple[int, ...], fold_events: Fold) -> None:
+    _, expected = fold_events(HISTORY)
+    _, records = fold_events([HISTORY[i] for i in order])
     assert content_of(the_alert(records)) == content_of(the_alert(expected))
 
 
-def test_a_triage_before_its_raise_waits_for_it() -> None:
-    state, records = run([HISTORY[2]])
+def test_a_triage_before_its_raise_waits_for_it(fold_events: Fold) -> None:
+    state, records = fold_events([HISTORY[2]])
     assert records == []
-    _, records = run([HISTORY[0]], state)
+    _, records = fold_events([HISTORY[0]], state=state)
     assert the_alert(records).state == "fixed"
 
 
-def test_redelivered_events_change_nothing() -> None:
-    state, _ = run(HISTORY)
+def test_redelivered_events_change_nothing(fold_events: Fold) -> None:
+    state, _ = fold_events(HISTORY)
     version = state.version
-    state, records = run(HISTORY, state)
+    state, records = fold_events(HISTORY, state=state)
     assert records == [] and state.version == version
     # Raised again by a second scan: same id (derived from the alert), another time; still nothing.
-    _, records = run([event(raised(), "r", 60)], state)
+    _, records = fold_events([event(raised(), "r", 60)], state=state)
     assert records == []
 
 
-def test_a_snapshot_brings_an_alert_back_as_it_was() -> None:
-    state, _ = run(HISTORY[:2])
+def test_a_snapshot_brings_an_alert_back_as_it_was(fold_events: Fold) -> None:
+    state, _ = fold_events(HISTORY[:2])
     back = snapshots.load(snapshots.dump(state))
-    _, records = run(HISTORY[2:], back)
-    _, expected = run(HISTORY)
+    _, records = fold_events(HISTORY[2:], state=back)
+    _, expected = fold_events(HISTORY)
     assert the_alert(records) == the_alert(expected)
 
 
-def test_an_alert_event_under_another_key_is_refused() -> None:
+def test_an_alert_event_under_another_key_is_refused(fold_events: Fold) -> None:
     with pytest.raises(ValueError, match="must travel under 'alert:0123456789abcdef'"):
-        run([event(raised(), "r", 0, job_id="nightly-12")])
+        fold_events([event(raised(), "r", 0, job_id="nightly-12")])
