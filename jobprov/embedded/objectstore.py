@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobprov.embedded.tansu import die_with_parent, free_port
+from jobprov.embedded.tansu import die_with_parent, free_port, stop_child
 from jobprov.errors import JobprovError
 
 BUCKET = "tansu"
@@ -150,14 +150,4 @@ class ObjectStore:
             time.sleep(0.05)
 
     def stop(self, kill: bool = False, grace: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_child(self.process, kill=kill, grace=grace)

@@ -114,17 +114,22 @@ class Broker:
     def stop(self, kill: bool = False, grace: float = 10.0) -> None:
         """SIGTERM (or SIGKILL), then SIGKILL after ``grace`` seconds. With clients still connected Tansu takes
         about five seconds to end on SIGTERM; its log is in memory, so waiting gains nothing at a shutdown."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_child(self.process, kill=kill, grace=grace)
+
+
+def stop_child(process: subprocess.Popen[bytes] | None, *, kill: bool = False, grace: float = 10.0) -> None:
+    """SIGTERM (or SIGKILL) a child that may have ended already, then SIGKILL after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    if kill:
+        process.kill()
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def die_with_parent() -> None:
