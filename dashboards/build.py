@@ -6,9 +6,9 @@
 
 Three dashboards:
 
-- ``jobprov-regressions``: a metric per provenance bucket (ClickHouse), with the query layer's regression rule
-  (median ± k robust deviations of the previous points of the bucket) computed in SQL, jobprov annotations and
-  regression onsets as annotations.
+- ``jobprov-regressions``: a metric per provenance bucket (ClickHouse) with the alerts the detector raised (the
+  alerts table: the results ``jobprov query alerts`` and the API give, not a SQL copy of the rule), their triage
+  states, jobprov annotations and the alerts as annotations.
 - ``jobprov-jobs``: job statuses over time, failures, retries, anomalies, durations and resources (ClickHouse).
 - ``jobprov-pipeline``: the workers' Prometheus metrics: events/s, dead letters, fold latency, sink
   backpressure, consumer lag, jobs held; plus the dead letters stored in ClickHouse.
@@ -37,6 +37,9 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+
+from jobprov.schemas.models import TRIAGE_STATES
+from jobprov.stream_processors.alert_fold import UNTRIAGED
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIRS = (Path("dashboards"), Path("helm/jobprov/dashboards"))
@@ -251,69 +254,33 @@ def _points_where(time_filter: bool = True) -> str:
     return " AND ".join(clauses)
 
 
-def regression_sql(select: str, where: str = "", order_by: str = "ORDER BY r.time, r.label") -> str:
-    """The query layer's regression rule (query/series.py ``regressions``) in SQL.
+# The detector's results, as the API gives them: the alerts table the fold writes from the alert events (the scan of
+# query/alerts.py raises them with the detector of `jobprov query regressions`). No SQL copy of the rule.
+_ALERTS_WHERE = (
+    "a.metric = ${metric:singlequote} AND a.bucket IN (${bucket:singlequote}) AND a.state IN (${state:singlequote}) "
+    "AND $__timeFilter(a.change_time)"
+)
 
-    Per bucket, points ordered by (time, job_id); a point from the (min_points + 1)-th on is flagged when it lies
-    more than k robust deviations (1.4826 x MAD of the previous `scale_window` points, or max(|median| x 1e-3,
-    1e-12) when that MAD is 0) from the median of the previous `window` points. ``median`` is ClickHouse's
-    reservoir quantile, exact (and interpolated like Python's statistics.median) up to 8192 values. The first
-    flagged point of a run is the onset; ``changes`` lists the provenance keys (without env.*) that differ from
-    the previous point's job, as ``key: before → after``. Baselines use the bucket's whole history up to the end
-    of the time range, not only the range.
-    """
+
+def alerts_sql(
+    select: str, where: str = "", order_by: str = "ORDER BY a.change_time, a.alert_id", join: str = ""
+) -> str:
+    """Rows of the alerts table (one per alert, its latest triage) of the chosen metric, buckets, states and time
+    range, and the provenance filter on the first bad job."""
     return f"""
         SELECT {select}
-        FROM (
-          SELECT *, flagged AND NOT lagInFrame(flagged, 1, false) OVER (
-              PARTITION BY bucket ORDER BY time, job_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS onset
-          FROM (
-            SELECT *,
-              arrayReduce('median', history) AS median,
-              arrayReduce('median', scale_history) AS centre,
-              arrayReduce('median', arrayMap(x -> abs(x - centre), scale_history)) AS mad,
-              (value - median) / if(mad > 0, 1.4826 * mad, greatest(abs(median) * 1e-3, 1e-12)) AS deviation,
-              rn > ${{min_points}} AND abs(deviation) > ${{k}} AS flagged
-            FROM (
-              SELECT m.time AS time, m.bucket AS bucket, {_bucket_label("m.bucket_keys")} AS label,
-                m.job_id AS job_id, m.value AS value,
-                row_number() OVER (PARTITION BY m.bucket ORDER BY m.time, m.job_id
-                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS rn,
-                groupArray(m.value) OVER (PARTITION BY m.bucket ORDER BY m.time, m.job_id
-                  ROWS BETWEEN ${{window}} PRECEDING AND 1 PRECEDING) AS history,
-                groupArray(m.value) OVER (PARTITION BY m.bucket ORDER BY m.time, m.job_id
-                  ROWS BETWEEN ${{scale_window}} PRECEDING AND 1 PRECEDING) AS scale_history,
-                lagInFrame(m.job_id, 1, '') OVER (PARTITION BY m.bucket ORDER BY m.time, m.job_id
-                  ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS previous_job
-              FROM {DB}.metric_points AS m FINAL
-              WHERE {_points_where(time_filter=False)}
-            )
-          )
-        ) AS r
-        LEFT JOIN (SELECT job_id, values FROM {DB}.provenance FINAL) AS pa ON pa.job_id = r.previous_job
-        LEFT JOIN (SELECT job_id, values FROM {DB}.provenance FINAL) AS pb ON pb.job_id = r.job_id
-        WHERE r.flagged AND $__timeFilter(r.time) AND {_provenance_filter("r.job_id")}{where}
+        FROM {DB}.alerts AS a FINAL{join}
+        WHERE {_ALERTS_WHERE} AND {_provenance_filter("a.first_bad_job")}{where}
         {order_by}
     """
 
 
-_CHANGES = (
-    "arrayStringConcat(arrayMap(key -> concat(key, ': ', "
-    "if(mapContains(pa.values, key), pa.values[key], 'None'), ' → ', "
-    "if(mapContains(pb.values, key), pb.values[key], 'None')), "
-    "arrayFilter(key -> NOT startsWith(key, 'env.') AND (mapContains(pa.values, key) != mapContains(pb.values, key) "
-    "OR pa.values[key] != pb.values[key]), "
-    "arraySort(arrayDistinct(arrayConcat(mapKeys(pa.values), mapKeys(pb.values)))))), '; ')"
+ALERT_SOURCE = (
+    "Alerts: the changes of level `jobprov query regressions` finds, raised by the alert scan (`jobprov alerts "
+    "scan`, and every alerts.scan_interval_s in `jobprov up`) and triaged by people (`jobprov alert ack|invalid|"
+    "fixed|wontfix|improvement`); read from the alerts table, as `jobprov query alerts` and /api/v1/alerts give them."
 )
-
-REGRESSION_RULE = (
-    "The rule of `jobprov query regressions`, computed in SQL: per bucket, points in (time, job) order; from the "
-    "(min_points + 1)-th point on, a point is flagged when it lies more than k robust standard deviations "
-    "(1.4826 x the MAD of the previous `scale_window` points; max(|median| x 0.001, 1e-12) when that MAD is 0) "
-    "from the median of the previous `window` points of its bucket. The first flagged point of a run is the "
-    "onset. Baselines use the bucket's whole history up to the end of the time range; medians are ClickHouse's "
-    "`median` (exact up to 8192 points)."
-)
+_ALERT_STATES = (UNTRIAGED, *TRIAGE_STATES)
 
 
 def _series_query() -> str:
@@ -332,7 +299,7 @@ def _series_panel(ids: _Ids, regression_points: str) -> timeseries.Panel:
         .title("${metric} by provenance bucket")
         .description(
             "Every point of the metric, one line per comparability bucket (the bucket's keys and values), as "
-            "`jobprov query series`. Red dots: points flagged as regressions. " + REGRESSION_RULE
+            "`jobprov query series`. Red dots: the first bad point of each alert. " + ALERT_SOURCE
         )
         .datasource(CLICKHOUSE)
         .with_target(ch(_series_query(), FORMAT_TIME_SERIES, "A"))
@@ -359,21 +326,28 @@ def _series_panel(ids: _Ids, regression_points: str) -> timeseries.Panel:
 
 def regressions_dashboard() -> dash.Dashboard:
     ids = _Ids()
-    regression_points = regression_sql("r.time AS time, 'regression' AS series, r.value AS value", "")
-    regression_table = regression_sql(
-        "r.time AS time, r.label AS bucket, r.job_id AS job_id, r.value AS value, r.median AS median, "
-        "r.mad AS mad, r.deviation AS deviation, r.onset AS onset, r.previous_job AS previous_job, "
-        f"{_CHANGES} AS changes",
-        "",
+    # The first bad point of each alert, where it lies on its line.
+    regression_points = alerts_sql(
+        "a.change_time AS time, 'regression' AS series, p.value AS value",
+        order_by="ORDER BY time",
+        join=f" JOIN (SELECT event_id, value FROM {DB}.metric_points FINAL WHERE metric = ${{metric:singlequote}}) "
+        "AS p ON p.event_id = a.first_bad_event",
     )
-    onsets = regression_sql(
-        "r.time AS time, concat('Regression of ', ${metric:singlequote}, ': ', r.label) AS title, "
-        "concat(r.job_id, ': ', toString(round(r.value, 6)), ' against a median of ', toString(round(r.median, 6)), "
-        "' (', toString(round(r.deviation, 1)), ' robust deviations)', "
-        f"if({_CHANGES} = '', '', concat('; changed: ', {_CHANGES}))) AS text, 'regression' AS tags",
-        " AND r.onset",
+    regression_table = alerts_sql(
+        f"a.change_time AS time, {_bucket_label('a.label')} AS bucket, a.alert_id AS alert_id, a.state AS state, "
+        "a.direction AS direction, a.before AS before, a.before + a.size AS after, a.size AS size, "
+        "a.relative_size AS relative_size, a.confidence AS confidence, a.last_good_job AS last_good_job, "
+        "a.first_bad_job AS first_bad_job, arrayStringConcat(a.changes, '; ') AS changes, a.note AS note, "
+        "a.raised_at AS raised_at"
     )
-    onset_count = regression_sql("count() AS onsets", " AND r.onset", order_by="")
+    onsets = alerts_sql(
+        "a.change_time AS time, concat(a.direction, ' of ', a.metric, ': ', "
+        f"{_bucket_label('a.label')}) AS title, "
+        "concat(a.first_bad_job, ': ', toString(round(a.before, 6)), ' → ', toString(round(a.before + a.size, 6)), "
+        "' (', a.state, ')', if(empty(a.changes), '', concat('; changed: ', arrayStringConcat(a.changes, '; ')))) "
+        "AS text, concat('alert,', a.state) AS tags"
+    )
+    onset_count = alerts_sql("count() AS alerts", order_by="")
     # Job annotations are drawn at the job's point of this metric, other annotations (artifacts) when made.
     annotations = f"""
         SELECT time, title, text, tags
@@ -413,7 +387,7 @@ def regressions_dashboard() -> dash.Dashboard:
     return (
         dash.Dashboard("jobprov: regressions by provenance bucket")
         .uid("jobprov-regressions")
-        .description("A metric per comparability bucket, its robust baseline and the regressions it flags.")
+        .description("A metric per comparability bucket, its baselines and the alerts the detector raised.")
         .tags(TAGS)
         .timezone("utc")
         .time("now-90d", "now")
@@ -485,20 +459,15 @@ def regressions_dashboard() -> dash.Dashboard:
             .default_value("")
         )
         .with_variable(
-            dash.TextBoxVariable("window").label("Baseline window").description("Previous points").default_value("10")
-        )
-        .with_variable(dash.TextBoxVariable("k").label("k").description("Robust deviations").default_value("4"))
-        .with_variable(
-            dash.TextBoxVariable("scale_window")
-            .label("Scale window")
-            .description("Previous points the MAD is taken over (>= the baseline window)")
-            .default_value("30")
-        )
-        .with_variable(
-            dash.TextBoxVariable("min_points")
-            .label("Min points")
-            .description("Points of a bucket before any is judged")
-            .default_value("10")
+            dash.QueryVariable("state")
+            .label("Alert state")
+            .description("untriaged, or the state people gave the alert")
+            .datasource(CLICKHOUSE)
+            .query(_sql(f"SELECT arrayJoin({list(_ALERT_STATES)!r}) AS state"))
+            .refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
+            .multi(True)
+            .include_all(True)
+            .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
         )
         .annotation(
             dash.AnnotationQuery()
@@ -510,7 +479,7 @@ def regressions_dashboard() -> dash.Dashboard:
         )
         .annotation(
             dash.AnnotationQuery()
-            .name("Regression onsets")
+            .name("Alerts")
             .datasource(CLICKHOUSE)
             .enable(True)
             .icon_color("red")
@@ -528,7 +497,9 @@ def regressions_dashboard() -> dash.Dashboard:
                 ch(f"SELECT uniqExact(m.bucket) AS buckets {in_range}"),
             )
         )
-        .with_panel(_stat(ids, "Regression onsets", "First flagged point of each run in the range", ch(onset_count)))
+        .with_panel(
+            _stat(ids, "Alerts raised", "Alerts of the chosen states with a change in the range", ch(onset_count))
+        )
         .with_panel(
             _stat(
                 ids,
@@ -541,10 +512,10 @@ def regressions_dashboard() -> dash.Dashboard:
         .with_panel(
             table.Panel()
             .id(ids())
-            .title("Regressions")
+            .title("Alerts")
             .description(
-                REGRESSION_RULE + " `changes`: provenance keys that differ from the previous point's job; "
-                "`onset`: the first flagged point of a run."
+                ALERT_SOURCE + " `changes`: what changed between the last good and the first bad job; `state`: "
+                "the latest triage (untriaged before any)."
             )
             .datasource(CLICKHOUSE)
             .with_target(ch(regression_table))

@@ -373,6 +373,40 @@ class ApiSettings:
     """Rows one query may answer (a longer series is refused with a 400 saying how to narrow it)."""
 
 
+@dataclass(frozen=True)
+class AlertSettings:
+    """Settings of the alert scan and its notifications (`jobprov up`, `jobprov alerts scan`); environment
+    ``JOBPROV_ALERTS_*``, TOML ``[alerts]``. Webhook URLs are never logged (their path is often a secret)."""
+
+    webhooks: tuple[str, ...] = field(default=(), repr=False)
+    """Receivers of new alerts: ``URL`` (the alert as JSON) or ``slack=URL`` (``{"text": ...}``), comma-separated
+    in the environment."""
+    scan_interval_s: float = 60.0
+    """How often `jobprov up` scans the buckets that received points for new alerts; 0 turns the scan off."""
+    webhook_timeout_s: float = 5.0
+    webhook_attempts: int = 4
+    """Tries per delivery (the first included) when a receiver is down or answers 429/5xx."""
+    webhook_backoff_s: float = 1.0
+    """The wait before the first retry; each next one waits twice as long."""
+    webhook_queue: int = 1000
+    """Deliveries waiting at most; past it new ones are dropped (and logged), never blocking the scan."""
+
+
+def _validate_alerts(settings: AlertSettings) -> None:
+    from jobprov.query.notify import parse_webhook  # the one parser of webhook entries
+
+    for i, entry in enumerate(settings.webhooks):
+        parse_webhook(entry, f"alerts.webhooks[{i}]")
+    if settings.scan_interval_s < 0:
+        raise ConfigError("alerts.scan_interval_s", "must be >= 0 (0 turns the scan off)")
+    for name in ("webhook_timeout_s", "webhook_backoff_s"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"alerts.{name}", "must be > 0")
+    for name in ("webhook_attempts", "webhook_queue"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"alerts.{name}", "must be >= 1")
+
+
 def _validate_api(settings: ApiSettings) -> None:
     from jobprov.query.tokens import parse_token_entry  # the one parser of token entries
 
@@ -455,6 +489,7 @@ _SECTIONS = {
     "emitter": _Section("emitter", ENV_PREFIX, EmitterSettings, _validate_emitter),
     "processor": _Section("processor", f"{ENV_PREFIX}PROCESSOR_", ProcessorSettings, _validate_processor),
     "api": _Section("api", f"{ENV_PREFIX}API_", ApiSettings, _validate_api),
+    "alerts": _Section("alerts", f"{ENV_PREFIX}ALERTS_", AlertSettings, _validate_alerts),
 }
 
 
@@ -559,6 +594,17 @@ def load_api_settings(
 ) -> ApiSettings:
     """Build query API settings; raise :class:`ConfigError` naming the first bad or unknown key."""
     settings: ApiSettings = _load("api", overrides, env, config_file)
+    return settings
+
+
+def load_alert_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> AlertSettings:
+    """Build alert settings; raise :class:`ConfigError` naming the first bad or unknown key."""
+    settings: AlertSettings = _load("alerts", overrides, env, config_file)
     return settings
 
 

@@ -1,5 +1,6 @@
 """The HTTP API over the query layer (FastAPI; the OpenAPI document is at ``/openapi.json``), and the web page
-that reads it (``/``: a metric's series per bucket with regressions; ``/jobs/{id}``: one job).
+that reads it (``/``: a metric's series per bucket with regressions; ``/alerts``: alerts to triage; ``/jobs/{id}``:
+one job).
 
 Every ``/api/v1`` route is a question of :mod:`jobprov.query.params` (its path, its query parameters with their
 types, bounds and help, its summary), answered by :class:`jobprov.query.backend.LocalBackend`, whose documents
@@ -34,8 +35,10 @@ from pydantic import BaseModel, Field
 
 from jobprov import __version__
 from jobprov.errors import QueryError, QueryTimeout, UnknownNameError
+from jobprov.query.alerts_api import add_alert_routes
 from jobprov.query.backend import LocalBackend
 from jobprov.query.limits import Budget, Slots, under_budget
+from jobprov.query.notify import Notifier
 from jobprov.query.params import QUESTIONS, ParameterError, Question, Series
 from jobprov.query.security import HostAllowList, require_scope
 from jobprov.query.store import Store, to_plain
@@ -76,10 +79,13 @@ def create_app(
     registry: ComparabilityRegistry | None = None,
     settings: ApiSettings | None = None,
     ingest: EmitterSettings | None = None,
+    events: EmitterSettings | None = None,
+    notifier: Notifier | None = None,
 ) -> FastAPI:
     """The API over ``store`` (metric policies from ``registry``; limits and access from ``settings``; default:
     loopback use, no tokens); with ``ingest`` (where events go), also ``POST /api/v1/lineage`` (OpenLineage), which
-    takes a token with the write scope."""
+    takes a token with the write scope. Alert triage and scans (write scope) send their events to ``events``
+    (default: ``ingest``) and tell ``notifier``'s webhooks of new alerts."""
     settings = settings or ApiSettings()
     app = FastAPI(
         title="jobprov",
@@ -89,7 +95,7 @@ def create_app(
     store = dataclasses.replace(
         store, max_execution_time=settings.query_timeout_s, max_result_rows=settings.max_result_rows
     )
-    backend = LocalBackend(store, registry)
+    backend = LocalBackend(store, registry, events or ingest, notifier)
     slots = Slots(settings.max_concurrent_queries)
     app.state.tokens = Tokens.load(settings.tokens_file, settings.tokens)
     app.state.slots = slots
@@ -187,13 +193,20 @@ def create_app(
     # thousands of numbers: validating or re-encoding them element by element would cost more than the query).
     for question in QUESTIONS:
         _route(api, question, compute, backend)
+    write = APIRouter(prefix="/api/v1", dependencies=[Depends(require_scope("write"))])
+    add_alert_routes(write, backend, compute)
 
     app.include_router(api)
+    app.include_router(write)
 
     # The web page: static files that read the API above (no build step, no third-party scripts).
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse(web_asset("index.html"))
+
+    @app.get("/alerts", include_in_schema=False)
+    def alerts_page() -> HTMLResponse:
+        return HTMLResponse(web_asset("alerts.html"))
 
     @app.get("/jobs/{job_id:path}", include_in_schema=False)
     def job_page(job_id: str) -> HTMLResponse:

@@ -20,16 +20,21 @@ import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobprov.errors import ConfigError, JobprovError, QueryError
+from jobprov.query import alerts as al
 from jobprov.query import artifacts, attributes, lineage, runs
 from jobprov.query import jobs as jq
 from jobprov.query import params as p
 from jobprov.query import series as q
 from jobprov.query.store import Store, to_plain
-from jobprov.settings import Secret
+from jobprov.settings import EmitterSettings, Secret
 from jobprov.stream_processors.comparability import ComparabilityRegistry
+
+if TYPE_CHECKING:
+    from jobprov.query.notify import Notifier
 
 T = TypeVar("T")
 
@@ -69,17 +74,54 @@ class Backend(ABC):
     run = _asks(p.Run, dict)
     compare_runs = _asks(p.CompareRuns, list)
     status = _asks(p.Status, dict)
+    alerts = _asks(p.Alerts, list)
+
+    @abstractmethod
+    def triage(self, alert: str, state: str, note: str | None = None, author: str | None = None) -> dict[str, Any]:
+        """Record a verdict on ``alert`` (an ``AlertTriaged`` event); the alert's document with the state sent."""
+
+    @abstractmethod
+    def scan_alerts(self) -> dict[str, Any]:
+        """One alert scan now: ``{"buckets": scanned, "raised": [new alerts' documents], "seconds": ...}``."""
 
 
 class LocalBackend(Backend):
-    """Answers from a store this process has opened (regressions judged by ``registry``'s metric policies)."""
+    """Answers from a store this process has opened (regressions judged by ``registry``'s metric policies).
+    Alert scans and triage send their events to ``events`` (None: alerts are read-only here) and tell
+    ``notifier``'s webhooks of the alerts a scan raises."""
 
-    def __init__(self, store: Store, registry: ComparabilityRegistry | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: ComparabilityRegistry | None = None,
+        events: EmitterSettings | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
+        self.events = events
+        self.notifier = notifier
 
     def ask(self, question: p.Question) -> Any:
         return _LOCAL[type(question)](self, question)
+
+    def triage(self, alert: str, state: str, note: str | None = None, author: str | None = None) -> dict[str, Any]:
+        (found,) = al.list_alerts(self.store, alert=alert)  # UnknownNameError (with close ids) when there is none
+        sent = al.triage(alert, state, self._events(), note=note, author=author)
+        return {**found, "state": sent.state, "note": sent.note, "author": sent.author, "recorded": True}
+
+    def scan_alerts(self) -> dict[str, Any]:
+        from jobprov.query.alert_loop import scan_and_raise
+
+        report = scan_and_raise(self.store, self._events(), registry=self.registry, notifier=self.notifier)
+        now = datetime.now(UTC)
+        raised = [al.raised_document(a, now) for a in report.raised]
+        return {"buckets": report.buckets, "raised": raised, "seconds": round(report.seconds, 3)}
+
+    def _events(self) -> EmitterSettings:
+        if self.events is None:
+            raise JobprovError("alerts are read-only here: no event destination is configured")
+        return self.events
 
 
 def _bucket(b: LocalBackend, r: p.Bucket) -> dict[str, Any]:
@@ -125,6 +167,7 @@ _LOCAL: dict[type[p.Question], Callable[[LocalBackend, Any], Any]] = {
     p.Run: lambda b, r: to_plain(runs.run(b.store, r.run_id)),
     p.CompareRuns: lambda b, r: to_plain(runs.compare_runs(b.store, r.run_a, r.run_b)),
     p.Status: lambda b, r: jq.status_counts(b.store),
+    p.Alerts: lambda b, r: al.list_alerts(b.store, **r.arguments()),
 }
 
 
@@ -142,10 +185,28 @@ class HttpBackend(Backend):
         path, params = question.http_request()
         return self._get(f"/api/v1{path}", params)
 
+    def triage(self, alert: str, state: str, note: str | None = None, author: str | None = None) -> dict[str, Any]:
+        body = {"state": state, "note": note, "author": author}
+        return dict(self._post(f"/api/v1/alerts/{urllib.parse.quote(alert, safe='')}/triage", body))
+
+    def scan_alerts(self) -> dict[str, Any]:
+        return dict(self._post("/api/v1/alerts/scan", {}))
+
     def _get(self, path: str, params: Sequence[tuple[str, Any]] = ()) -> Any:
         query = urllib.parse.urlencode([(k, v) for k, v in params if v is not None])
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
-        request = urllib.request.Request(url)  # noqa: S310 (http(s) only, checked in __init__)
+        return self._open(urllib.request.Request(url))  # noqa: S310 (http(s) only, checked in __init__)
+
+    def _post(self, path: str, document: Any) -> Any:
+        """A write route's answer: ``document`` posted as JSON (the API wants a token with the write scope)."""
+        data = json.dumps(document).encode()
+        return self._open(
+            urllib.request.Request(  # noqa: S310 (http(s) only, checked in __init__)
+                f"{self.base_url}{path}", data=data, headers={"Content-Type": "application/json"}, method="POST"
+            )
+        )
+
+    def _open(self, request: urllib.request.Request) -> Any:
         if self.token is not None:
             request.add_header("Authorization", f"Bearer {self.token.get()}")
         try:

@@ -36,6 +36,8 @@ from jobprov.query.parameters import (
     text,
     time,
 )
+from jobprov.schemas.models import TRIAGE_STATES
+from jobprov.stream_processors.alert_fold import UNTRIAGED
 from jobprov.stream_processors.provenance import CHANGE_KINDS
 
 __all__ = ["ARGUMENT", "KINDS", "QUESTIONS", "ParameterError", "Question", "Spec", "argument", "number"]
@@ -169,6 +171,16 @@ class CompareRuns(Question):
     run_b: str = argument("Another run id.", http="b")
 
 
+@dataclass(frozen=True)
+class Alerts(Question):
+    ROUTE = "/alerts"
+    SUMMARY = "Alerts (changes the detector found) with their triage state, newest change first"
+    state: str | None = choice((UNTRIAGED, *TRIAGE_STATES), "Only alerts in this state.")
+    metric: str | None = text("Only this metric's alerts.")
+    alert: str | None = text("One alert, by id.")
+    limit: int = number(1000, ROWS, "At most this many.")
+
+
 def _naming(name: str, route: str, summary: str, *field: str) -> type[Question]:
     """A question whose only parameter (if any) names the thing asked about: ``field`` is (name, help)."""
     fields = [(field[0], str, argument(field[1]))] if field else []
@@ -192,7 +204,7 @@ Metrics = _naming("Metrics", "/metrics", "Every metric with points: unit, points
 
 QUESTIONS: tuple[type[Question], ...] = (
     Metrics, Series, Bucket, Compare, Regressions, Check, Lineage, Outputs, FindJobs, FindArtifacts, Resources,
-    Job, Artifact, GroupJobs, RunsTable, Run, CompareRuns, Status,
+    Job, Artifact, GroupJobs, RunsTable, Run, CompareRuns, Status, Alerts,
 )  # fmt: skip
 """Every question, in the order the HTTP API declares their routes (a route that is a prefix of another comes
 after it)."""

@@ -477,39 +477,59 @@ def regressions(
     since: datetime | None = None,
     exclude_annotated: Mapping[str, str] | None = None,
     registry: ComparabilityRegistry | None = None,
+    bucket: str | None = None,
 ) -> list[Regression]:
-    """Per bucket, where the level changed (the metric's policy's method, by default change points; ``method``
-    overrides it), each with its size and direction and what changed between the last good and first bad job.
+    """Per bucket (or only ``bucket``), where the level changed (the metric's policy's method, by default change
+    points; ``method`` overrides it), each with its size and direction and what changed between the last good and
+    first bad job.
 
     ``rolling_median``: points further than ``k`` robust deviations from the median of the previous ``window``
     points of their bucket (:func:`rolling_outliers`); ``window``, ``k``, ``min_points`` and ``scale_window``
     apply to it only. Changes smaller than the policy's minimum are left out."""
-    from jobprov.query.changepoints import detect
-
     policy = _policy(metric, registry, method)
     rolling_outliers([], window=window, k=k, min_points=min_points, scale_window=scale_window)  # checks arguments
     found: list[Regression] = []
-    for line in series(store, metric, since=since, exclude_annotated=exclude_annotated):
-        if policy.method == "rolling_median":
-            for o in rolling_outliers(
-                line.values, window=window, k=k, min_points=min_points, scale_window=scale_window
-            ):
-                r = _regression(store, metric, line, policy, o.index, o.median, o.mad, o.deviation, onset=o.onset)
-                if r is not None:
-                    found.append(r)
-            continue
-        detection = detect(line.values, alpha=policy.sensitivity)
-        start = 0
-        for c in detection.changes:
-            before = [v for v in line.values[start : c.index] if math.isfinite(v)]
-            mad = statistics.median(abs(v - c.before) for v in before) if before else 0.0
-            r = _regression(
-                store, metric, line, policy, c.index, c.before, mad, c.deviations,
-                onset=True, size=c.size, confidence=c.confidence,
-            )  # fmt: skip
+    for line in series(store, metric, since=since, exclude_annotated=exclude_annotated, bucket=bucket):
+        found += line_regressions(
+            store, metric, line, policy, window=window, k=k, min_points=min_points, scale_window=scale_window
+        )
+    return found
+
+
+def line_regressions(
+    store: Store,
+    metric: str,
+    line: Line,
+    policy: MetricPolicy,
+    *,
+    window: int = 10,
+    k: float = 4.0,
+    min_points: int = 10,
+    scale_window: int | None = None,
+) -> list[Regression]:
+    """The changes of one line (a bucket's series) by ``policy``: what :func:`regressions` reports for it, and what
+    the alert scan (``query/alerts.py``) raises alerts for. The one implementation of the rule."""
+    from jobprov.query.changepoints import detect
+
+    found: list[Regression] = []
+    if policy.method == "rolling_median":
+        for o in rolling_outliers(line.values, window=window, k=k, min_points=min_points, scale_window=scale_window):
+            r = _regression(store, metric, line, policy, o.index, o.median, o.mad, o.deviation, onset=o.onset)
             if r is not None:
                 found.append(r)
-            start = c.index
+        return found
+    detection = detect(line.values, alpha=policy.sensitivity)
+    start = 0
+    for c in detection.changes:
+        before = [v for v in line.values[start : c.index] if math.isfinite(v)]
+        mad = statistics.median(abs(v - c.before) for v in before) if before else 0.0
+        r = _regression(
+            store, metric, line, policy, c.index, c.before, mad, c.deviations,
+            onset=True, size=c.size, confidence=c.confidence,
+        )  # fmt: skip
+        if r is not None:
+            found.append(r)
+        start = c.index
     return found
 
 

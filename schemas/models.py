@@ -23,6 +23,8 @@ JOB_STATUSES = ("succeeded", "failed", "aborted", "preempted")
 JOB_WAIT_STATUSES = ("queued", "held", "released")
 STEP_STATUSES = ("succeeded", "failed", "skipped", "aborted")
 ANNOTATION_TARGETS = ("job", "artifact")
+ALERT_DIRECTIONS = ("regression", "improvement")
+TRIAGE_STATES = ("acknowledged", "invalid", "fixed", "wontfix", "improvement")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,36 @@ class JobStatusChanged:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AlertRaised:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.AlertRaised"
+    alert_id: str
+    metric: str
+    bucket: str
+    last_good_job: str
+    first_bad_job: str
+    first_bad_event: str
+    change_time: datetime
+    before: float
+    size: float
+    label: dict[str, str] = field(default_factory=dict)
+    unit: str | None = None
+    method: str = "changepoint"
+    direction: str = "regression"
+    relative_size: float | None = None
+    confidence: float | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTriaged:
+    AVRO_NAME: ClassVar[str] = f"{NAMESPACE}.AlertTriaged"
+    alert_id: str
+    state: str
+    note: str | None = None
+    author: str | None = None
+
+
 Payload = Union[  # noqa: UP007 - a runtime alias that get_args() can walk
     JobSubmitted,
     JobStarted,
@@ -207,6 +239,8 @@ Payload = Union[  # noqa: UP007 - a runtime alias that get_args() can walk
     Heartbeat,
     JobFinished,
     JobStatusChanged,
+    AlertRaised,
+    AlertTriaged,
 ]
 
 PAYLOAD_TYPES: tuple[type[Any], ...] = typing.get_args(Payload)

@@ -25,6 +25,8 @@ from typing import Any, cast
 
 from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import (
+    AlertRaised,
+    AlertTriaged,
     Annotation,
     ArtifactProduced,
     ArtifactUsed,
@@ -40,6 +42,7 @@ from jobprov.schemas.models import (
     StepFinished,
     StepStarted,
 )
+from jobprov.stream_processors.alert_fold import on_raised, on_triaged
 from jobprov.stream_processors.comparability import ComparabilityRegistry, bucket_for, bucket_keys, fingerprint
 from jobprov.stream_processors.lifecycle import derive_attempt_states, derive_job_state
 from jobprov.stream_processors.provenance import flatten_declared, flatten_started, flatten_submitted
@@ -387,4 +390,6 @@ _HANDLERS: dict[type[Any], Handler] = {
     Heartbeat: _on_heartbeat,
     JobFinished: _on_finished,
     JobStatusChanged: _on_status_changed,
+    AlertRaised: on_raised,  # stream_processors/alert_fold.py
+    AlertTriaged: on_triaged,
 }

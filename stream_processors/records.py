@@ -269,6 +269,41 @@ class StepState:
 
 
 @dataclass(slots=True)
+class AlertState:
+    """An alert as its events make it: what the detector found (``AlertRaised``) and the latest triage
+    (``AlertTriaged``; ``untriaged`` before any). One row per alert: its key travels as the alert's job id."""
+
+    KIND: ClassVar[str] = "alert"
+    alert_id: str
+    metric: str
+    bucket: str
+    label: dict[str, str]
+    unit: str | None
+    method: str
+    direction: str
+    last_good_job: str
+    first_bad_job: str
+    first_bad_event: str
+    change_time_ms: int
+    before: float
+    size: float
+    relative_size: float | None
+    confidence: float | None
+    changes: list[str]
+    raised_at_ms: int
+    state: str
+    note: str | None
+    author: str | None
+    triaged_at_ms: int | None
+    triages: int
+    state_version: int
+    fold_version: int = FOLD_VERSION
+
+    def key(self) -> tuple[str, ...]:
+        return (self.alert_id,)
+
+
+@dataclass(slots=True)
 class EventRecord:
     """The raw event, as the log has it: the sinks' durable copy of the log (replay can start from it)."""
 
@@ -347,6 +382,7 @@ Record = (
     | LineageEdge
     | AnnotationRecord
     | StepState
+    | AlertState
     | ResidentJob
     | JobSnapshot
     | PartitionWatermark
@@ -364,6 +400,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         LineageEdge,
         AnnotationRecord,
         StepState,
+        AlertState,
         ResidentJob,
         JobSnapshot,
         PartitionWatermark,

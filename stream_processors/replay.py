@@ -35,6 +35,7 @@ COMPARED = {
     "lineage": ("state_version",),
     "annotations": ("state_version",),
     "steps": ("state_version",),
+    "alerts": ("state_version",),
     # A bucket's keys follow from its id; its unit is whichever point the sink saw first, which depends on order.
     "buckets": ("unit",),
 }

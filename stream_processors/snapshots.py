@@ -11,6 +11,7 @@ The memo caches of :class:`JobFoldState` are left out (they are derived from the
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import pickle
 from typing import Any
@@ -26,11 +27,19 @@ class SnapshotError(JobprovError):
 
 
 _BUILTINS: dict[str, type[Any]] = {"set": set, "frozenset": frozenset}
+# An alert's raise carries a time (aware, UTC): plain values, nothing that runs code.
+_DATETIME: dict[str, type[Any]] = {
+    "datetime": datetime.datetime,
+    "timezone": datetime.timezone,
+    "timedelta": datetime.timedelta,
+}
 
 
 def _allowed(module: str, name: str) -> type[Any] | None:
     if module == "builtins":
         return _BUILTINS.get(name)
+    if module == "datetime":
+        return _DATETIME.get(name)
     owner = {"jobprov.stream_processors.state": state_module, "jobprov.schemas.models": models}.get(module)
     found = getattr(owner, name, None) if owner is not None else None
     if isinstance(found, type) and (dataclasses.is_dataclass(found) or found is state_module.SeqSet):

@@ -13,7 +13,15 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from jobprov.schemas.models import JobFinished, JobStarted, JobSubmitted, StepFinished, StepStarted
+from jobprov.schemas.models import (
+    AlertRaised,
+    AlertTriaged,
+    JobFinished,
+    JobStarted,
+    JobSubmitted,
+    StepFinished,
+    StepStarted,
+)
 
 OrderKey = tuple[int, str]
 
@@ -117,6 +125,13 @@ class JobFoldState:
     metric_keys: set[str] = field(default_factory=set)
     """Provenance keys some metric point of this job is bucketed by: only a change of one of them moves points."""
     steps: dict[tuple[int, str, int], StepFacts] = field(default_factory=dict)
+    # An alert's key (``alert:<id>``) only. Plain defaults, not factories: a snapshot made before these fields
+    # existed reads them from the class.
+    alert: tuple[OrderKey, AlertRaised] | None = None
+    """The alert's AlertRaised (the earliest by order, should it come twice under different ids)."""
+    triage: tuple[OrderKey, AlertTriaged] | None = None
+    """The latest triage by order: the alert's state."""
+    triages: int = 0
     # Memoised views, valid for one provenance_version (deterministic: derived from the state alone).
     _values: dict[int, tuple[int, dict[str, str]]] = field(default_factory=dict)
     _buckets: dict[tuple[object, ...], tuple[dict[str, str], str]] = field(default_factory=dict)

@@ -27,6 +27,8 @@ COMMANDS = {
     "check": "jobprov.cli.check",
     "import": "jobprov.cli.imports",
     "export": "jobprov.cli.export",
+    "alert": "jobprov.cli.alert",
+    "alerts": "jobprov.cli.alert",
 }
 
 

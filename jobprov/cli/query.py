@@ -375,6 +375,22 @@ def metrics(ctx: click.Context, fmt: str) -> None:
 
 
 @query.command()
+@options(p.Alerts)
+@FORMAT
+@click.pass_context
+def alerts(ctx: click.Context, /, fmt: str, **given: Any) -> None:
+    """Alerts (changes the detector found), newest change first, with their triage state."""
+    found = _ask(ctx, p.Alerts, given)
+    rows = [
+        {"alert_id": a["alert_id"], "state": a["state"], "metric": a["metric"], "label": a["label"],
+         "change_time": a["change_time"], "before": a["before"], "size": a["size"], "direction": a["direction"],
+         "first_bad_job": a["first_bad_job"], "what_changed": "; ".join(a["changes"]), "note": a["note"]}
+        for a in found
+    ]  # fmt: skip
+    _emit(rows, fmt, found)
+
+
+@query.command()
 @click.argument("metric")
 @click.option("--png", type=click.Path(dir_okay=False), help="Write the plot here as a PNG.")
 @click.option("--html", type=click.Path(dir_okay=False), help="Write a standalone HTML page here.")

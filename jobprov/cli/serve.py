@@ -45,5 +45,6 @@ def serve(
     ingest = settings_from(ctx) if accept_lineage else None
     ctx.obj = {"store": store}
     settings = _settings(ctx)
-    app = create_app(_store(ctx, settings), registry(settings), api_settings, ingest)
+    # Alert triage and scans (write scope) send their events where `jobprov emit` sends (--url, $JOBPROV_URL).
+    app = create_app(_store(ctx, settings), registry(settings), api_settings, ingest, events=settings_from(ctx))
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from jobprov.cli.common import api_options, api_settings_from, processor_settings_from
-from jobprov.errors import JobprovError
+from jobprov.errors import ConfigError, JobprovError
 
 
 @click.command()
@@ -41,7 +41,7 @@ def up(
 ) -> None:
     """Start the whole pipeline on this machine; Ctrl-C stops it. Emitters here need no configuration."""
     from jobprov.embedded import service
-    from jobprov.settings import state_home
+    from jobprov.settings import load_alert_settings, state_home
 
     where = Path(home) if home else state_home()
     settings = processor_settings_from(
@@ -51,6 +51,10 @@ def up(
         comparability_registry=comparability_registry,
     )
     api_settings = api_settings_from(ctx, tokens_file, allowed_hosts, cors_origins)
+    try:
+        alert_settings = load_alert_settings(config_file=ctx.find_root().params.get("config"))
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from exc
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         service.up(
@@ -59,6 +63,7 @@ def up(
             kafka_port=kafka_port,
             api_port=api_port,
             api_settings=api_settings,
+            alert_settings=alert_settings,
             broker_log=broker_log,
             announce=lambda text: click.echo(text, err=True),
         )

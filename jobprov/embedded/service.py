@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from jobprov.errors import JobprovError
-from jobprov.settings import ApiSettings, ProcessorSettings, state_home
+from jobprov.settings import AlertSettings, ApiSettings, ProcessorSettings, state_home
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +155,17 @@ def up(
     api_port: int = DEFAULT_API_PORT,
     announce: Any = print,
     api_settings: ApiSettings | None = None,
+    alert_settings: AlertSettings | None = None,
     broker_log: str = "durable",
 ) -> None:
     """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here; the API
-    (on 127.0.0.1) takes ``api_settings``; ``broker_log`` is ``durable`` (on disk under ``<home>/broker``,
-    kept across restarts and crashes) or ``memory`` (gone when the broker stops)."""
+    (on 127.0.0.1) takes ``api_settings``; the alert scan (a thread of its own, never the worker's loop) and its
+    webhooks take ``alert_settings``; ``broker_log`` is ``durable`` (on disk under ``<home>/broker``, kept across
+    restarts and crashes) or ``memory`` (gone when the broker stops)."""
     from jobprov.embedded.durable import DurableBroker
     from jobprov.embedded.tansu import Broker, port_free
     from jobprov.embedded.trim import LogTrimmer
+    from jobprov.query.alert_loop import AlertLoop
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
     from jobprov.settings import EmitterSettings
@@ -188,6 +191,7 @@ def up(
         else Broker(kafka_port, log_path=home / "broker.log", detached=True)
     )
     api: ApiThread | None = None
+    scanner: AlertLoop | None = None
     trimmer: LogTrimmer | None = None
     try:
         broker.start()
@@ -203,10 +207,11 @@ def up(
         reader = connect(store_url)  # the API's and the state rebuild's; the sink writes through its own
         registry = load_registry(settings.comparability_registry) if settings.comparability_registry else None
         ingest = EmitterSettings(url=broker.url(TOPIC))  # POST /api/v1/lineage (OpenLineage) sends here
-        api = ApiThread(
-            create_app(Store(reader, settings.clickhouse_database), registry, api_settings, ingest), api_port
-        )
+        store = Store(reader, settings.clickhouse_database)
+        scanner = AlertLoop(store, ingest, alert_settings or AlertSettings(), registry)
+        api = ApiThread(create_app(store, registry, api_settings, ingest, notifier=scanner.notifier), api_port)
         api.start()
+        scanner.start()
         info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())
         info.write(home)
         reach = (
@@ -235,6 +240,8 @@ def up(
     finally:
         # The broker first: an event it acknowledges from now on waits in its log for the next start (or, with a
         # memory log, is lost), so it stops taking them as soon as the worker is done.
+        if scanner is not None:
+            scanner.stop()
         if trimmer is not None:
             trimmer.stop()
         broker.stop(grace=0.5)

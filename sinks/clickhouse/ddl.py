@@ -12,7 +12,8 @@ reads use ``FINAL``. The events table is keyed by ``(job_id, event_id)``: a re-s
 log: which jobs a partition's worker held in memory, each job's fold state, and the newest event time it had seen,
 written with the records of each flush, so a worker that takes a partition over loads just those jobs and resumes.
 ``buckets`` holds one row per metric and bucket (its key values and unit): the sink writes a bucket's row the first
-time it sees the bucket, so a series is labelled by a lookup instead of a scan of its points.
+time it sees the bucket, so a series is labelled by a lookup instead of a scan of its points. ``alerts`` holds the
+detector's findings and their triage, folded from the alert events like any derived table.
 """
 
 from __future__ import annotations
@@ -327,7 +328,43 @@ def migrations(t: Target) -> list[tuple[int, str, list[str]]]:
                 ),
             ],
         ),
+        (5, "alerts: each detected change with its latest triage (folded from the alert events)", [alerts_table(t)]),
     ]
+
+
+def alerts_table(t: Target) -> str:
+    """One row per alert, the highest ``state_version`` kept: a raise or triage delivered again, or replayed,
+    is the same row. ``state`` is ``untriaged`` until someone triages it."""
+    return _table(
+        t,
+        "alerts",
+        f"""    alert_id String,
+    metric LowCardinality(String),
+    bucket String,
+    label Map(String, String),
+    unit LowCardinality(Nullable(String)),
+    method LowCardinality(String),
+    direction LowCardinality(String),
+    last_good_job String,
+    first_bad_job String,
+    first_bad_event String,
+    change_time {TS},
+    before Float64,
+    size Float64,
+    relative_size Nullable(Float64),
+    confidence Nullable(Float64),
+    changes Array(String),
+    raised_at {TS},
+    state LowCardinality(String),
+    note Nullable(String),
+    author Nullable(String),
+    triaged_at Nullable({TS}),
+    triages UInt32,
+    state_version UInt64,
+    fold_version UInt16""",
+        t.engine("state_version"),
+        "alert_id",
+    )
 
 
 def copy_buckets(t: Target) -> str:

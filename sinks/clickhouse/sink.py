@@ -33,6 +33,7 @@ from jobprov.errors import SinkError
 from jobprov.sinks.base import SinkBackpressure
 from jobprov.sinks.clickhouse.client import is_unavailable
 from jobprov.stream_processors.records import (
+    AlertState,
     AnnotationRecord,
     AttemptState,
     BucketMove,
@@ -158,6 +159,19 @@ TABLES: dict[type[Any], TableSpec] = {
             ("started_at", "started_at_ms"),
             ("finished_at", "finished_at_ms"),
             *_same("exception_type", "exception_message", "caveats", "state_version", "fold_version"),
+        ),
+    ),
+    AlertState: TableSpec(
+        "alerts",
+        (
+            *_same("alert_id", "metric", "bucket", "label", "unit", "method", "direction", "last_good_job"),
+            *_same("first_bad_job", "first_bad_event"),
+            ("change_time", "change_time_ms"),
+            *_same("before", "size", "relative_size", "confidence", "changes"),
+            ("raised_at", "raised_at_ms"),
+            *_same("state", "note", "author"),
+            ("triaged_at", "triaged_at_ms"),
+            *_same("triages", "state_version", "fold_version"),
         ),
     ),
     ResidentJob: TableSpec(

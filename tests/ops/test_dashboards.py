@@ -24,7 +24,10 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards import build
-from jobprov.query.series import baseline, regressions, series
+from jobprov.emitters.importers.send import to_events
+from jobprov.query.alerts import SENDER, raised_records, scan, triage_record
+from jobprov.query.backend import LocalBackend
+from jobprov.query.series import baseline, series
 from jobprov.query.store import Store
 from jobprov.schemas.models import (
     Annotation,
@@ -515,6 +518,7 @@ class Loaded:
     client: Any
     database: str
     store: Store
+    acked: str = ""  # the alert acknowledged
 
     def run(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.client.query(sql).result_rows]
@@ -528,7 +532,15 @@ def loaded(store: Any) -> Loaded:  # noqa: F811 - the integration conftest's fix
     processor = Processor(ClickHouseSink(store, database), ClickHouseDeadLetters(store, database), FoldContext())
     raw = [encode_event(e) for e in [*campaign(), *batch_jobs()]] + GARBAGE
     processor.process_batch([RawEvent(data, "events", 0, i) for i, data in enumerate(raw)])
-    return Loaded(store, database, Store(store, database))
+    # The alert scan's events and a triage, as `jobprov alerts scan` and `jobprov alert ack` send them.
+    loaded = Loaded(store, database, Store(store, database))
+    raised = scan(loaded.store).raised
+    (loaded.acked,) = [a.alert_id for a in raised if a.label["band"] == "r"]
+    now = datetime.now(UTC)
+    records = [*raised_records(raised, now), triage_record(loaded.acked, "ack", now, "numpy 2")]
+    events = [encode_event(e) for e in to_events(records, SENDER)]
+    processor.process_batch([RawEvent(data, "events", 0, len(raw) + i) for i, data in enumerate(events)])
+    return loaded
 
 
 TIME_FROM = T0 - timedelta(days=1)
@@ -574,24 +586,30 @@ COLUMNS: dict[str, dict[str, list[str]]] = {
         "variable prov_key": ["key"],
         "variable prov_value": ["value"],
         "annotation jobprov annotations": ["time", "title", "text", "tags"],
-        "annotation Regression onsets": ["time", "title", "text", "tags"],
+        "variable state": ["state"],
+        "annotation Alerts": ["time", "title", "text", "tags"],
         "Points/A": ["points"],
         "Buckets/A": ["buckets"],
-        "Regression onsets/A": ["onsets"],
+        "Alerts raised/A": ["alerts"],
         "Jobs/A": ["jobs"],
         "${metric} by provenance bucket/A": ["time", "bucket", "value"],
         "${metric} by provenance bucket/B": ["time", "series", "value"],
-        "Regressions/A": [
+        "Alerts/A": [
             "time",
             "bucket",
-            "job_id",
-            "value",
-            "median",
-            "mad",
-            "deviation",
-            "onset",
-            "previous_job",
+            "alert_id",
+            "state",
+            "direction",
+            "before",
+            "after",
+            "size",
+            "relative_size",
+            "confidence",
+            "last_good_job",
+            "first_bad_job",
             "changes",
+            "note",
+            "raised_at",
         ],
         "Bucket baselines/A": [
             "bucket",
@@ -663,15 +681,14 @@ COLUMNS: dict[str, dict[str, list[str]]] = {
 
 SCENARIOS: dict[str, list[dict[str, str | list[str]]]] = {
     "jobprov-regressions": [
-        {"metric": "AM1", "bucket": ALL, "prov_key": "dataset", "prov_value": ALL},
+        {"metric": "AM1", "bucket": ALL, "prov_key": "dataset", "prov_value": ALL, "state": ALL},
         {
             "metric": "AM1",
             "bucket": ALL,
             "prov_key": "software.numpy",
             "prov_value": ["2.0.1"],
             "exclude": "quality=bad",
-            "window": "6",
-            "min_points": "4",
+            "state": ["acknowledged", "untriaged"],
         },
     ],
     "jobprov-jobs": [
@@ -716,48 +733,45 @@ def _table(loaded: Loaded, uid: str, title: str, selected: Mapping[str, str | li
     return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
 
-# The campaign has 12 nights and the upgrade on night 7: judge from the sixth point on.
-REGRESSIONS = {"metric": "AM1", "bucket": ALL, "prov_key": "dataset", "prov_value": ALL, "min_points": "5"}
+REGRESSIONS = {"metric": "AM1", "bucket": ALL, "prov_key": "dataset", "prov_value": ALL, "state": ALL}
 
 
-@pytest.mark.parametrize(
-    ("variables", "arguments"),
-    [
-        ({}, {"min_points": 5}),
-        ({"window": "6", "min_points": "4", "k": "4"}, {"window": 6, "min_points": 4, "k": 4.0}),
-        ({"exclude": "quality=bad", "k": "2"}, {"exclude_annotated": {"quality": "bad"}, "k": 2.0, "min_points": 5}),
-    ],
-)
-def test_regressions_panel_agrees_with_the_query_layer(
-    loaded: Loaded, variables: dict[str, str], arguments: dict[str, Any]
-) -> None:
-    rows = _table(loaded, "jobprov-regressions", "Regressions", {**REGRESSIONS, **variables})
-    expected = regressions(loaded.store, "AM1", method="rolling_median", **arguments)
-    assert expected, "the campaign has regressions"
-    label = {r.bucket: ", ".join(f"{k}={v}" for k, v in sorted(r.label.items())) for r in expected}
-    assert sorted((r["bucket"], r["job_id"], bool(r["onset"])) for r in rows) == sorted(
-        (label[r.bucket], r.point.job_id, r.onset) for r in expected
-    )
-    by_job = {r["job_id"]: r for r in rows}
-    for r in expected:
-        got = by_job[r.point.job_id]
-        assert got["median"] == pytest.approx(r.median) and got["mad"] == pytest.approx(r.mad)
-        assert got["deviation"] == pytest.approx(r.deviation)
-        assert got["previous_job"] == r.previous_job
-        assert got["changes"] == "; ".join(str(c) for c in r.changes)
+def test_the_alerts_panel_shows_what_the_api_gives(loaded: Loaded) -> None:
+    """The dashboard reads the detector's results (the alerts table), not a copy of its rule: the same alerts,
+    states and numbers as ``jobprov query alerts`` / ``/api/v1/alerts``."""
+    rows = _table(loaded, "jobprov-regressions", "Alerts", REGRESSIONS)
+    expected = LocalBackend(loaded.store).alerts()
+    assert len(expected) == 2, "the upgrade moved AM1 in two hsc buckets"
+    assert sorted((r["alert_id"], r["state"], r["first_bad_job"], r["last_good_job"], r["changes"]) for r in rows) == (
+        sorted((a["alert_id"], a["state"], a["first_bad_job"], a["last_good_job"], "; ".join(a["changes"]))
+               for a in expected)
+    )  # fmt: skip
+    by_id = {r["alert_id"]: r for r in rows}
+    for a in expected:
+        got = by_id[a["alert_id"]]
+        assert got["bucket"] == ", ".join(f"{k}={v}" for k, v in sorted(a["label"].items()))
+        assert (got["before"], got["size"], got["confidence"]) == pytest.approx(
+            (a["before"], a["size"], a["confidence"])
+        )
+        assert got["after"] == pytest.approx(a["before"] + a["size"]) and got["direction"] == a["direction"]
+    acked = _table(loaded, "jobprov-regressions", "Alerts", {**REGRESSIONS, "state": ["acknowledged"]})
+    assert [(r["alert_id"], r["note"]) for r in acked] == [(loaded.acked, "numpy 2")]
 
 
-def test_the_upgrade_shows_as_two_onsets_with_what_changed(loaded: Loaded) -> None:
-    rows = _table(loaded, "jobprov-regressions", "Regressions", REGRESSIONS)
-    onsets = sorted((r["bucket"], r["job_id"], r["changes"]) for r in rows if r["onset"])
-    assert onsets == [
+def test_the_upgrade_shows_as_two_alerts_with_what_changed(loaded: Loaded) -> None:
+    rows = _table(loaded, "jobprov-regressions", "Alerts", REGRESSIONS)
+    assert sorted((r["bucket"], r["first_bad_job"], r["changes"]) for r in rows) == [
         ("band=all, config.hash=, dataset=hsc", job_id(UPGRADE, "hsc", "all"), "software.numpy: 1.26.4 → 2.0.1"),
         ("band=r, config.hash=, dataset=hsc", job_id(UPGRADE, "hsc", "r"), "software.numpy: 1.26.4 → 2.0.1"),
     ]
     grafana = _grafana(loaded, "jobprov-regressions", REGRESSIONS)
-    (annotation,) = [q for q in clickhouse_queries(grafana.dashboard) if q.where == "annotation Regression onsets"]
+    (annotation,) = [q for q in clickhouse_queries(grafana.dashboard) if q.where == "annotation Alerts"]
     texts = sorted(r[2] for r in loaded.run(grafana.expand(annotation.sql)))
     assert len(texts) == 2 and all("changed: software.numpy: 1.26.4 → 2.0.1" in t for t in texts)
+    (points,) = [q for q in clickhouse_queries(grafana.dashboard) if q.where == "${metric} by provenance bucket/B"]
+    on_line = {(line.label["band"], p.value) for line in series(loaded.store, "AM1") for p in line.points}
+    drawn = loaded.run(grafana.expand(points.sql))
+    assert len(drawn) == 2 and all(("r", v) in on_line or ("all", v) in on_line for _, _, v in drawn)
 
 
 def test_series_panel_and_variables_agree_with_the_query_layer(loaded: Loaded) -> None:

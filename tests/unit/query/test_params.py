@@ -46,6 +46,7 @@ SAMPLES: list[Question] = [
     p.Run(ODD),
     p.CompareRuns(ODD, "r/2"),
     p.Status(),
+    p.Alerts(state="acknowledged", metric=ODD, alert="0123456789abcdef", limit=7),
 ]  # fmt: skip
 
 

@@ -22,6 +22,8 @@ from jobprov.errors import SerializationError, UnknownSchemaError
 from jobprov.schemas import registry, wire
 from jobprov.schemas.models import (
     PAYLOAD_TYPES,
+    AlertRaised,
+    AlertTriaged,
     Annotation,
     ArtifactProduced,
     ArtifactUsed,
@@ -112,6 +114,23 @@ PAYLOADS: list[Any] = [
         status="failed", exit_code=1, signal=None, exception_type="ValueError", exception_message="x", duration_ms=1234
     ),
     JobStatusChanged(status="held", reason="node maintenance"),
+    AlertRaised(
+        alert_id="3f2a9c1e0b8d4e77",
+        metric="AM1",
+        bucket="b-1",
+        last_good_job="nightly-11",
+        first_bad_job="nightly-12",
+        first_bad_event="00000000-0000-4000-8000-000000000012",
+        change_time=T0,
+        before=10.0,
+        size=1.5,
+        label={"dataset": "testdata_hsc", "band": "r"},
+        unit="mas",
+        relative_size=0.15,
+        confidence=0.9999,
+        changes=["software.numpy: 1.26.4 → 2.0.1"],
+    ),
+    AlertTriaged(alert_id="3f2a9c1e0b8d4e77", state="acknowledged", note="numpy 2 upgrade", author="alice"),
 ]
 
 
@@ -160,6 +179,18 @@ def test_round_trip_with_defaults_only(payload_type: type[Any]) -> None:
         Heartbeat: {"interval_ms": 0},
         JobFinished: {"status": "succeeded"},
         JobStatusChanged: {"status": "queued"},
+        AlertRaised: {
+            "alert_id": "a",
+            "metric": "m",
+            "bucket": "b",
+            "last_good_job": "j1",
+            "first_bad_job": "j2",
+            "first_bad_event": "e2",
+            "change_time": T0,
+            "before": 1.0,
+            "size": 0.5,
+        },
+        AlertTriaged: {"alert_id": "a", "state": "fixed"},
     }
     event = make_event(payload_type(**required[payload_type]))
     assert wire.decode_event(wire.encode_event(event)) == event

@@ -1,0 +1,133 @@
+"""Where alerts come from: a scan that raises them and tells the webhooks, run on demand or periodically.
+
+:func:`scan_and_raise` is one pass: the detector over the buckets that received points (``query/alerts.py``),
+an ``AlertRaised`` event per new change through the emitter's transport, a notification per new alert (queued:
+the notifier posts from its own thread). :class:`AlertLoop` runs passes every ``alerts.scan_interval_s`` in a
+daemon thread of `jobprov up`, never in the worker's fold loop: the worker only folds the events the scan sends,
+like any others. Each pass looks at the buckets whose jobs' events the store took since the previous pass began
+(less a margin for flushes in flight); the first pass looks at every bucket. A pass that fails is logged and the
+next one starts from the same point, so nothing is missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+from jobprov.errors import JobprovError
+from jobprov.query.alerts import ScanReport, raise_alerts, raised_document, scan
+from jobprov.query.notify import Notifier, parse_webhook
+from jobprov.query.store import Store
+from jobprov.settings import AlertSettings, EmitterSettings
+from jobprov.stream_processors.comparability import ComparabilityRegistry
+
+log = logging.getLogger("jobprov.alerts")
+
+# Points a flush had in flight when a pass began are stored with an ingestion time a little before it.
+MARGIN = timedelta(seconds=30)
+FIRST_PASS_S = 5.0
+RECENT = 10_000  # alert ids a loop remembers having raised
+
+
+def notifier_from(settings: AlertSettings) -> Notifier | None:
+    """The notifier the settings configure; None without webhooks."""
+    if not settings.webhooks:
+        return None
+    hooks = [parse_webhook(entry, f"alerts.webhooks[{i}]") for i, entry in enumerate(settings.webhooks)]
+    return Notifier(
+        hooks,
+        timeout_s=settings.webhook_timeout_s,
+        attempts=settings.webhook_attempts,
+        backoff_s=settings.webhook_backoff_s,
+        max_queue=settings.webhook_queue,
+    )
+
+
+def scan_and_raise(
+    store: Store,
+    events: EmitterSettings,
+    *,
+    registry: ComparabilityRegistry | None = None,
+    notifier: Notifier | None = None,
+    since: datetime | None = None,
+    recent: dict[str, None] | None = None,
+) -> ScanReport:
+    """One pass: scan, send the new alerts' events, queue their notifications. Raises JobprovError when the
+    events could not be handed to the broker or the spool (then nobody is notified: the next pass tries again).
+
+    ``recent`` (kept by the caller across passes, in raising order) holds the alerts raised lately: the store shows
+    an alert only once the worker has folded its event, and a pass before that must neither send it again nor
+    notify twice."""
+    report = scan(store, registry, since=since)
+    if recent is not None:
+        report.raised = [a for a in report.raised if a.alert_id not in recent]
+    now = datetime.now(UTC)
+    delivery = raise_alerts(report.raised, events, now)
+    if delivery.lost:
+        raise JobprovError(f"{delivery.lost} alert events lost: {'; '.join(delivery.errors[:3])}")
+    if notifier is not None:
+        for alert in report.raised:
+            notifier.notify(raised_document(alert, now))
+    if recent is not None:
+        recent.update(dict.fromkeys(a.alert_id for a in report.raised))
+        for old in list(recent)[: max(0, len(recent) - RECENT)]:
+            del recent[old]
+    return report
+
+
+class AlertLoop:
+    """:func:`scan_and_raise` every ``interval_s`` in a daemon thread, until :meth:`stop`."""
+
+    def __init__(
+        self,
+        store: Store,
+        events: EmitterSettings,
+        settings: AlertSettings,
+        registry: ComparabilityRegistry | None = None,
+    ) -> None:
+        self.store, self.events, self.registry = store, events, registry
+        self.interval_s = settings.scan_interval_s
+        self.notifier = notifier_from(settings)
+        self.passes = 0
+        self._since: datetime | None = None
+        self._recent: dict[str, None] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jobprov-alert-scan", daemon=True)
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self.notifier is not None:
+            self.notifier.close(timeout)
+
+    def run_once(self) -> ScanReport | None:
+        began = datetime.now(UTC)
+        try:
+            report = scan_and_raise(
+                self.store,
+                self.events,
+                registry=self.registry,
+                notifier=self.notifier,
+                since=self._since,
+                recent=self._recent,
+            )
+        except Exception as exc:  # the loop must outlive a store or broker hiccup; the next pass covers this one
+            log.warning("alert scan failed: %s", exc)
+            return None
+        self._since = began - MARGIN
+        self.passes += 1
+        if report.raised:
+            log.info("alert scan: %d buckets, %d new alerts", report.buckets, len(report.raised))
+        return report
+
+    def _run(self) -> None:
+        delay = min(self.interval_s, FIRST_PASS_S)  # the first pass soon after start: it covers every bucket
+        while not self._stop.wait(delay):
+            self.run_once()
+            delay = self.interval_s
