@@ -27,6 +27,7 @@ COMMANDS = {
     "check": "jobprov.cli.check",
     "import": "jobprov.cli.imports",
     "export": "jobprov.cli.export",
+    "ingest": "jobprov.cli.ingest",
 }
 
 
