@@ -1,0 +1,126 @@
+"""`jobprov ingest openlineage-kafka|slurm-jobcomp` as real processes reading real topics: the real openlineage-python
+KafkaTransport publishes, the consumer sends events to the events topic, the fold stores them, the query API reads
+them; bad records are reported with their offsets and dead-lettered; committed offsets are not read again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from jobprov.query.backend import LocalBackend
+from jobprov.query.store import Store
+from tests.integration.conftest import Endpoint
+from tests.integration.kafka_helpers import consume, create_topic
+from tests.integration.test_importers import _fold
+from tests.integration.test_openlineage_ingest import PARENT, RUN_ID, _events
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).parents[1] / "samples"
+
+
+def _ingest(kafka: Endpoint, events_topic: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")}
+    env.update(JOBPROV_URL=kafka.url(events_topic), JOBPROV_SPOOL_DIR=str(tmp_path / "spool"))
+    command = [sys.executable, "-m", "jobprov.cli.main", "ingest", *args, "--exit-when-idle", "4"]
+    return subprocess.run([*command, "--session-timeout", "6"], env=env, capture_output=True, text=True, timeout=180)
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in values:
+        producer.produce(topic, value)
+    assert producer.flush(10) == 0
+
+
+def _headers(message: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in message.headers() or []}
+
+
+def test_openlineage_kafka_transport_events_become_a_job(
+    kafka: Endpoint, topic: str, tmp_path: Path, store: Any
+) -> None:
+    from openlineage.client import OpenLineageClient
+    from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport
+
+    source = create_topic(kafka.bootstrap, f"openlineage-{uuid.uuid4().hex[:8]}", partitions=2)
+    transport = KafkaTransport(KafkaConfig(config={"bootstrap.servers": kafka.bootstrap}, topic=source, flush=True))
+    client = OpenLineageClient(transport=transport)
+    start, fail = _events()
+    client.emit(start)
+    client.emit(start)  # a retry: changes nothing
+    client.emit(fail)
+    bad_json = b"{not json"
+    no_run = b'{"eventType": "START", "eventTime": "2026-05-01T00:00:00Z", "run": {}, "job": {"name": "x"}}'
+    _produce(kafka.bootstrap, source, [bad_json, no_run])
+
+    done = _ingest(kafka, topic, tmp_path, "openlineage-kafka", "--topic", source)
+    assert done.returncode == 0, done.stderr
+    assert "read 5 records: 11 events sent, 2 bad records skipped" in done.stderr
+    assert f"{source}[" in done.stderr and "not JSON" in done.stderr and "run.runId: missing" in done.stderr
+
+    dead = consume(kafka.bootstrap, f"{source}.dlq", expected=2)
+    assert sorted(m.value() for m in dead) == sorted([bad_json, no_run])
+    for message in dead:
+        headers = _headers(message)
+        assert headers["jobprov-reason"] == "bad_record" and headers["jobprov-source-topic"] == source
+        assert f"{source}[{headers['jobprov-source-partition']}]@{headers['jobprov-source-offset']}" in done.stderr
+
+    messages = consume(kafka.bootstrap, topic, expected=11)
+    assert len(messages) == 11
+    _fold(store, messages)
+    job = LocalBackend(Store(store, store.jobprov_database)).job(RUN_ID)
+    assert (job["name"], job["kind"], job["status"], job["parent_job_id"]) == (
+        "nightly_dag.reduce",
+        "pipeline",
+        "failed",
+        PARENT,
+    )
+    assert job["exception_message"] == "disk full"
+    assert job["provenance"]["openlineage.job_type.integration"] == "AIRFLOW"
+    edges = {(e["relation"], e["src"], e["dst"]) for e in job["lineage"] if e["relation"] in ("used", "produced")}
+    assert edges == {
+        ("used", "artifact:s3://raw/hsc/visit-1.fits", f"job:{RUN_ID}"),
+        ("produced", f"job:{RUN_ID}", "artifact:postgres://db:5432/warehouse.public.calexp"),
+    }
+
+    again = _ingest(kafka, topic, tmp_path, "openlineage-kafka", "--topic", source)
+    assert again.returncode == 0, again.stderr
+    assert "read 0 records" in again.stderr, "the first run committed what it read"
+
+
+def test_slurm_jobcomp_records_become_jobs_with_attempts(
+    kafka: Endpoint, topic: str, tmp_path: Path, store: Any
+) -> None:
+    source = create_topic(kafka.bootstrap, f"jobcomp-{uuid.uuid4().hex[:8]}")
+    lines = (SAMPLES / "slurm-jobcomp.jsonl").read_bytes().splitlines()
+    _produce(kafka.bootstrap, source, [*lines[:3], b'{"jobid": 77, "state": "COMPLETED"}', *lines[3:]])
+
+    done = _ingest(kafka, topic, tmp_path, "slurm-jobcomp", "--topic", source, "--dead-letter-topic", "")
+    assert done.returncode == 0, done.stderr
+    assert "read 7 records: 28 events sent, 1 bad records skipped" in done.stderr
+    assert f"{source}[0]@3: skipped a bad record: @submit: missing" in done.stderr
+
+    messages = consume(kafka.bootstrap, topic, expected=28)
+    assert len(messages) == 28
+    _fold(store, messages)
+    backend = LocalBackend(Store(store, store.jobprov_database))
+    statuses = {}
+    for job_id in ("1001", "1010_0", "1010_1", "1020", "1030"):
+        job = backend.job(f"slurm-perlmutter-{job_id}")
+        statuses[job_id] = (job["status"], job["attempts"], job["host"], job["parent_job_id"])
+    assert statuses == {
+        "1001": ("succeeded", 1, "node01", None),
+        "1010_0": ("succeeded", 1, "node03", "slurm-perlmutter-1010"),
+        "1010_1": ("failed", 1, "node04", "slurm-perlmutter-1010"),
+        "1020": ("succeeded", 2, "node06", None),
+        "1030": ("aborted", 1, None, None),
+    }
+    assert backend.job("slurm-perlmutter-1020")["attempt_statuses"] == {"1": "retried", "2": "succeeded"}
