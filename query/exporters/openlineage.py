@@ -9,8 +9,8 @@ From a job document (``query/jobs.py``, as ``jobprov query job --format json`` p
   provenance, else ``jobprov``; name the job's name.
 - Run facets: ``parent`` (the parent job, else the workflow, its runId made the same way), ``errorMessage`` (a
   failed job's exception; the language is the exception type, the spec requires one), ``processing_engine``
-  (jobprov and its version), ``nominalTime`` when the provenance has ``openlineage.nominal_start_time``. Job facet ``jobType``
-  (``BATCH``, integration ``JOBPROV``, the job's kind).
+  (jobprov and its version), ``nominalTime`` when the provenance has ``openlineage.nominal_start_time``. Job
+  facet ``jobType`` (``BATCH``, integration ``JOBPROV``, the job's kind).
 - Inputs and outputs: the artifacts the job used and produced, split into namespace (scheme and authority) and
   name (the path), the inverse of the ingest's ``namespace/name``.
 
