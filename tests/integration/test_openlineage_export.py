@@ -65,6 +65,15 @@ def _facet_ref(name: str) -> str:
     return f"{schema['$id']}#/$defs/{FACETS[name]}"
 
 
+def _validate_all(events: list[dict[str, Any]]) -> None:
+    run_event = _validator(f"{CORE}#/$defs/RunEvent")
+    for event in events:
+        run_event.validate(event)
+        for where in (event["run"], event["job"]):
+            for name, facet in where.get("facets", {}).items():
+                _validator(_facet_ref(name)).validate(facet)
+
+
 def _fold(store: Any, jobs: dict[str, list[Any]]) -> None:
     producer = Producer("test", "0", "p")
     events = []
@@ -114,12 +123,7 @@ def jobs(store: Any) -> Store:
 def test_exported_events_validate_against_the_spec(jobs: Store) -> None:
     events = run_events(LocalBackend(jobs).job("calib-7"))
     assert [e["eventType"] for e in events] == ["START", "FAIL"]
-    run_event = _validator(f"{CORE}#/$defs/RunEvent")
-    for event in events:
-        run_event.validate(event)
-        for where in (event["run"], event["job"]):
-            for name, facet in where.get("facets", {}).items():
-                _validator(_facet_ref(name)).validate(facet)
+    _validate_all(events)
     start, fail = events
     assert start["run"]["runId"] == run_id("calib-7") == fail["run"]["runId"]
     assert start["eventTime"] == "2026-05-01T03:02:00Z" and fail["eventTime"] == "2026-05-01T03:07:00Z"
@@ -165,15 +169,6 @@ def test_cli_writes_json_lines_and_a_running_job_has_only_its_start(api: str) ->
     _validator(f"{CORE}#/$defs/RunEvent").validate(events[0])
     missing = subprocess.run([*command, "nope"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "nope" in missing.stderr
-
-
-def _validate_all(events: list[dict[str, Any]]) -> None:
-    run_event = _validator(f"{CORE}#/$defs/RunEvent")
-    for event in events:
-        run_event.validate(event)
-        for where in (event["run"], event["job"]):
-            for name, facet in where.get("facets", {}).items():
-                _validator(_facet_ref(name)).validate(facet)
 
 
 def test_a_run_exports_with_its_members_and_validates(api: str) -> None:
