@@ -1,4 +1,5 @@
-"""`jobprov export ...`: jobs and artifacts in other tools' formats (OpenLineage RunEvents, W3C PROV)."""
+"""`jobprov export ...`: jobs, runs and artifacts in other tools' formats (OpenLineage RunEvents, W3C PROV,
+RO-Crate)."""
 
 from __future__ import annotations
 
@@ -24,22 +25,29 @@ def _job(ctx: click.Context, job_id: str) -> dict[str, Any]:
         raise click.ClickException(str(exc)) from exc
 
 
-def _with_members(ctx: click.Context, ref: str) -> list[dict[str, Any]]:
-    """The job ``ref`` and, when it is a run (or a workflow id), its member jobs in start order."""
+def _run_parts(ctx: click.Context, ref: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The job ``ref`` (None for a workflow id with no job of its own) and its member jobs in start order."""
     from jobprov.cli.query import _backend
 
     backend = _backend(ctx)
+    own: dict[str, Any] | None = None
     try:
-        own = [backend.job(ref)]
+        own = backend.job(ref)
     except QueryError as exc:
-        own, missing = [], exc
+        missing = exc
     try:
         members = [m["job_id"] for m in backend.run(ref)["members"]]
     except QueryError:
         members = []
-    if not own and not members:
+    if own is None and not members:
         raise click.ClickException(str(missing))
-    return own + [_job(ctx, member) for member in members]
+    return own, [_job(ctx, member) for member in members]
+
+
+def _with_members(ctx: click.Context, ref: str) -> list[dict[str, Any]]:
+    """The job ``ref`` and, when it is a run (or a workflow id), its member jobs in start order."""
+    own, members = _run_parts(ctx, ref)
+    return ([own] if own else []) + members
 
 
 @click.group(cls=SuggestingGroup)
@@ -95,3 +103,19 @@ def prov(ctx: click.Context, ref: str, fmt: str, output: Any, store: str | None,
         jobs = [_job(ctx, j) for j in job_ids]
     output.write(serialize(document(jobs), fmt))
     output.write("\n")
+
+
+@export.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("-o", "--output", "directory", required=True, type=click.Path(file_okay=False), help="Crate directory.")
+@store_option
+@api_option
+@click.pass_context
+def rocrate(ctx: click.Context, run_id: str, directory: str, store: str | None, api: str | None) -> None:
+    """A RUN with its members, inputs and outputs as an RO-Crate (Process Run Crate profile) in a directory."""
+    from jobprov.query.exporters.rocrate import crate
+
+    ctx.obj = {"store": store, "api": api}
+    own, members = _run_parts(ctx, run_id)
+    crate(run_id, own, members).write(directory)
+    click.echo(f"wrote {directory}/ro-crate-metadata.json ({len(members)} members)", err=True)
