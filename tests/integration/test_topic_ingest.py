@@ -26,9 +26,11 @@ pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).parents[1] / "samples"
 
 
-def _ingest(kafka: Endpoint, events_topic: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _ingest(
+    kafka: Endpoint, events_topic: str, tmp_path: Path, *args: str, **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")}
-    env.update(JOBPROV_URL=kafka.url(events_topic), JOBPROV_SPOOL_DIR=str(tmp_path / "spool"))
+    env.update({"JOBPROV_URL": kafka.url(events_topic), "JOBPROV_SPOOL_DIR": str(tmp_path / "spool"), **settings})
     command = [sys.executable, "-m", "jobprov.cli.main", "ingest", *args, "--exit-when-idle", "4"]
     return subprocess.run([*command, "--session-timeout", "6"], env=env, capture_output=True, text=True, timeout=180)
 
@@ -124,3 +126,45 @@ def test_slurm_jobcomp_records_become_jobs_with_attempts(
         "1030": ("aborted", 1, None, None),
     }
     assert backend.job("slurm-perlmutter-1020")["attempt_statuses"] == {"1": "retried", "2": "succeeded"}
+
+
+def test_events_neither_delivered_nor_spooled_commit_nothing(kafka: Endpoint, topic: str, tmp_path: Path) -> None:
+    from openlineage.client.serde import Serde
+
+    from jobprov.embedded.tansu import free_port
+
+    source = create_topic(kafka.bootstrap, f"openlineage-{uuid.uuid4().hex[:8]}")
+    start, _ = _events()
+    _produce(kafka.bootstrap, source, [Serde.to_json(start).encode()])
+    nowhere = {
+        "JOBPROV_URL": f"kafka://127.0.0.1:{free_port()}/events",
+        "JOBPROV_SPOOL_DIR": "/dev/null/spool",  # no spool can be made there
+        "JOBPROV_DELIVERY_TIMEOUT_MS": "1000",
+        "JOBPROV_FLUSH_TIMEOUT_S": "2",
+    }
+    args = ("openlineage-kafka", "--topic", source, "--bootstrap", kafka.bootstrap)
+    failed = _ingest(kafka, topic, tmp_path, *args, **nowhere)
+    assert failed.returncode == 1 and "events lost, nothing committed" in failed.stderr
+    retried = _ingest(kafka, topic, tmp_path, *args)
+    assert retried.returncode == 0, retried.stderr
+    assert "read 1 records: 4 events sent" in retried.stderr, "the record was read again"
+    assert len(consume(kafka.bootstrap, topic, expected=4)) == 4
+
+
+def test_a_long_running_consumer_stops_on_sigterm_after_its_batch(kafka: Endpoint, topic: str, tmp_path: Path) -> None:
+    import signal
+
+    source = create_topic(kafka.bootstrap, f"jobcomp-{uuid.uuid4().hex[:8]}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")}
+    env.update(JOBPROV_URL=kafka.url(topic), JOBPROV_SPOOL_DIR=str(tmp_path / "spool"))
+    command = [sys.executable, "-m", "jobprov.cli.main", "ingest", "slurm-jobcomp", "--topic", source]
+    process = subprocess.Popen([*command, "--session-timeout", "6"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        _produce(kafka.bootstrap, source, (SAMPLES / "slurm-jobcomp.jsonl").read_bytes().splitlines()[:1])
+        assert len(consume(kafka.bootstrap, topic, expected=5, idle=1)) == 5, "sent while it runs"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "read 1 records: 5 events sent, 0 bad records skipped, 1 commits" in stderr
