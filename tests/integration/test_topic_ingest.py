@@ -31,7 +31,8 @@ def _ingest(
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")}
     env.update({"JOBPROV_URL": kafka.url(events_topic), "JOBPROV_SPOOL_DIR": str(tmp_path / "spool"), **settings})
-    command = [sys.executable, "-m", "jobprov.cli.main", "ingest", *args, "--exit-when-idle", "4"]
+    # idle for 1 s, shorter than the group join (about 3 s): idleness counts from the assignment
+    command = [sys.executable, "-m", "jobprov.cli.main", "ingest", *args, "--exit-when-idle", "1"]
     return subprocess.run([*command, "--session-timeout", "6"], env=env, capture_output=True, text=True, timeout=180)
 
 
