@@ -24,11 +24,13 @@ from typing import Any
 
 from jobprov.emitters.importers.send import BadInputError, Record
 from jobprov.emitters.importers.slurm import attempt_records, read_jobs
+from jobprov.schemas.models import ProvenanceDeclared
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 _JOB_ID = re.compile(r"^(\d+)(?:_(\d+|\[[^\]]*\]))?(?:\+(\d+))?(?:\.(.+))?$")
 _DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 _NEVER = {"", "Unknown", "None", "N/A"}
+_NOT_ENDED = {"RUNNING", "PENDING", "CONFIGURING", "RESIZING", "SUSPENDED"}
 
 
 def _epoch(value: str, zone: tzinfo = UTC) -> int:
@@ -265,4 +267,8 @@ class JobcompReader:
         records = attempt_records(record, f"{source} (job {body['jobid']})", starts.index(start) + 1, found)
         if found:
             raise BadInputError(source, found)
+        if body.get("state") in _NOT_ENDED:
+            # A job-start record (Slurm may publish one per job start too): its provenance would share the end
+            # record's event id and, arriving first, keep `slurm.state` at RUNNING; the end record brings it.
+            records = [r for r in records if not isinstance(r.payload, ProvenanceDeclared)]
         return records

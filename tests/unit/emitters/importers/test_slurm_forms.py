@@ -149,3 +149,16 @@ def test_jobcomp_redelivery_keeps_attempt_numbers_and_bad_records_are_named() ->
         "exit_code: 'x' is not code:signal",
         "@submit: missing",
     }
+
+
+def test_a_jobcomp_start_record_leaves_the_provenance_to_the_end_record() -> None:
+    read = JobcompReader()
+    end = _jobcomp()[0]
+    start = dict(end, state="RUNNING", exit_code="0:0")
+    started = read(start, "o1")
+    assert not [r for r in started if isinstance(r.payload, (ProvenanceDeclared, JobFinished))]
+    assert [r.key for r in started if isinstance(r.payload, JobStarted)] == ["attempt 1 started"]
+    ended = read(end, "o2")
+    provenance = [r.payload.values for r in ended if isinstance(r.payload, ProvenanceDeclared)]
+    assert provenance[0]["slurm.state"] == "COMPLETED"
+    assert {r.attempt for r in ended} == {1}, "the same attempt: the same start time"
