@@ -8,11 +8,14 @@ Guarantees:
 - At least once: a batch's offsets are committed only after the events of every good record in it were handed to
   the broker or to the spool (a :class:`~jobprov.emitters.base.DeliveryReport` with nothing lost). A crash before
   the commit redelivers the batch; event ids derive from the records, so the redelivery changes nothing.
-- A bad record (not JSON, or refused by the mapping or by the emitter's checks) never stops the consumer and never
-  holds back the records after it: it is reported (``report``) with its topic, partition, offset and every
-  problem, copied as it was to the dead-letter topic (when there is one) with the reason in its headers
-  (``jobprov-reason: bad_record``, ``jobprov-detail``, ``jobprov-source-topic|partition|offset``, as the stream
-  processor's dead letters), and skipped. Nothing is dropped silently.
+- A bad record (not JSON, refused by the mapping or by the emitter's checks, or a shape the mapping does not
+  foresee and fails on) never stops the consumer and never holds back the records after it: it is reported
+  (``report``) with its topic, partition, offset and every problem, copied as it was to the dead-letter topic
+  (when there is one) with the reason in its headers (``jobprov-reason: bad_record``, ``jobprov-detail``,
+  ``jobprov-source-topic|partition|offset``, as the stream processor's dead letters), and skipped. Nothing is
+  dropped silently.
+- A commit refused because a rebalance took the partitions away is reported; their new owner reads the batch
+  again, harmlessly.
 - When events could not be delivered nor spooled, or dead letters were not acknowledged, nothing of the batch is
   committed and :class:`~jobprov.errors.TransportError` stops the consumer: a restart reads the batch again.
 """
@@ -25,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from confluent_kafka import KafkaException
 
 from jobprov.emitters.importers.send import BadInputError, Record, check, deliver
 from jobprov.errors import ConfigError, SinkError, TransportError
@@ -81,7 +86,7 @@ class TopicIngest:
         report: Callable[[str], None] = print,
         session_timeout_s: float = 10.0,
     ) -> None:
-        from confluent_kafka import Consumer, KafkaException
+        from confluent_kafka import Consumer
 
         from jobprov.stream_processors.dead_letters import DeadLetterTopic
 
@@ -105,6 +110,8 @@ class TopicIngest:
             problems = [f"not JSON ({exc})"]
         except BadInputError as exc:
             problems = exc.problems
+        except Exception as exc:  # a record the mapping did not foresee must not stop the stream (a poison pill)
+            problems = [f"cannot be read: {type(exc).__name__}: {exc}"]
         if not problems:
             return records
         self.stats.bad += 1
@@ -138,7 +145,13 @@ class TopicIngest:
             except SinkError as exc:
                 raise TransportError(f"{exc}; nothing committed") from exc
         if any(not m.error() for m in messages):
-            self._consumer.commit(asynchronous=False)
+            try:
+                self._consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                # A rebalance took the partitions away: their new owner reads the batch again, which the
+                # events' ids make harmless.
+                self.report(f"{self.topic}: commit failed, the batch will be read again: {exc}")
+                return
             self.stats.commits += 1
 
     def run(

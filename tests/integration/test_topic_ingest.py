@@ -4,6 +4,7 @@ them; bad records are reported with their offsets and dead-lettered; committed o
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,15 +63,20 @@ def test_openlineage_kafka_transport_events_become_a_job(
     client.emit(fail)
     bad_json = b"{not json"
     no_run = b'{"eventType": "START", "eventTime": "2026-05-01T00:00:00Z", "run": {}, "job": {"name": "x"}}'
-    _produce(kafka.bootstrap, source, [bad_json, no_run])
+    # a shape the mapping does not foresee (a parent run that is not an object): reported, never a crash loop
+    odd_run = {"runId": "r", "facets": {"parent": {"run": "x"}}}
+    odd = json.dumps({"eventType": "START", "eventTime": "2026-05-01T00:00:00Z", "run": odd_run, "job": {"name": "x"}})
+    odd_bytes = odd.encode()
+    _produce(kafka.bootstrap, source, [bad_json, no_run, odd_bytes])
 
     done = _ingest(kafka, topic, tmp_path, "openlineage-kafka", "--topic", source)
     assert done.returncode == 0, done.stderr
-    assert "read 5 records: 11 events sent, 2 bad records skipped" in done.stderr
+    assert "read 6 records: 11 events sent, 3 bad records skipped" in done.stderr
+    assert "cannot be read: AttributeError" in done.stderr
     assert f"{source}[" in done.stderr and "not JSON" in done.stderr and "run.runId: missing" in done.stderr
 
-    dead = consume(kafka.bootstrap, f"{source}.dlq", expected=2)
-    assert sorted(m.value() for m in dead) == sorted([bad_json, no_run])
+    dead = consume(kafka.bootstrap, f"{source}.dlq", expected=3)
+    assert sorted(m.value() for m in dead) == sorted([bad_json, no_run, odd_bytes])
     for message in dead:
         headers = _headers(message)
         assert headers["jobprov-reason"] == "bad_record" and headers["jobprov-source-topic"] == source
