@@ -36,6 +36,7 @@ from jobprov.emitters.sampler import TreeSampler
 from jobprov.schemas.models import (
     JOB_KINDS,
     JOB_WAIT_STATUSES,
+    STEP_STATUSES,
     Annotation,
     ArtifactProduced,
     ArtifactUsed,
@@ -482,6 +483,8 @@ class Job:
     ) -> None:
         """A step that already ran (a test, a task read from a log): StepStarted at ``start``, StepFinished with
         ``status`` at ``end``. The message is redacted and cut like an exception's."""
+        if status not in STEP_STATUSES:  # checked before anything is sent: no step left half recorded
+            raise ValueError(f"status must be one of {', '.join(STEP_STATUSES)}, got {status!r}")
         message = None if exception_message is None else redact_text(exception_message)[:_MESSAGE_LIMIT]
         self._emit(StepStarted(name=name, step_attempt=attempt, parent_step=self._current_step()), start)
         finished = StepFinished(
