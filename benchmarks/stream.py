@@ -116,13 +116,17 @@ def raw_baseline(bootstrap: str, spool: Path, jobs: int, metrics_per_job: int) -
     return events, float(finished) - started
 
 
-def through_up(python: str, jobs: int, metrics_per_job: int, *, raw: bool) -> dict[str, float]:
-    """One `jobprov up` (of the installation behind ``python``): the jobs emitted into it, timed until its API
-    shows them all; with ``raw``, the raw baseline first, on its broker."""
+def through_up(
+    python: str, jobs: int, metrics_per_job: int, *, raw: bool, broker_log: str | None = None
+) -> dict[str, float]:
+    """One `jobprov up` (of the installation behind ``python``, with ``--broker-log`` if given): the jobs emitted
+    into it, timed until its API shows them all; with ``raw``, the raw baseline first, on its broker."""
     home = Path(tempfile.mkdtemp(prefix="jobprov-stream-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")} | {"JOBPROV_HOME": str(home)}
     env["PYTHONSAFEPATH"] = "1"  # import the installation's own jobprov, never a checkout in the working directory
     ports = ["--kafka-port", str(free_port()), "--api-port", str(free_port()), "--metrics-port", str(free_port())]
+    if broker_log:
+        ports += ["--broker-log", broker_log]
     proc, info = launch(ports, env=env, home=home, log_path=home / "up.log", python=python)
     figures: dict[str, float] = {}
     try:
@@ -151,14 +155,24 @@ def main() -> None:
         help="another installation's interpreter (e.g. the previous release's virtual environment): "
         "its `jobprov up` is measured the same way, in the same run",
     )
+    parser.add_argument(
+        "--broker-logs",
+        action="store_true",
+        help="also measure `jobprov up --broker-log memory` in the same run: what the durable log costs",
+    )
     args = parser.parse_args()
 
-    now = through_up(sys.executable, args.jobs, args.metrics_per_job, raw=True)
+    now = through_up(sys.executable, args.jobs, args.metrics_per_job, raw=True, broker_log="durable")
     print(f"{now['events']:,.0f} events ({args.jobs:,} jobs, {now['points']:,.0f} metric points) into `jobprov up`:")
     print(f"  emitting took {now['emitted_s']:.1f} s; the API showed everything after {now['elapsed_s']:.1f} s")
     print(f"  end to end: {now['rate']:,.0f} events/s")
     print(f"  raw (the same jobs emitted to a topic of the same broker, read by a raw consumer): {now['raw']:,.0f}/s")
     print(f"  ratio to raw: {now['rate'] / now['raw']:.1%} (target >= 20%)")
+    if args.broker_logs:
+        memory = through_up(sys.executable, args.jobs, args.metrics_per_job, raw=True, broker_log="memory")
+        share, raw_share = now["rate"] / memory["rate"], now["raw"] / memory["raw"]
+        print(f"  with the memory log: {memory['rate']:,.0f} events/s end to end, raw {memory['raw']:,.0f}/s; "
+              f"the durable log runs at {share:.0%} of it (raw {raw_share:.0%})")  # fmt: skip
     if args.baseline_python:
         before = through_up(args.baseline_python, args.jobs, args.metrics_per_job, raw=False)
         print(f"  {args.baseline_python}: {before['rate']:,.0f} events/s after {before['elapsed_s']:.1f} s; "

@@ -8,6 +8,13 @@ step instead of starting an unrelated one.
 Every method swallows its own failures (counted and reported once at exit): instrumentation must never be
 the reason a job fails. Every method takes ``time=`` (aware datetime or epoch seconds) for backfill.
 
+Importing a history (no jsonl needed): ``submitted=`` and ``time=`` (the start) date JobSubmitted and
+JobStarted separately, ``host=`` names the host the job ran on, ``attempt=`` says which attempt this is, and
+``job.finish(status=..., exit_code=..., signal=..., time=...)`` records the end as it was. These arguments are
+the exception to "never raises": a value the pipeline could not store (``jobprov.emitters.validate``) raises
+:class:`~jobprov.errors.InvalidEventError` naming the argument at the call, before any event of that job or
+of its end is sent, since an import that dropped it quietly would lose history.
+
 A job opened with ``time=`` (a backfilled job) keeps its own clock: an event recorded without a time of its
 own is stamped with the job's start plus the time elapsed since the job was entered, so its metrics, steps and
 finish fall inside the job and its duration is the real one, not the months between then and now.
@@ -16,6 +23,7 @@ finish fall inside the job and its duration is the real one, not the months betw
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -33,6 +41,8 @@ from jobprov.emitters.ci import ci_identity
 from jobprov.emitters.emitter import Emitter, get_emitter
 from jobprov.emitters.redact import capture_environment, redact_text
 from jobprov.emitters.sampler import TreeSampler
+from jobprov.emitters.validate import check_code, check_import, check_status
+from jobprov.errors import InvalidEventError
 from jobprov.schemas.models import (
     JOB_KINDS,
     JOB_WAIT_STATUSES,
@@ -173,9 +183,17 @@ class Job:
         requested_processes: int | None = None,
         attempt: int | None = None,
         time: Time = None,
+        submitted: Time = None,
+        host: str | None = None,
         capture_environment: bool = True,
         emitter: Emitter | None = None,
     ) -> None:
+        """``time``: when the job started (backfill; default now), ``submitted``: when it was submitted (default:
+        its start), ``host``: the host it ran on (default: this one). Raises InvalidEventError for a time outside
+        the store's range, a submission after the start, or an empty host."""
+        check_import(submitted_s=_epoch_seconds(submitted), started_s=_epoch_seconds(time), host=host)
+        if submitted is not None and time is None:
+            raise InvalidEventError("submitted: a job backfilled with submitted= needs time= (its start) too")
         self._args = dict(locals())
         del self._args["self"]
         self.name = name
@@ -254,9 +272,12 @@ class Job:
                     requested_nodes=a["requested_nodes"],
                     requested_processes=a["requested_processes"],
                 ),
-                time=self._start_time,
+                time=a["submitted"] if a["submitted"] is not None else self._start_time,
             )
-            self._emit(capture.job_started(capture.command_line(), env), time=self._start_time)
+            started = capture.job_started(capture.command_line(), env)
+            if a["host"] is not None:
+                started = dataclasses.replace(started, host=a["host"])
+            self._emit(started, time=self._start_time)
         config = a["config"]
         if a["config_file"] is not None:
             config = config_ref(a["config_file"])
@@ -306,8 +327,23 @@ class Job:
         with contextlib.suppress(Exception):
             self.finish(exc)
 
-    def finish(self, exc: BaseException | None = None, *, status: str | None = None, time: Time = None) -> None:
-        """End the job (called by ``__exit__``); ``status`` overrides what the exception implies."""
+    def finish(
+        self,
+        exc: BaseException | None = None,
+        *,
+        status: str | None = None,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        time: Time = None,
+    ) -> None:
+        """End the job (called by ``__exit__``). ``status``, ``exit_code`` and ``signal`` record the end as it was
+        (an import), overriding what the exception implies (a SystemExit's code is the exit code otherwise).
+        A status outside ``JOB_STATUSES`` or a code that does not fit raises InvalidEventError, and the job stays
+        open (its ``__exit__`` still ends it)."""
+        if status is not None:
+            check_status(status)
+        check_code("exit_code", exit_code)
+        check_code("signal", signal)
         if self._emitter is None or self._finished:
             return
         self._finished = True
@@ -317,11 +353,11 @@ class Job:
         if self._joined and self._step is not None:
             self._step.__exit__(type(exc) if exc else None, exc, None)
         else:
-            exit_code: int | None = None
             if isinstance(exc, SystemExit):
                 code = exc.code
-                exit_code = code if isinstance(code, int) else (0 if code is None else 1)
-                exc = None if exit_code == 0 else exc
+                implied = code if isinstance(code, int) else (0 if code is None else 1)
+                exc = None if implied == 0 else exc
+                exit_code = implied if exit_code is None else exit_code
             if status is None:
                 status = "succeeded" if exc is None else ("aborted" if isinstance(exc, KeyboardInterrupt) else "failed")
             etype, message = _exception_fields(exc)
@@ -332,6 +368,7 @@ class Job:
                 JobFinished(
                     status=status,
                     exit_code=exit_code,
+                    signal=signal,
                     exception_type=etype,
                     exception_message=message,
                     duration_ms=duration,

@@ -1,9 +1,11 @@
 """The HTTP API over the query layer (FastAPI; the OpenAPI document is at ``/openapi.json``), and the web page
 that reads it (``/``: a metric's series per bucket with regressions; ``/jobs/{id}``: one job).
 
-Every endpoint is a thin shell over :class:`jobprov.query.backend.LocalBackend`, whose documents the CLI also
-reads back through :class:`~jobprov.query.backend.HttpBackend`: parameters are validated by FastAPI and by the
-query functions (a bad parameter is a 4xx naming it), values reach ClickHouse only as query parameters.
+Every ``/api/v1`` route is a question of :mod:`jobprov.query.params` (its path, its query parameters with their
+types, bounds and help, its summary), answered by :class:`jobprov.query.backend.LocalBackend`, whose documents
+the CLI also reads back through :class:`~jobprov.query.backend.HttpBackend`: parameters are validated by FastAPI,
+by the question and by the query functions (a bad parameter is a 4xx naming it), values reach ClickHouse only as
+query parameters.
 The process that serves the API owns the store; run it with ``jobprov serve`` or ``jobprov up``.
 
 Bounds (:mod:`jobprov.query.limits`): each ``/api/`` request computes in a worker thread within
@@ -17,8 +19,9 @@ may hold them) is served as null.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any
@@ -33,25 +36,15 @@ from jobprov import __version__
 from jobprov.errors import QueryError, QueryTimeout, UnknownNameError
 from jobprov.query.backend import LocalBackend
 from jobprov.query.limits import Budget, Slots, under_budget
+from jobprov.query.params import QUESTIONS, ParameterError, Question, Series
 from jobprov.query.security import HostAllowList, require_scope
 from jobprov.query.store import Store, to_plain
 from jobprov.query.tokens import Tokens
 from jobprov.settings import ApiSettings, EmitterSettings
 from jobprov.stream_processors.comparability import ComparabilityRegistry
-from jobprov.stream_processors.provenance import CHANGE_KINDS
 
 # The web page's files: nothing else is served under /static (an allow-list, not a file system lookup).
 STATIC = {"chart.js": "text/javascript", "style.css": "text/css"}
-
-
-def _pairs(raw: list[str] | None, name: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in raw or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise HTTPException(status_code=422, detail=f"{name}: expected KEY=VALUE, got {item!r}")
-        out[key] = value
-    return out
 
 
 class SeriesLine(BaseModel):
@@ -188,199 +181,12 @@ def create_app(
         store.rows("SELECT 1")
         return {"status": "ready", "database": store.database}
 
-    @api.get("/metrics", summary="Every metric with points: unit, points, buckets, newest point")
-    async def get_metrics(request: Request) -> Response:
-        return await compute(request, backend.metrics)
-
-    # The model documents the lines; the response is written straight from the column lists (a long series is
-    # tens of thousands of numbers: validating or re-encoding them element by element would cost more than the
-    # query).
-    @api.get(
-        "/series/{metric:path}",
-        summary="A metric over time, one line per bucket or chosen keys",
-        response_model=list[SeriesLine],
-    )
-    async def get_series(
-        request: Request,
-        metric: str,
-        group_by: Annotated[list[str] | None, Query(description="Provenance keys to group by")] = None,
-        filter: Annotated[list[str] | None, Query(description="KEY=VALUE provenance filters")] = None,
-        exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        bucket: Annotated[str | None, Query(description="Only this bucket (an id, as /api/v1/buckets says)")] = None,
-    ) -> Response:
-        filters, excluded = _pairs(filter, "filter"), _pairs(exclude_annotated, "exclude_annotated")
-        return await compute(
-            request,
-            lambda: backend.series(
-                metric,
-                group_by=group_by or (),
-                since=since,
-                until=until,
-                filters=filters,
-                exclude_annotated=excluded,
-                bucket=bucket,
-            ),
-        )
-
-    @api.get("/buckets/{metric:path}", summary="Which bucket this provenance belongs to, and its baseline")
-    async def get_bucket(
-        request: Request,
-        metric: str,
-        provenance: Annotated[list[str] | None, Query(description="KEY=VALUE")] = None,
-        last: Annotated[int, Query(ge=1, le=100_000)] = 50,
-        as_of: Annotated[
-            str | None, Query(description="A job id or an ISO 8601 time: only points strictly before it")
-        ] = None,
-        exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
-    ) -> Response:
-        pairs = _pairs(provenance, "provenance")
-        excluded = _pairs(exclude_annotated, "exclude_annotated")
-        return await compute(
-            request, lambda: backend.bucket(metric, pairs, last, as_of=as_of, exclude_annotated=excluded)
-        )
-
-    @api.get("/compare", summary="Provenance keys and input checksums that differ between two jobs")
-    async def get_compare(
-        request: Request,
-        a: str,
-        b: str,
-        include_env: bool = False,
-        namespace: Annotated[
-            str | None, Query(pattern=f"^({'|'.join(CHANGE_KINDS)})$", description="Only changes of this kind")
-        ] = None,
-    ) -> Response:
-        return await compute(request, lambda: backend.compare(a, b, include_env, namespace))
-
-    @api.get("/regressions/{metric:path}", summary="Changes of level per bucket: regressions and improvements")
-    async def get_regressions(
-        request: Request,
-        metric: str,
-        method: Annotated[
-            str | None,
-            Query(pattern="^(changepoint|rolling_median)$", description="Default: the metric's policy (changepoint)"),
-        ] = None,
-        window: Annotated[int, Query(ge=2, le=1000)] = 10,
-        k: Annotated[float, Query(ge=1, le=1000, description="Robust deviations that count (>= 1)")] = 4.0,
-        min_points: Annotated[int, Query(ge=2, le=10_000, description="Points of a bucket before any is judged")] = 10,
-        onset_only: bool = True,
-        exclude_annotated: Annotated[list[str] | None, Query(description="KEY=VALUE annotations to drop")] = None,
-    ) -> Response:
-        excluded = _pairs(exclude_annotated, "exclude_annotated")
-        return await compute(
-            request,
-            lambda: backend.regressions(
-                metric,
-                window=window,
-                k=k,
-                min_points=min_points,
-                onset_only=onset_only,
-                exclude_annotated=excluded,
-                method=method,
-            ),
-        )
-
-    @api.get("/check", summary="A job's points against their buckets' current level (CI gating)")
-    async def get_check(
-        request: Request,
-        job: Annotated[str | None, Query(description="A job id")] = None,
-        metric: Annotated[str | None, Query(description="Only this metric (required with bucket)")] = None,
-        bucket: Annotated[str | None, Query(description="Judge the newest job of this bucket")] = None,
-    ) -> Response:
-        return await compute(request, lambda: backend.check(job, metric=metric, bucket=bucket))
-
-    @api.get("/lineage", summary="Ancestors or descendants of a job or an artifact")
-    async def get_lineage(
-        request: Request,
-        ref: str,
-        direction: Annotated[str, Query(pattern="^(up|down)$")] = "up",
-        depth: Annotated[int, Query(ge=1, le=50)] = 10,
-        stop_at: Annotated[list[str] | None, Query(description="KEY=VALUE: do not go past such jobs")] = None,
-        containment: Annotated[bool, Query(description="Follow parent jobs and workflows too")] = False,
-    ) -> Response:
-        stop = _pairs(stop_at, "stop_at")
-        return await compute(
-            request,
-            lambda: backend.lineage(ref, down=direction == "down", depth=depth, stop_at=stop, containment=containment),
-        )
-
-    @api.get("/lineage/outputs", summary="Outputs of the jobs that have an ancestor job matching a query")
-    async def get_outputs_preceded_by(
-        request: Request,
-        where: Annotated[list[str], Query(description='The jobs, e.g. "job.name = softmean"')],
-        ancestor: Annotated[list[str], Query(description='Their ancestor, e.g. "job.name = align_warp"')],
-        depth: Annotated[int, Query(ge=1, le=50)] = 20,
-    ) -> Response:
-        return await compute(request, lambda: backend.outputs_preceded_by(where, ancestor, depth))
-
-    @api.get("/jobs", summary="Jobs matching every where-group (ATTR OP VALUE | …)")
-    async def get_jobs(
-        request: Request,
-        where: Annotated[list[str], Query(description='e.g. "job.name = softmean", "band = r | band = i"')],
-        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    ) -> Response:
-        return await compute(request, lambda: backend.find(where, limit=limit))
-
-    @api.get("/artifacts", summary="Artifacts matching every where-group")
-    async def get_artifacts(
-        request: Request,
-        where: Annotated[list[str], Query(description='e.g. "relation = produced", "uri ~ s3://bucket/"')],
-        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    ) -> Response:
-        return await compute(request, lambda: backend.find(where, artifacts=True, limit=limit))
-
-    # Job ids may hold "/" (workflow tools name jobs run/node): the id is a path parameter that spans segments,
-    # and the resources route comes first so that ".../resources" is not read as part of an id.
-    @api.get("/jobs/{job_id:path}/resources", summary="A job's resource samples in time order")
-    async def get_resources(request: Request, job_id: str) -> Response:
-        return await compute(request, lambda: backend.resources(job_id))
-
-    @api.get("/jobs/{job_id:path}", summary="Everything about one job")
-    async def get_job(request: Request, job_id: str) -> Response:
-        def detail() -> dict[str, Any]:
-            try:
-                return backend.job(job_id)
-            except UnknownNameError:
-                raise
-            except QueryError as exc:
-                raise UnknownNameError(str(exc)) from exc
-
-        return await compute(request, detail)
-
-    @api.get("/artifact", summary="One artifact: producers, consumers, revisions, annotations")
-    async def get_artifact(request: Request, uri: Annotated[str, Query(description="The artifact's URI")]) -> Response:
-        return await compute(request, lambda: backend.artifact(uri))
-
-    @api.get("/job-groups", summary="Jobs grouped by provenance keys or job columns, counted per status")
-    async def get_job_groups(
-        request: Request,
-        key: Annotated[list[str], Query(description='e.g. "param.band", "sys.host", "job.kind"')],
-        where: Annotated[list[str] | None, Query(description="Only jobs matching every where-group")] = None,
-        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    ) -> Response:
-        return await compute(request, lambda: backend.group_jobs(key, where or (), limit))
-
-    @api.get("/runs", summary="Runs side by side: status, members, chosen parameters and annotations")
-    async def get_runs_table(
-        request: Request,
-        run: Annotated[list[str], Query(description="Run ids")],
-        param: Annotated[list[str] | None, Query(description="Parameters to show, e.g. model")] = None,
-        annotation: Annotated[list[str] | None, Query(description="Annotation keys to show")] = None,
-    ) -> Response:
-        return await compute(request, lambda: backend.runs_table(run, param or (), annotation or ()))
-
-    @api.get("/runs/{run_id:path}", summary="A run and its members: program, parameters, status, artifacts")
-    async def get_run(request: Request, run_id: str) -> Response:
-        return await compute(request, lambda: backend.run(run_id))
-
-    @api.get("/compare-runs", summary="How two runs differ: programs, parameters, inputs, outputs, structure")
-    async def get_compare_runs(request: Request, a: str, b: str) -> Response:
-        return await compute(request, lambda: backend.compare_runs(a, b))
-
-    @api.get("/status", summary="Jobs by status")
-    async def get_status(request: Request) -> Response:
-        return await compute(request, backend.status)
+    # Every question of jobprov.query.params is a GET route: its path from the question, its query parameters
+    # from the question's fields (names, types, bounds and help), its answer from the backend. The series model
+    # documents the lines; the response is written straight from the column lists (a long series is tens of
+    # thousands of numbers: validating or re-encoding them element by element would cost more than the query).
+    for question in QUESTIONS:
+        _route(api, question, compute, backend)
 
     app.include_router(api)
 
@@ -402,3 +208,65 @@ def create_app(
         return Response(web_asset(name), media_type=kind)
 
     return app
+
+
+# The query-parameter type FastAPI reads for each kind of field (pairs are KEY=VALUE texts, parsed by the
+# question, so that a bad pair is a 422 naming the parameter).
+_HTTP_TYPES: dict[str, Any] = {
+    "text": str, "int": int, "float": float, "flag": bool, "time": datetime, "pairs": list[str], "many": list[str],
+    "choice": str,
+}  # fmt: skip
+RESPONSE_MODELS: dict[type[Question], Any] = {Series: list[SeriesLine]}
+
+
+def http_parameters(question: type[Question]) -> Callable[..., Question]:
+    """A FastAPI dependency that reads ``question``'s fields from the path and the query string (types, bounds,
+    patterns and help from the question) and makes the question; a value the question refuses is a 422 naming
+    the HTTP parameter and the reason."""
+    in_path = question.path_fields()
+    specs = {spec.name: spec for spec in question.specs()}
+    parameters = []
+    for spec in specs.values():
+        param = spec.param
+        if spec.name in in_path:
+            parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, annotation=str))
+            continue
+        kind = _HTTP_TYPES[param.kind]
+        required = spec.default is dataclasses.MISSING
+        query = Query(
+            alias=spec.http_name if spec.http_name != spec.name else None,
+            description=param.help,
+            ge=param.bounds.low if param.bounds else None,
+            le=param.bounds.high if param.bounds else None,
+            pattern=f"^({'|'.join(param.choices)})$" if param.choices else None,
+        )
+        default = inspect.Parameter.empty if required else (None if param.kind in ("pairs", "many") else spec.default)
+        annotation = Annotated[kind if required or default is not None else kind | None, query]  # type: ignore[valid-type]
+        parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=annotation))  # fmt: skip
+
+    def make(**values: Any) -> Question:
+        try:
+            return question.from_raw(values)
+        except ParameterError as exc:
+            raise HTTPException(422, f"{specs[exc.name].http_name}: {exc.reason}") from exc
+
+    make.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    return make
+
+
+Compute = Callable[[Request, Callable[[], Any]], Awaitable[Response]]
+
+
+def _route(api: APIRouter, question: type[Question], compute: Compute, backend: LocalBackend) -> None:
+    async def endpoint(request: Request, asked: Any = Depends(http_parameters(question))) -> Response:  # noqa: B008
+        return await compute(request, lambda: backend.ask(asked))
+
+    api.add_api_route(
+        question.ROUTE,
+        endpoint,
+        methods=["GET"],
+        summary=question.SUMMARY,
+        response_model=RESPONSE_MODELS.get(question),
+        name=question.__name__,
+    )

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobprov.errors import QueryError
+from jobprov.query.limits import ROWS
 from jobprov.query.names import provenance_keys, stored_key, unknown
 from jobprov.query.store import Store
 
@@ -183,8 +184,7 @@ def _where(groups: list[list[Comparison]], condition: Callable[[Comparison], str
 
 def find_jobs(store: Store, query: Sequence[str], limit: int = 1000) -> list[str]:
     """Ids of the jobs matching every group of the query."""
-    if not 1 <= limit <= 100_000:
-        raise QueryError("limit: between 1 and 100000")
+    ROWS.check("limit", limit)
     compiler = _Compiler()
     groups = parse(query)
     where = _where(groups, compiler.job_condition)
@@ -213,9 +213,9 @@ def _check_provenance_keys(store: Store, comparisons: Sequence[Comparison]) -> N
 
 
 def find_artifacts(store: Store, query: Sequence[str], limit: int = 1000) -> list[str]:
-    """URIs of artifacts matching every group (``job.*`` refers to a job that used or produced them)."""
-    if not 1 <= limit <= 100_000:
-        raise QueryError("limit: between 1 and 100000")
+    """URIs of artifacts matching every group (``job.*`` refers to a job that used or produced them), among the
+    artifacts an edge names and those known only by an annotation."""
+    ROWS.check("limit", limit)
     compiler = _Compiler()
     where = _where(parse(query), compiler.artifact_condition)
     sql = (
@@ -225,6 +225,9 @@ def find_artifacts(store: Store, query: Sequence[str], limit: int = 1000) -> lis
         "  UNION ALL"
         "  SELECT substring(src, 10) AS uri, relation, role, checksum, job_id FROM {db}.lineage FINAL"
         "  WHERE relation = 'used' AND startsWith(src, 'artifact:')"
+        "  UNION ALL"  # an artifact known by its annotations alone: no edge, no job
+        "  SELECT target AS uri, '' AS relation, NULL AS role, NULL AS checksum, '' AS job_id"
+        "  FROM {db}.annotations FINAL WHERE target_type = 'artifact'"
         ") AS a "
         "LEFT JOIN {db}.jobs AS j FINAL ON j.job_id = a.job_id "
         "LEFT JOIN (SELECT job_id, values FROM {db}.provenance FINAL) AS p ON p.job_id = a.job_id "
@@ -244,8 +247,7 @@ def group_jobs(store: Store, keys: Sequence[str], query: Sequence[str] = (), lim
     without the key is grouped under null."""
     if not 1 <= len(keys) <= MAX_GROUP_KEYS:
         raise QueryError(f"keys: between 1 and {MAX_GROUP_KEYS}")
-    if not 1 <= limit <= 100_000:
-        raise QueryError("limit: between 1 and 100000")
+    ROWS.check("limit", limit)
     compiler = _Compiler()
     exprs = []
     for key in keys:

@@ -5,6 +5,11 @@ Both backends return the same JSON-able documents: the HTTP API serves what :cla
 the process that owns it (``jobprov up`` / ``jobprov serve``), and the web page reads the same documents.
 A series line holds its points as columns (``times_ms``: epoch milliseconds, UTC; ``values``, ``job_ids``,
 ``event_ids``): see :class:`jobprov.query.lines.Line`.
+
+A backend answers one thing, :meth:`Backend.ask`, a :mod:`jobprov.query.params` question; the named methods
+(``series``, ``regressions``, ``job``, …) make the question from their arguments (positional in field order, or
+by field name) and ask it. Locally a question's fields are the query function's arguments; over HTTP the
+question says its own path and query parameters, so no parameter list is written here.
 """
 
 from __future__ import annotations
@@ -13,234 +18,117 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from jobprov.errors import ConfigError, JobprovError, QueryError
 from jobprov.query import artifacts, attributes, lineage, runs
 from jobprov.query import jobs as jq
+from jobprov.query import params as p
 from jobprov.query import series as q
 from jobprov.query.store import Store, to_plain
 from jobprov.settings import Secret
 from jobprov.stream_processors.comparability import ComparabilityRegistry
 
-
-class Backend(Protocol):
-    def series(
-        self,
-        metric: str,
-        *,
-        group_by: Sequence[str] = (),
-        filters: Mapping[str, str] | None = None,
-        exclude_annotated: Mapping[str, str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        bucket: str | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-    def bucket(
-        self,
-        metric: str,
-        provenance: Mapping[str, str],
-        last: int = 50,
-        *,
-        as_of: str | None = None,
-        exclude_annotated: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]: ...
-
-    def compare(
-        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
-    ) -> list[dict[str, Any]]: ...
-
-    def regressions(
-        self,
-        metric: str,
-        *,
-        window: int = 10,
-        k: float = 4.0,
-        min_points: int = 10,
-        onset_only: bool = True,
-        exclude_annotated: Mapping[str, str] | None = None,
-        method: str | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-    def check(
-        self, job_id: str | None = None, *, metric: str | None = None, bucket: str | None = None
-    ) -> list[dict[str, Any]]: ...
-
-    def lineage(
-        self,
-        ref: str,
-        *,
-        down: bool = False,
-        depth: int = 10,
-        stop_at: Mapping[str, str] | None = None,
-        containment: bool = False,
-    ) -> list[dict[str, Any]]: ...
-
-    def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]: ...
-
-    def outputs_preceded_by(
-        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
-    ) -> dict[str, list[str]]: ...
-
-    def job(self, job_id: str) -> dict[str, Any]: ...
-
-    def resources(self, job_id: str) -> list[dict[str, Any]]: ...
-
-    def run(self, run_id: str) -> dict[str, Any]: ...
-
-    def artifact(self, uri: str) -> dict[str, Any]: ...
-
-    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]: ...
-
-    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]: ...
-
-    def runs_table(
-        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
-    ) -> list[dict[str, Any]]: ...
-
-    def status(self) -> dict[str, int]: ...
-
-    def metrics(self) -> list[dict[str, Any]]: ...
+T = TypeVar("T")
 
 
-class LocalBackend:
+def _asks(question: type[p.Question], shape: Callable[[Any], T]) -> Callable[..., T]:
+    """A method that makes ``question`` from its arguments and asks it, its answer as ``shape`` (list or dict)."""
+
+    def method(self: Backend, *args: Any, **options: Any) -> T:
+        return shape(self.ask(question(*args, **options)))
+
+    method.__doc__ = f"{question.SUMMARY} (:class:`jobprov.query.params.{question.__name__}`)."
+    return method
+
+
+class Backend(ABC):
+    """Answers the questions of :mod:`jobprov.query.params` with JSON-able documents."""
+
+    @abstractmethod
+    def ask(self, question: p.Question) -> Any:
+        """The answer to ``question``: a list or dict of plain values."""
+
+    metrics = _asks(p.Metrics, list)
+    series = _asks(p.Series, list)
+    bucket = _asks(p.Bucket, dict)
+    compare = _asks(p.Compare, list)
+    regressions = _asks(p.Regressions, list)
+    check = _asks(p.Check, list)
+    lineage = _asks(p.Lineage, list)
+    outputs_preceded_by = _asks(p.Outputs, dict)
+    find = _asks(p.FindJobs, list)
+    find_artifacts = _asks(p.FindArtifacts, list)
+    job = _asks(p.Job, dict)
+    resources = _asks(p.Resources, list)
+    artifact = _asks(p.Artifact, dict)
+    group_jobs = _asks(p.GroupJobs, list)
+    runs_table = _asks(p.RunsTable, list)
+    run = _asks(p.Run, dict)
+    compare_runs = _asks(p.CompareRuns, list)
+    status = _asks(p.Status, dict)
+
+
+class LocalBackend(Backend):
     """Answers from a store this process has opened (regressions judged by ``registry``'s metric policies)."""
 
     def __init__(self, store: Store, registry: ComparabilityRegistry | None = None) -> None:
         self.store = store
         self.registry = registry
 
-    def series(
-        self,
-        metric: str,
-        *,
-        group_by: Sequence[str] = (),
-        filters: Mapping[str, str] | None = None,
-        exclude_annotated: Mapping[str, str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        bucket: str | None = None,
-    ) -> list[dict[str, Any]]:
-        lines = q.series(
-            self.store,
-            metric,
-            group_by=list(group_by) or None,
-            since=since,
-            until=until,
-            filters=filters,
-            exclude_annotated=exclude_annotated,
-            bucket=bucket,
-        )
-        return [line.document() for line in lines]
-
-    def bucket(
-        self,
-        metric: str,
-        provenance: Mapping[str, str],
-        last: int = 50,
-        *,
-        as_of: str | None = None,
-        exclude_annotated: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        bucket_id, keys = q.which_bucket(metric, provenance, self.registry)
-        before, job = q.as_of(self.store, metric, bucket_id, as_of) if as_of else (None, None)
-        found = q.baseline(
-            self.store, metric, bucket_id, last, before=before, as_of_job=job, exclude_annotated=exclude_annotated
-        )
-        return {"bucket": bucket_id, "keys": keys, "baseline": to_plain(found)}
-
-    def compare(
-        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
-    ) -> list[dict[str, Any]]:
-        ignore = () if include_env else ("env.",)
-        return list(to_plain(q.compare_jobs(self.store, job_a, job_b, ignore=ignore, namespace=namespace)))
-
-    def regressions(
-        self,
-        metric: str,
-        *,
-        window: int = 10,
-        k: float = 4.0,
-        min_points: int = 10,
-        onset_only: bool = True,
-        exclude_annotated: Mapping[str, str] | None = None,
-        method: str | None = None,
-    ) -> list[dict[str, Any]]:
-        found = q.regressions(
-            self.store,
-            metric,
-            method=method,
-            window=window,
-            k=k,
-            min_points=min_points,
-            exclude_annotated=exclude_annotated,
-            registry=self.registry,
-        )
-        return list(to_plain([r for r in found if r.onset or not onset_only]))
-
-    def check(
-        self, job_id: str | None = None, *, metric: str | None = None, bucket: str | None = None
-    ) -> list[dict[str, Any]]:
-        return list(to_plain(q.check(self.store, job_id, metric=metric, bucket=bucket, registry=self.registry)))
-
-    def lineage(
-        self,
-        ref: str,
-        *,
-        down: bool = False,
-        depth: int = 10,
-        stop_at: Mapping[str, str] | None = None,
-        containment: bool = False,
-    ) -> list[dict[str, Any]]:
-        walk = lineage.descendants if down else lineage.ancestors
-        return list(to_plain(walk(self.store, ref, depth=depth, stop_at=stop_at, containment=containment)))
-
-    def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
-        return (attributes.find_artifacts if artifacts else attributes.find_jobs)(self.store, list(where), limit)
-
-    def outputs_preceded_by(
-        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
-    ) -> dict[str, list[str]]:
-        return lineage.outputs_preceded_by(self.store, list(where), list(ancestor), depth)
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        return dict(to_plain(jq.job_detail(self.store, job_id)))
-
-    def resources(self, job_id: str) -> list[dict[str, Any]]:
-        return list(to_plain(jq.resource_samples(self.store, job_id)))
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        return dict(to_plain(runs.run(self.store, run_id)))
-
-    def artifact(self, uri: str) -> dict[str, Any]:
-        return dict(to_plain(artifacts.artifact(self.store, uri)))
-
-    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
-        return attributes.group_jobs(self.store, list(keys), list(where), limit)
-
-    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
-        return list(to_plain(runs.compare_runs(self.store, run_a, run_b)))
-
-    def runs_table(
-        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
-    ) -> list[dict[str, Any]]:
-        return runs.runs_table(self.store, list(run_ids), list(parameters), list(annotations))
-
-    def status(self) -> dict[str, int]:
-        return jq.status_counts(self.store)
-
-    def metrics(self) -> list[dict[str, Any]]:
-        return list(to_plain(q.metric_names(self.store)))
+    def ask(self, question: p.Question) -> Any:
+        return _LOCAL[type(question)](self, question)
 
 
-def _pairs(name: str, values: Mapping[str, str] | None) -> list[tuple[str, str]]:
-    return [(name, f"{k}={v}") for k, v in (values or {}).items()]
+def _bucket(b: LocalBackend, r: p.Bucket) -> dict[str, Any]:
+    bucket_id, keys = q.which_bucket(r.metric, r.provenance, b.registry)
+    before, job = q.as_of(b.store, r.metric, bucket_id, r.as_of) if r.as_of else (None, None)
+    found = q.baseline(
+        b.store, r.metric, bucket_id, r.last, before=before, as_of_job=job, exclude_annotated=r.exclude_annotated
+    )
+    return {"bucket": bucket_id, "keys": keys, "baseline": to_plain(found)}
 
 
-class HttpBackend:
+def _regressions(b: LocalBackend, r: p.Regressions) -> list[Any]:
+    given = {k: v for k, v in r.arguments().items() if k != "onset_only"}
+    found = q.regressions(b.store, **given, registry=b.registry)
+    return list(to_plain([f for f in found if f.onset or not r.onset_only]))
+
+
+def _lineage(b: LocalBackend, r: p.Lineage) -> list[Any]:
+    walk = lineage.descendants if r.direction == "down" else lineage.ancestors
+    return list(to_plain(walk(b.store, r.ref, depth=r.depth, stop_at=r.stop_at, containment=r.containment)))
+
+
+# How this process answers each question: its fields are the query function's arguments.
+_LOCAL: dict[type[p.Question], Callable[[LocalBackend, Any], Any]] = {
+    p.Metrics: lambda b, r: to_plain(q.metric_names(b.store)),
+    # A series' documents are written as they are: its points are many, and plain already.
+    p.Series: lambda b, r: [line.document() for line in q.series(b.store, **r.arguments())],
+    p.Bucket: _bucket,
+    p.Compare: lambda b, r: to_plain(
+        q.compare_jobs(b.store, r.job_a, r.job_b, ignore=() if r.include_env else ("env.",), namespace=r.namespace)
+    ),
+    p.Regressions: _regressions,
+    p.Check: lambda b, r: to_plain(q.check(b.store, **r.arguments(), registry=b.registry)),
+    p.Lineage: _lineage,
+    p.Outputs: lambda b, r: lineage.outputs_preceded_by(b.store, r.where, r.ancestor, r.depth),
+    p.FindJobs: lambda b, r: attributes.find_jobs(b.store, r.where, r.limit),
+    p.FindArtifacts: lambda b, r: to_plain(artifacts.search(b.store, r.where, r.limit)),
+    p.Job: lambda b, r: to_plain(jq.job_detail(b.store, r.job_id)),
+    p.Resources: lambda b, r: to_plain(jq.resource_samples(b.store, r.job_id)),
+    p.Artifact: lambda b, r: to_plain(artifacts.artifact(b.store, r.uri)),
+    p.GroupJobs: lambda b, r: attributes.group_jobs(b.store, r.keys, r.where, r.limit),
+    p.RunsTable: lambda b, r: runs.runs_table(b.store, r.run_ids, r.parameters, r.annotations),
+    p.Run: lambda b, r: to_plain(runs.run(b.store, r.run_id)),
+    p.CompareRuns: lambda b, r: to_plain(runs.compare_runs(b.store, r.run_a, r.run_b)),
+    p.Status: lambda b, r: jq.status_counts(b.store),
+}
+
+
+class HttpBackend(Backend):
     """Asks a running query API (``jobprov up`` or ``jobprov serve``); standard library only."""
 
     def __init__(self, base_url: str, timeout: float = 60.0, token: Secret | None = None) -> None:
@@ -249,6 +137,10 @@ class HttpBackend:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.token = token  # sent as a bearer token (an API with tokens configured asks for one)
+
+    def ask(self, question: p.Question) -> Any:
+        path, params = question.http_request()
+        return self._get(f"/api/v1{path}", params)
 
     def _get(self, path: str, params: Sequence[tuple[str, Any]] = ()) -> Any:
         query = urllib.parse.urlencode([(k, v) for k, v in params if v is not None])
@@ -267,127 +159,6 @@ class HttpBackend:
             raise QueryError(_detail_text(detail)) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise JobprovError(f"cannot reach the query API at {self.base_url}: {exc}") from exc
-
-    def series(
-        self,
-        metric: str,
-        *,
-        group_by: Sequence[str] = (),
-        filters: Mapping[str, str] | None = None,
-        exclude_annotated: Mapping[str, str] | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        bucket: str | None = None,
-    ) -> list[dict[str, Any]]:
-        params: list[tuple[str, Any]] = [("group_by", k) for k in group_by]
-        params += _pairs("filter", filters) + _pairs("exclude_annotated", exclude_annotated)
-        params += [("since", since.isoformat() if since else None), ("until", until.isoformat() if until else None)]
-        params.append(("bucket", bucket))
-        return list(self._get(f"/api/v1/series/{_seg(metric)}", params))
-
-    def bucket(
-        self,
-        metric: str,
-        provenance: Mapping[str, str],
-        last: int = 50,
-        *,
-        as_of: str | None = None,
-        exclude_annotated: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        params = [*_pairs("provenance", provenance), ("last", last), ("as_of", as_of)]
-        return dict(
-            self._get(f"/api/v1/buckets/{_seg(metric)}", params + _pairs("exclude_annotated", exclude_annotated))
-        )
-
-    def compare(
-        self, job_a: str, job_b: str, include_env: bool = False, namespace: str | None = None
-    ) -> list[dict[str, Any]]:
-        params = [("a", job_a), ("b", job_b), ("include_env", _flag(include_env)), ("namespace", namespace)]
-        return list(self._get("/api/v1/compare", params))
-
-    def regressions(
-        self,
-        metric: str,
-        *,
-        window: int = 10,
-        k: float = 4.0,
-        min_points: int = 10,
-        onset_only: bool = True,
-        exclude_annotated: Mapping[str, str] | None = None,
-        method: str | None = None,
-    ) -> list[dict[str, Any]]:
-        params = [("window", window), ("k", k), ("min_points", min_points), ("onset_only", _flag(onset_only))]
-        params.append(("method", method))
-        return list(
-            self._get(f"/api/v1/regressions/{_seg(metric)}", params + _pairs("exclude_annotated", exclude_annotated))
-        )
-
-    def check(
-        self, job_id: str | None = None, *, metric: str | None = None, bucket: str | None = None
-    ) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/check", [("job", job_id), ("metric", metric), ("bucket", bucket)]))
-
-    def lineage(
-        self,
-        ref: str,
-        *,
-        down: bool = False,
-        depth: int = 10,
-        stop_at: Mapping[str, str] | None = None,
-        containment: bool = False,
-    ) -> list[dict[str, Any]]:
-        params = [("ref", ref), ("direction", "down" if down else "up"), ("depth", depth)]
-        params.append(("containment", _flag(containment)))
-        return list(self._get("/api/v1/lineage", params + _pairs("stop_at", stop_at)))
-
-    def find(self, where: Sequence[str], *, artifacts: bool = False, limit: int = 1000) -> list[str]:
-        path = "/api/v1/artifacts" if artifacts else "/api/v1/jobs"
-        return list(self._get(path, [*(("where", w) for w in where), ("limit", limit)]))
-
-    def outputs_preceded_by(
-        self, where: Sequence[str], ancestor: Sequence[str], depth: int = 20
-    ) -> dict[str, list[str]]:
-        params = [*(("where", w) for w in where), *(("ancestor", a) for a in ancestor), ("depth", depth)]
-        return dict(self._get("/api/v1/lineage/outputs", params))
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        return dict(self._get(f"/api/v1/jobs/{_seg(job_id)}"))
-
-    def resources(self, job_id: str) -> list[dict[str, Any]]:
-        return list(self._get(f"/api/v1/jobs/{_seg(job_id)}/resources"))
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        return dict(self._get(f"/api/v1/runs/{_seg(run_id)}"))
-
-    def artifact(self, uri: str) -> dict[str, Any]:
-        return dict(self._get("/api/v1/artifact", [("uri", uri)]))
-
-    def group_jobs(self, keys: Sequence[str], where: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
-        params = [*(("key", k) for k in keys), *(("where", w) for w in where), ("limit", limit)]
-        return list(self._get("/api/v1/job-groups", params))
-
-    def compare_runs(self, run_a: str, run_b: str) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/compare-runs", [("a", run_a), ("b", run_b)]))
-
-    def runs_table(
-        self, run_ids: Sequence[str], parameters: Sequence[str] = (), annotations: Sequence[str] = ()
-    ) -> list[dict[str, Any]]:
-        params = [*(("run", r) for r in run_ids), *(("param", p) for p in parameters)]
-        return list(self._get("/api/v1/runs", params + [("annotation", a) for a in annotations]))
-
-    def status(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self._get("/api/v1/status").items()}
-
-    def metrics(self) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/metrics"))
-
-
-def _seg(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
 
 
 def _detail_text(detail: Any) -> str:

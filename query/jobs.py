@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobprov.errors import QueryError
+from jobprov.errors import UnknownNameError
 from jobprov.query.store import Store, to_utc
 from jobprov.stream_processors.provenance import namespace_of, qualified
 
@@ -60,7 +60,7 @@ def job_detail(store: Store, job_id: str) -> dict[str, Any]:
     has each attempt's."""
     rows = store.rows(f"SELECT {_JOB_COLUMNS} FROM {{db}}.jobs FINAL WHERE job_id = {{job:String}}", job=job_id)
     if not rows:
-        raise QueryError(f"no job {job_id!r}")
+        raise UnknownNameError(f"no job {job_id!r}")
     detail = _record(_JOB_COLUMNS, rows[0])
     detail["wall_time_ms"] = wall_time_ms(detail["started_at"], detail["finished_at"])
     detail["last_attempt_duration_ms"] = detail["duration_ms"]

@@ -26,9 +26,41 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from jobprov.errors import QueryTimeout
+from jobprov.errors import QueryError, QueryTimeout
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range a numeric query parameter may take (both ends included): what keeps the Python work between two
+    queries bounded. The CLI, the HTTP API and the query functions all take their ranges from here."""
+
+    low: float
+    high: float
+
+    def holds(self, value: float) -> bool:
+        return self.low <= value <= self.high  # False for NaN
+
+    def words(self) -> str:
+        return f"between {self.low:g} and {self.high:g}"
+
+    def check(self, name: str, value: float) -> None:
+        """Raise QueryError naming ``name`` unless ``value`` is within the bounds."""
+        if not self.holds(value):
+            raise QueryError(f"{name}: must be {self.words()}, got {value!r}")
+
+
+ROWS = Bounds(1, 100_000)
+"""Rows asked for: ``limit`` of a find or of job groups, ``last`` points of a baseline."""
+DEPTH = Bounds(1, 50)
+"""Levels a lineage walk may go."""
+WINDOW = Bounds(2, 1000)
+"""Points of a rolling baseline."""
+DEVIATIONS = Bounds(1, 1000)
+"""Robust deviations that make an outlier (``k``)."""
+MIN_POINTS = Bounds(2, 10_000)
+"""Points of a bucket before any is judged."""
 
 
 @dataclass

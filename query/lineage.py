@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobprov.errors import QueryError
+from jobprov.query.limits import DEPTH, ROWS
 from jobprov.query.names import stored_key
 from jobprov.query.store import Store
 
-MAX_DEPTH = 50
 DATAFLOW = ("used", "produced")
 CONTAINMENT = ("parent", "member")
 MAX_NODES = 100_000
@@ -54,8 +54,7 @@ def _stopping_jobs(store: Store, jobs: list[str], stop_at: Mapping[str, str]) ->
 def _walk(
     store: Store, start: str, depth: int, stop_at: Mapping[str, str] | None, backwards: bool, containment: bool
 ) -> list[Step]:
-    if not 1 <= depth <= MAX_DEPTH:
-        raise QueryError(f"depth: between 1 and {MAX_DEPTH}")
+    DEPTH.check("depth", depth)
     near, far = ("dst", "src") if backwards else ("src", "dst")
     seen = {start}
     frontier = [start]
@@ -119,11 +118,11 @@ def outputs_preceded_by(
     align_warp run with model 12: ``(["job.name = softmean"], ["job.name = align_warp", "prov.model = 12"])``."""
     from jobprov.query.attributes import find_jobs
 
-    wanted = {f"job:{j}" for j in find_jobs(store, ancestor_query, limit=100_000)}
+    wanted = {f"job:{j}" for j in find_jobs(store, ancestor_query, limit=int(ROWS.high))}
     result: dict[str, list[str]] = {}
     if not wanted:
         return result
-    for job in find_jobs(store, jobs_query, limit=100_000):
+    for job in find_jobs(store, jobs_query, limit=int(ROWS.high)):
         if any(step.node in wanted for step in ancestors(store, f"job:{job}", depth=depth)):
             produced = descendants(store, f"job:{job}", depth=1)
             result[job] = sorted(s.node.removeprefix("artifact:") for s in produced if s.via == "produced")

@@ -24,6 +24,7 @@ from typing import Any
 
 from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.buckets import bucket_labels
+from jobprov.query.limits import ROWS
 from jobprov.query.lines import Line, Point
 from jobprov.query.names import check_metric, stored_key
 from jobprov.query.store import Store, to_utc
@@ -239,8 +240,7 @@ def baseline(
     """Statistics of the bucket's last ``last`` points (strictly ``before`` a time, when given), leaving out jobs
     annotated with any of ``exclude_annotated`` (as the series does): the median is the level, the MAD (median
     absolute deviation) the spread the regression rules use, with mean, stdev, min and max besides."""
-    if not 1 <= last <= 100_000:
-        raise QueryError("last: between 1 and 100000")
+    ROWS.check("last", last)
     where, params = _filters({}, exclude_annotated or {})
     if before is not None:
         where += " AND m.time < {before:DateTime64(3, 'UTC')}"

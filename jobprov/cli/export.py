@@ -94,7 +94,7 @@ def prov(ctx: click.Context, ref: str, fmt: str, output: Any, store: str | None,
     else:
         backend = _backend(ctx)
         try:
-            steps = [*backend.lineage(node, depth=1), *backend.lineage(node, down=True, depth=1)]
+            steps = [*backend.lineage(node, depth=1), *backend.lineage(node, direction="down", depth=1)]
         except QueryError as exc:
             raise click.ClickException(str(exc)) from exc
         job_ids = sorted({s["node"][len("job:") :] for s in steps if s["node"].startswith("job:")})

@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobprov.cli.common import SuggestingGroup, parse_pairs, processor_settings_from
+from jobprov.cli.common import SuggestingGroup, processor_settings_from
+from jobprov.cli.options import make, options
 from jobprov.errors import ConfigError, JobprovError, QueryError
+from jobprov.query import params as p
 from jobprov.query.store import to_plain
-from jobprov.stream_processors.provenance import CHANGE_KINDS
 
 if TYPE_CHECKING:
     from jobprov.query.backend import Backend
     from jobprov.settings import ProcessorSettings, Secret
 
 FORMATS = click.Choice(["table", "json", "csv"])
-NAMESPACES = click.Choice(CHANGE_KINDS)
 
 
 def _settings(ctx: click.Context) -> ProcessorSettings:
@@ -157,42 +157,27 @@ def query(ctx: click.Context, store: str | None, api: str | None) -> None:
     ctx.obj = {"store": store, "api": api}
 
 
+FORMAT = click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+TABLE_OR_JSON = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+
+
+def _ask(ctx: click.Context, question: type[p.Question], given: dict[str, Any]) -> Any:
+    """The answer to ``question`` made from a command's arguments (a bad one is a usage error on its option)."""
+    asked = make(question, given)
+    return _run(lambda: _backend(ctx).ask(asked))
+
+
 @query.command()
-@click.argument("metric")
-@click.option("--group-by", multiple=True, help="Group by these provenance keys instead of the bucket.")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Only jobs with this provenance.")
-@click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE", help="Leave out jobs annotated so.")
-@click.option("--since", help="ISO 8601 time.")
-@click.option("--until", help="ISO 8601 time.")
-@click.option("--bucket", help="Only this bucket (its id, as `jobprov query bucket` prints it).")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.Series)
+@FORMAT
 @click.pass_context
-def series(
-    ctx: click.Context,
-    metric: str,
-    group_by: tuple[str, ...],
-    filters: tuple[str, ...],
-    exclude_annotated: tuple[str, ...],
-    since: str | None,
-    until: str | None,
-    bucket: str | None,
-    fmt: str,
-) -> None:
+def series(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """METRIC over time, one line per provenance bucket (or per --group-by keys)."""
     from jobprov.query.lines import iso_millis
-    from jobprov.query.store import parse_time
 
-    lines = _run(
-        lambda: _backend(ctx).series(
-            metric,
-            group_by=group_by,
-            since=parse_time(since, "--since"),
-            until=parse_time(until, "--until"),
-            filters=parse_pairs(filters, "--filter"),
-            exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated"),
-            bucket=bucket,
-        )
-    )
+    lines = _ask(ctx, p.Series, given)
     if fmt == "json":  # the documents as they are: the points as columns
         _emit([], fmt, lines)
         return
@@ -206,86 +191,41 @@ def series(
 
 
 @query.command()
-@click.argument("metric")
-@click.argument("provenance", nargs=-1, metavar="KEY=VALUE...")
-@click.option("--last", type=int, default=50, show_default=True, help="Points in the baseline.")
-@click.option("--as-of", help="A job id or an ISO 8601 time: the baseline of the points strictly before it.")
-@click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE", help="Leave out jobs annotated so.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.Bucket)
+@FORMAT
 @click.pass_context
-def bucket(
-    ctx: click.Context,
-    metric: str,
-    provenance: tuple[str, ...],
-    last: int,
-    as_of: str | None,
-    exclude_annotated: tuple[str, ...],
-    fmt: str,
-) -> None:
+def bucket(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """The bucket METRIC with this provenance belongs to, and its baseline statistics: the median (level) and MAD
     (spread) of its last points, as of now or (--as-of) of a job or a time."""
-    pairs = parse_pairs(provenance, "KEY=VALUE")
-    excluded = parse_pairs(exclude_annotated, "--exclude-annotated")
-    found = _run(lambda: _backend(ctx).bucket(metric, pairs, last, as_of=as_of, exclude_annotated=excluded))
+    found = _ask(ctx, p.Bucket, given)
     stats = {k: v for k, v in found["baseline"].items() if k not in ("bucket", "metric")}
     _emit([{"bucket": found["bucket"], "keys": found["keys"], **stats}], fmt, found)
 
 
 @query.command()
-@click.argument("job_a")
-@click.argument("job_b")
-@click.option("--all", "show_all", is_flag=True, help="Every row: environment variables, and each package.")
-@click.option("--namespace", type=NAMESPACES, help="Only parameters, context, collected facts or inputs.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.Compare)
+@FORMAT
 @click.pass_context
-def compare(ctx: click.Context, job_a: str, job_b: str, show_all: bool, namespace: str | None, fmt: str) -> None:
+def compare(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """Provenance keys whose values differ between JOB_A and JOB_B.
 
     Packages whose version changed are always shown; packages installed in one job only are counted in one
     row unless --all."""
     from jobprov.cli.views import compare_rows
 
-    changes = _run(lambda: _backend(ctx).compare(job_a, job_b, include_env=show_all, namespace=namespace))
-    _emit(compare_rows(changes, job_a, job_b, show_all=show_all or fmt != "table"), fmt, changes)
-
-
-METHODS = click.Choice(["changepoint", "rolling_median"])
+    changes = _ask(ctx, p.Compare, given)
+    show_all = given["include_env"] or fmt != "table"
+    _emit(compare_rows(changes, given["job_a"], given["job_b"], show_all=show_all), fmt, changes)
 
 
 @query.command()
-@click.argument("metric")
-@click.option("--method", type=METHODS, help="Default: the metric's policy in the registry (changepoint).")
-@click.option("--window", type=int, default=10, show_default=True, help="rolling_median: points in the baseline.")
-@click.option("-k", "k", type=float, default=4.0, show_default=True, help="rolling_median: robust deviations.")
-@click.option("--min-points", type=int, default=10, show_default=True, help="rolling_median: points before judging.")
-@click.option("--all", "show_all", is_flag=True, help="rolling_median: every outlier, not only each run's first.")
-@click.option("--exclude-annotated", multiple=True, metavar="KEY=VALUE")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.Regressions)
+@FORMAT
 @click.pass_context
-def regressions(
-    ctx: click.Context,
-    metric: str,
-    method: str | None,
-    window: int,
-    k: float,
-    min_points: int,
-    show_all: bool,
-    exclude_annotated: tuple[str, ...],
-    fmt: str,
-) -> None:
+def regressions(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """Where METRIC's level changed in each bucket: its size, regression or improvement (the metric's policy),
     the last good and first bad job and what changed between them."""
-    found = _run(
-        lambda: _backend(ctx).regressions(
-            metric,
-            method=method,
-            window=window,
-            k=k,
-            min_points=min_points,
-            onset_only=not show_all,
-            exclude_annotated=parse_pairs(exclude_annotated, "--exclude-annotated"),
-        )
-    )
+    found = _ask(ctx, p.Regressions, given)
     # A table is read by a person: four significant digits; CSV keeps every digit.
     number = (lambda v: f"{v:.4g}") if fmt == "table" else (lambda v: v)
     rows = [
@@ -300,88 +240,77 @@ def regressions(
 
 
 @query.command()
-@click.option("--where", "groups", multiple=True, required=True, help='A group: "ATTR OP VALUE | …" (groups AND).')
-@click.option("--artifacts", is_flag=True, help="Find artifacts instead of jobs.")
-@click.option("--limit", type=int, default=1000, show_default=True)
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.FindJobs)
+@click.option("--artifacts", is_flag=True, help="Find artifacts, each with its producers, consumers, annotations.")
+@FORMAT
 @click.pass_context
-def find(ctx: click.Context, groups: tuple[str, ...], artifacts: bool, limit: int, fmt: str) -> None:
+def find(ctx: click.Context, /, artifacts: bool, fmt: str, **given: Any) -> None:
     """Jobs (or --artifacts) matching every --where group: --where "job.name = softmean" --where "time.dow >= 6"."""
-    found = _run(lambda: _backend(ctx).find(groups, artifacts=artifacts, limit=limit))
-    column = "uri" if artifacts else "job_id"
-    _emit([{column: f} for f in found], fmt, found)
+    from jobprov.cli.views import found_artifact_rows
+
+    found = _ask(ctx, p.FindArtifacts if artifacts else p.FindJobs, given)
+    _emit(found_artifact_rows(found) if artifacts else [{"job_id": f} for f in found], fmt, found)
 
 
 @query.command()
-@click.argument("uri")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@options(p.Artifact)
+@TABLE_OR_JSON
 @click.pass_context
-def artifact(ctx: click.Context, uri: str, fmt: str) -> None:
+def artifact(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """URI: the jobs that produced and used it, its revisions (checksums over time), its annotations."""
     from jobprov.cli.views import artifact_rows
 
-    found = _run(lambda: _backend(ctx).artifact(uri))
+    found = _ask(ctx, p.Artifact, given)
     _emit(artifact_rows(found) if fmt == "table" else [], fmt, found)
 
 
 @query.command()
-@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
-@click.option("--where", multiple=True, help='Only jobs matching this group: "ATTR OP VALUE | …" (groups AND).')
-@click.option("--limit", type=int, default=1000, show_default=True, help="Groups (the largest first).")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.GroupJobs)
+@FORMAT
 @click.pass_context
-def groups(ctx: click.Context, keys: tuple[str, ...], where: tuple[str, ...], limit: int, fmt: str) -> None:
+def groups(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """Jobs grouped by KEY... (param.band, ctx.software.numpy, sys.host, job.kind, …), with counts per status."""
-    found = _run(lambda: _backend(ctx).group_jobs(keys, where, limit))
+    found = _ask(ctx, p.GroupJobs, given)
     statuses = sorted({s for g in found for s in g["statuses"]})
     rows = [{**g["group"], "total": g["total"], **{s: g["statuses"].get(s, 0) for s in statuses}} for g in found]
     _emit(rows, fmt, found)
 
 
 @query.command()
-@click.argument("ref")
-@click.option("--down", is_flag=True, help="Descendants instead of ancestors.")
-@click.option("--depth", type=int, default=10, show_default=True)
-@click.option("--stop-at", multiple=True, metavar="KEY=VALUE", help="Do not go past jobs with this provenance.")
-@click.option("--containment", is_flag=True, help="Follow parent jobs and workflows too, not only used/produced.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.Lineage)
+@FORMAT
 @click.pass_context
-def lineage(
-    ctx: click.Context, ref: str, down: bool, depth: int, stop_at: tuple[str, ...], containment: bool, fmt: str
-) -> None:
+def lineage(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """Ancestors (or --down: descendants) of REF: a job id, an artifact URI, or job:/artifact: node, through the
     artifacts jobs used and produced (--containment: parent jobs and workflows too)."""
-    stops = parse_pairs(stop_at, "--stop-at")
-    steps = _run(lambda: _backend(ctx).lineage(ref, down=down, depth=depth, stop_at=stops, containment=containment))
+    steps = _ask(ctx, p.Lineage, given)
     _emit(steps, fmt, steps)
 
 
 @query.command("outputs")
-@click.option("--where", multiple=True, required=True, help='The jobs: "ATTR OP VALUE | …" (groups AND).')
-@click.option("--ancestor", multiple=True, required=True, help="An ancestor job they must have: groups as --where.")
-@click.option("--depth", type=int, default=20, show_default=True)
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.Outputs)
+@FORMAT
 @click.pass_context
-def outputs(ctx: click.Context, where: tuple[str, ...], ancestor: tuple[str, ...], depth: int, fmt: str) -> None:
+def outputs(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """Artifacts produced by the jobs matching --where that have, upstream in the data flow, a job matching
     --ancestor: --where "job.name = softmean" --ancestor "job.name = align_warp" --ancestor "param.model = 12"."""
-    found = _run(lambda: _backend(ctx).outputs_preceded_by(where, ancestor, depth))
+    found = _ask(ctx, p.Outputs, given)
     _emit([{"job_id": job, "uri": uri} for job, uris in sorted(found.items()) for uri in uris], fmt, found)
 
 
 @query.command()
-@click.argument("job_id")
+@options(p.Job)
 @click.option("--all", "show_all", is_flag=True, help="Every field, package and environment variable.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@TABLE_OR_JSON
 @click.pass_context
-def job(ctx: click.Context, job_id: str, show_all: bool, fmt: str) -> None:
+def job(ctx: click.Context, /, show_all: bool, fmt: str, **given: Any) -> None:
     """JOB_ID: state, provenance, steps, annotations, lineage, then a table of its attempts.
 
     The table groups installed packages and environment variables into a row each (--all lists them);
     --format json is the whole document."""
     from jobprov.cli.views import attempt_rows, job_rows
 
-    detail = _run(lambda: _backend(ctx).job(job_id))
+    detail = _ask(ctx, p.Job, given)
     if fmt == "json":
         _emit([], "json", detail)
     else:
@@ -393,59 +322,55 @@ def job(ctx: click.Context, job_id: str, show_all: bool, fmt: str) -> None:
 
 
 @query.command()
-@click.argument("run_id")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.Run)
+@FORMAT
 @click.pass_context
-def run(ctx: click.Context, run_id: str, fmt: str) -> None:
+def run(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """RUN_ID's members (jobs whose parent or workflow it is): program, parameters, status, inputs, outputs."""
     from jobprov.cli.views import member_rows
 
-    found = _run(lambda: _backend(ctx).run(run_id))
+    found = _ask(ctx, p.Run, given)
     _emit(member_rows(found["members"]), fmt, found)
 
 
 @query.command()
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
-@click.option("--param", "parameters", multiple=True, help="A parameter to show (model or param.model).")
-@click.option("--annotation", "annotations", multiple=True, help="An annotation key to show.")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.RunsTable)
+@FORMAT
 @click.pass_context
-def runs(
-    ctx: click.Context, run_ids: tuple[str, ...], parameters: tuple[str, ...], annotations: tuple[str, ...], fmt: str
-) -> None:
+def runs(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """RUN... side by side: status, members, and the chosen parameters and annotations of each."""
-    found = _run(lambda: _backend(ctx).runs_table(run_ids, parameters, annotations))
+    found = _ask(ctx, p.RunsTable, given)
     _emit(found, fmt, found)
 
 
 @query.command("compare-runs")
-@click.argument("run_a")
-@click.argument("run_b")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@options(p.CompareRuns)
+@FORMAT
 @click.pass_context
-def compare_runs(ctx: click.Context, run_a: str, run_b: str, fmt: str) -> None:
+def compare_runs(ctx: click.Context, /, fmt: str, **given: Any) -> None:
     """How RUN_A and RUN_B differ, member by member: programs, parameters, status, inputs and outputs (URI and
     checksum) and structure, never job ids."""
-    found = _run(lambda: _backend(ctx).compare_runs(run_a, run_b))
+    found = _ask(ctx, p.CompareRuns, given)
+    run_a, run_b = given["run_a"], given["run_b"]
     _emit([{"aspect": r["aspect"], "member": r["member"], "item": r["item"], run_a: r["a"], run_b: r["b"]}
            for r in found], fmt, found)  # fmt: skip
 
 
 @query.command()
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@FORMAT
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
     """Jobs by status."""
-    counts = _run(lambda: _backend(ctx).status())
+    counts = _ask(ctx, p.Status, {})
     _emit([{"status": s, "jobs": n} for s, n in sorted(counts.items())], fmt, counts)
 
 
 @query.command()
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@FORMAT
 @click.pass_context
 def metrics(ctx: click.Context, fmt: str) -> None:
     """Every metric with points: unit, points, buckets, newest point."""
-    found = _run(lambda: _backend(ctx).metrics())
+    found = _ask(ctx, p.Metrics, {})
     _emit(found, fmt, found)
 
 
@@ -453,21 +378,10 @@ def metrics(ctx: click.Context, fmt: str) -> None:
 @click.argument("metric")
 @click.option("--png", type=click.Path(dir_okay=False), help="Write the plot here as a PNG.")
 @click.option("--html", type=click.Path(dir_okay=False), help="Write a standalone HTML page here.")
-@click.option("--group-by", multiple=True, help="Group by these provenance keys instead of the bucket.")
-@click.option("--window", type=int, default=10, show_default=True)
-@click.option("-k", "k", type=float, default=4.0, show_default=True)
-@click.option("--min-points", type=int, default=10, show_default=True)
+@options(p.Series, only=("group_by",))
+@options(p.Regressions, only=("window", "k", "min_points"))
 @click.pass_context
-def plot(
-    ctx: click.Context,
-    metric: str,
-    png: str | None,
-    html: str | None,
-    group_by: tuple[str, ...],
-    window: int,
-    k: float,
-    min_points: int,
-) -> None:
+def plot(ctx: click.Context, /, metric: str, png: str | None, html: str | None, **given: Any) -> None:
     """METRIC per provenance bucket with its regressions ringed, as a PNG and/or an HTML page."""
     from pathlib import Path
 
@@ -475,9 +389,11 @@ def plot(
 
     if not png and not html:
         raise click.UsageError("say where: --png FILE and/or --html FILE")
+    asked_series = make(p.Series, {"metric": metric, "group_by": given.pop("group_by")})
+    asked_regressions = make(p.Regressions, {"metric": metric, **given, "onset_only": False})
     backend = _backend(ctx)
-    lines = _run(lambda: backend.series(metric, group_by=group_by))
-    found = _run(lambda: backend.regressions(metric, window=window, k=k, min_points=min_points, onset_only=False))
+    lines = _run(lambda: backend.ask(asked_series))
+    found = _run(lambda: backend.ask(asked_regressions))
     if png:
         click.echo(f"wrote {_run(lambda: series_png(metric, lines, found, Path(png)))}")
     if html:

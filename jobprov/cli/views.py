@@ -150,6 +150,19 @@ def artifact_rows(found: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def found_artifact_rows(found: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Artifacts an attribute search found, one row each: URI, checksums, producers, consumers, annotations (each
+    list joined by "; ": ids and values may hold commas and spaces)."""
+    return [
+        {"uri": a["uri"],
+         "checksums": "; ".join(sorted({r["checksum"] for r in a["revisions"] if r["checksum"]})),
+         "producers": "; ".join(sorted({e["job_id"] for e in a["producers"]})),
+         "consumers": "; ".join(sorted({e["job_id"] for e in a["consumers"]})),
+         "annotations": "; ".join(f"{n['key']}={n['value']}" for n in a["annotations"])}
+        for a in found
+    ]  # fmt: skip
+
+
 def member_rows(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A run's members, one row each: place, program, status, parameters, inputs and outputs (with checksums)."""
     return [

@@ -7,9 +7,12 @@ in the main thread. The worker and the API share the store, which no other proce
 other processes find the API through ``<home>/up.json`` and ask it instead.
 
 Stopping (Ctrl-C, SIGTERM) stops the worker, the API and the broker, and removes ``up.json``. The store
-survives a restart; the broker keeps its log in memory, so what it held is gone, but every event it had
-delivered is in the store's events table and every event it could not take is in the emitters' spool. On
-start the worker loads the jobs it held from the store's checkpoints, so a job that spans a restart carries on.
+survives a restart, and so does the broker's log (``--broker-log durable``, the default: Tansu on a local S3 store
+under ``<home>/broker``, see durable.py): an event the broker acknowledged is folded even if ``jobprov up`` is
+killed before it was, at the next start, from the worker's last committed offset (redelivered events change
+nothing). Every event the broker could not take is in the emitters' spool. On start the worker loads the jobs it
+held from the store's checkpoints, so a job that spans a restart carries on. ``--broker-log memory`` keeps the
+log in memory: lighter, and what the broker held but the worker had not folded is lost on a crash.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ INFO_FILE = "up.json"
 DEFAULT_KAFKA_PORT = 9092  # what emitters and workers reach with no configuration
 DEFAULT_API_PORT = 8000
 TOPIC = "jobprov.events"
+BROKER_LOGS = ("durable", "memory")
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,14 @@ def up(
     api_port: int = DEFAULT_API_PORT,
     announce: Any = print,
     api_settings: ApiSettings | None = None,
+    broker_log: str = "durable",
 ) -> None:
     """Run the local service until stopped. ``settings`` are the worker's; source and sink are set here; the API
-    (on 127.0.0.1) takes ``api_settings``."""
+    (on 127.0.0.1) takes ``api_settings``; ``broker_log`` is ``durable`` (on disk under ``<home>/broker``,
+    kept across restarts and crashes) or ``memory`` (gone when the broker stops)."""
+    from jobprov.embedded.durable import DurableBroker
     from jobprov.embedded.tansu import Broker, port_free
+    from jobprov.embedded.trim import LogTrimmer
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
     from jobprov.settings import EmitterSettings
@@ -172,10 +180,19 @@ def up(
         if not port_free(port):
             raise JobprovError(f"port {port} on 127.0.0.1 is in use; choose another with {name}")
 
-    broker = Broker(kafka_port, log_path=home / "broker.log", detached=True)
+    if broker_log not in BROKER_LOGS:
+        raise JobprovError(f"--broker-log must be one of {', '.join(BROKER_LOGS)}, not {broker_log!r}")
+    broker: Broker | DurableBroker = (
+        DurableBroker(kafka_port, home / "broker", detached=True)
+        if broker_log == "durable"
+        else Broker(kafka_port, log_path=home / "broker.log", detached=True)
+    )
     api: ApiThread | None = None
+    trimmer: LogTrimmer | None = None
     try:
         broker.start()
+        if isinstance(broker, DurableBroker):  # what the worker committed is in the store: the log lets it go
+            trimmer = LogTrimmer(broker.store, broker.bootstrap, TOPIC, settings.app_id).start()
         store_url = f"chdb://{home / 'store'}"
         settings = _with(settings, source_url=broker.url(TOPIC), sink_url=store_url)
         # The worker's sink opens the store and migrates it; the API reads the same store in this process.
@@ -205,12 +222,15 @@ def up(
             f"  metrics:  http://{settings.metrics_bind}:{settings.metrics_port}/metrics\n"
             f"Ctrl-C stops it."
         )
-        # The broker starts empty; the worker's state comes from the store (the jobs it held when it stopped, and
-        # any older job an event names), so jobs that span a restart fold onto what they were. On Ctrl-C it first
-        # folds what the broker still holds: the broker keeps its log in memory only.
+        # The worker's state comes from the store (the jobs it held when it stopped, and any older job an event
+        # names), so jobs that span a restart fold onto what they were. On Ctrl-C it first folds what the broker
+        # holds, so the store is current when the service is down (a memory log would lose it).
         run_worker(settings, sink, drain=True, on_signal=lambda: announce("stopping: folding what the broker holds"))
     finally:
-        # The broker first: every event it acknowledges from now on is one the worker will not fold.
+        # The broker first: an event it acknowledges from now on waits in its log for the next start (or, with a
+        # memory log, is lost), so it stops taking them as soon as the worker is done.
+        if trimmer is not None:
+            trimmer.stop()
         broker.stop(grace=0.5)
         log.debug("broker stopped")
         if api is not None:

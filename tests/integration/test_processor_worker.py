@@ -1,4 +1,4 @@
-"""The faust worker on a real broker: folds, dead-letters garbage, survives SIGKILL, scales to 2 workers."""
+"""The worker on a real broker: folds, dead-letters garbage, survives SIGKILL, scales to 2 workers, rebalances."""
 
 from __future__ import annotations
 
@@ -138,6 +138,46 @@ def test_two_workers_on_two_partitions_match_one(kafka: Endpoint, settings_for: 
         for msg in derived.messages:
             jobs_by_partition.setdefault(msg.partition(), set()).add(msg.key().decode().split("|")[0])
         assert len(jobs_by_partition) == 2
+    finally:
+        for w in workers:
+            stop(w)
+        derived.close()
+
+
+def test_a_worker_joining_while_jobs_are_open_changes_no_output(
+    kafka: Endpoint, settings_for: Settings, tmp_path: Path
+) -> None:
+    """A rebalance mid-job: the first worker folds the first half of open jobs, a second joins (the first hands
+    one partition over: flush, commit, forget those jobs; the second rebuilds them from the log up to the
+    committed offset), the jobs go on and finish. The outputs equal one worker's fold of the whole log."""
+    topic = _topics(kafka, 2)
+    emitter = create_emitter(settings_for(f"kafka://{kafka.bootstrap}/{topic}"))
+    jobs = [
+        Job(name=f"open{i}", provenance={"dataset": "hsc", "band": "ri"[i % 2]}, emitter=emitter) for i in range(16)
+    ]
+    for job in jobs:
+        job.__enter__()
+        job.metric("AM1", 10.0 + len(job.job_id) % 3, unit="mas")
+    assert emitter.flush(30)
+    derived = Collector(kafka.bootstrap, f"{topic}.derived")
+    first = start_worker(kafka.bootstrap, topic, 2, tmp_path, "a")
+    workers = [first]
+    try:
+        _wait_for_metric(first, 'jobprov_events_folded_total{event_type="MetricMeasured"}', len(jobs), timeout=90)
+        workers.append(start_worker(kafka.bootstrap, topic, 2, tmp_path, "b"))
+        deadline = time.monotonic() + 90
+        while "assigned " not in (tmp_path / "worker-b.log").read_text():  # the rebalance happened
+            assert time.monotonic() < deadline and workers[1].poll() is None, "the second worker got no partition"
+            time.sleep(0.5)
+        assert "revoked " in (tmp_path / "worker-a.log").read_text(), "the first handed a partition over"
+        for job in jobs:
+            job.metric("AM1", 11.0, unit="mas")
+            job.annotate("reviewed", "yes")
+            job.__exit__(None, None, None)
+        assert emitter.close().delivered > 0
+        expected, _ = expected_from_raw(consume(kafka.bootstrap, topic, expected=1, idle=2))
+        assert _wait_until_equal(derived, expected, timeout=120) == expected
+        assert all(w.poll() is None for w in workers)
     finally:
         for w in workers:
             stop(w)

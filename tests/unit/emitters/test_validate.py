@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from jobprov.emitters.job import Job
-from jobprov.emitters.validate import MAX_TIME_MS, MIN_TIME_MS, check_event
+from jobprov.emitters.validate import MAX_TIME_MS, MIN_TIME_MS, check_code, check_event, check_import, check_status
 from jobprov.errors import InvalidEventError, JobprovError
 from jobprov.schemas.models import Annotation, MetricMeasured
 from tests.unit.emitters.test_emitter import make_emitter, read_spool
@@ -50,6 +50,27 @@ def test_refused_with_the_rule_named(payload: Any, time_ms: int | None, rule: st
 @pytest.mark.parametrize(("payload", "time_ms"), ACCEPTED)
 def test_accepted(payload: Any, time_ms: int | None) -> None:
     check_event(payload, time_ms)
+
+
+@pytest.mark.parametrize("host", ["", "nid\n1", "a\x00b"])
+def test_a_named_host_must_be_text_without_control_characters(host: str) -> None:
+    with pytest.raises(InvalidEventError, match="host: a host must be non-empty and free of control characters"):
+        check_import(host=host)
+    check_import(host="nid001 ü")
+
+
+def test_a_jobs_end_takes_its_statuses_and_32_bit_codes() -> None:
+    with pytest.raises(InvalidEventError, match="status must be one of succeeded, failed, aborted, preempted"):
+        check_status("done")
+    with pytest.raises(InvalidEventError, match="exit_code got 2147483648"):
+        check_code("exit_code", 2**31)
+    with pytest.raises(InvalidEventError, match="signal got 0"):
+        check_code("signal", 0)
+    with pytest.raises(InvalidEventError, match="exit_code got True"):
+        check_code("exit_code", True)
+    check_status("preempted")
+    check_code("exit_code", -(2**31))
+    check_code("signal", 9)
 
 
 def test_the_time_range_is_the_stores(tmp_path: Path) -> None:
