@@ -162,3 +162,13 @@ def test_a_jobcomp_start_record_leaves_the_provenance_to_the_end_record() -> Non
     provenance = [r.payload.values for r in ended if isinstance(r.payload, ProvenanceDeclared)]
     assert provenance[0]["slurm.state"] == "COMPLETED"
     assert {r.attempt for r in ended} == {1}, "the same attempt: the same start time"
+
+
+def test_jobcomp_reader_remembers_a_bounded_number_of_jobs() -> None:
+    read = JobcompReader(remember=2)
+    records = _jobcomp()
+    first, requeued = records[3], records[4]  # job 1020's two attempts
+    read(first, "o1")
+    read(records[0], "o2")
+    read(records[1], "o3")  # a third job: 1020 is forgotten
+    assert {r.attempt for r in read(requeued, "o4")} == {1}, "documented: numbered afresh once forgotten"
