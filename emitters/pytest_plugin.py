@@ -5,8 +5,9 @@ unless ``--jobprov`` is given. Then:
 
 - the session is a job (kind ``ci``, name ``--jobprov-name``, default ``pytest``; id ``--jobprov-job-id`` or a new
   uuid; ``--jobprov-param KEY=VALUE`` adds provenance; inside ``jobprov run`` it joins the wrapping job as a
-  step). It finishes ``succeeded`` when the session's exit status is 0 (or 5, no tests collected), else ``failed``,
-  with the metrics ``pytest.passed``, ``pytest.failed``, ``pytest.skipped`` and ``pytest.duration`` (s);
+  step). It finishes ``succeeded`` when the session's exit status is 0 (or 5, no tests collected), else ``failed``
+  (``pytest exit status 1 (TESTS_FAILED)``), the status as its exit code, with the metrics ``pytest.passed``,
+  ``pytest.failed``, ``pytest.skipped`` and ``pytest.duration`` (s);
 - each test is a step named for its node id with the module path dotted (``tests.test_io::test_read[x]``, as
   pytest-benchmark's metrics are named), from the start of its setup to the end of its teardown: ``failed``
   when any phase failed (the exception type and the crash message, redacted and cut), ``skipped`` when skipped
@@ -90,6 +91,13 @@ def _failure(report: pytest.TestReport) -> tuple[str | None, str]:
     if sep and head.replace(".", "").replace("_", "").isalnum() and " " not in head:
         return head, rest
     return None, text
+
+
+def _exit_name(code: int) -> str:
+    try:
+        return pytest.ExitCode(code).name
+    except ValueError:
+        return "unknown"
 
 
 class SessionRecorder:
@@ -177,7 +185,10 @@ class SessionRecorder:
             for key, count in self.counts.items():
                 self.job.metric(f"pytest.{key}", count)
             self.job.metric("pytest.duration", time.time() - self._started, "s")
-            self.job.finish(status="succeeded" if int(exitstatus) in _EXIT_OK else "failed")
+            code = int(exitstatus)
+            # An exception, not only a status, so that a session joined to a `jobprov run` job fails its step too.
+            failure = None if code in _EXIT_OK else SystemExit(f"pytest exit status {code} ({_exit_name(code)})")
+            self.job.finish(failure, status="succeeded" if failure is None else "failed", exit_code=code)
 
         self._guard("session finish", finish)
 

@@ -73,7 +73,8 @@ def test_a_session_is_a_job_with_steps_and_metrics(
     _fold(store, messages)
 
     job = LocalBackend(Store(store, store.jobprov_database)).job("tests-1")
-    assert (job["name"], job["kind"], job["status"]) == ("pytest", "ci", "failed")
+    assert (job["name"], job["kind"], job["status"], job["exit_code"]) == ("pytest", "ci", "failed", 1)
+    assert job["exception_message"] == "pytest exit status 1 (TESTS_FAILED)"
     assert job["provenance"]["branch"] == "main"
     steps = _rows(
         store,
