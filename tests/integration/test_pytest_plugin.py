@@ -132,3 +132,19 @@ def test_without_the_flag_nothing_is_recorded_and_the_fixture_is_a_no_op(
     result.assert_outcomes(passed=3, failed=1, skipped=1, xfailed=1, errors=1)
     assert "jobprov: recorded" not in result.stdout.str()
     assert consume(kafka.bootstrap, topic, expected=0, timeout=4, idle=2) == []
+
+
+def test_inside_jobprov_run_the_session_is_a_step_of_the_wrapping_job(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, kafka: Endpoint, topic: str
+) -> None:
+    monkeypatch.setenv("JOBPROV_URL", kafka.url(topic))
+    monkeypatch.setenv("JOBPROV_JOB_ID", "outer-1")  # what `jobprov run` sets for the program it wraps
+    result = inner.runpytest_subprocess("--jobprov")
+    result.assert_outcomes(passed=3, failed=1, skipped=1, xfailed=1, errors=1)
+    events = events_of(consume(kafka.bootstrap, topic, expected=20))
+    assert {e.job_id for e in events} == {"outer-1"}
+    assert not [e for e in events if e.event_type in ("JobSubmitted", "JobFinished")], "the wrapper owns the job"
+    finished = {e.payload.name: e.payload for e in events if e.event_type == "StepFinished"}
+    assert finished["pytest"].status == "failed"
+    started = [e.payload for e in events if e.event_type == "StepStarted" and e.payload.name != "pytest"]
+    assert len(started) == 7 and {s.parent_step for s in started} == {"pytest"}
