@@ -46,6 +46,7 @@ from jobprov.errors import InvalidEventError
 from jobprov.schemas.models import (
     JOB_KINDS,
     JOB_WAIT_STATUSES,
+    STEP_STATUSES,
     Annotation,
     ArtifactProduced,
     ArtifactUsed,
@@ -503,6 +504,35 @@ class Job:
         """Record an output artifact."""
         step = self._current_step()
         self._emit(ArtifactProduced(uri=str(uri), checksum=checksum, size_bytes=size, role=role, step=step), time)
+
+    @_safe
+    def record_step(
+        self,
+        name: str,
+        status: str,
+        *,
+        start: Time,
+        end: Time,
+        attempt: int = 1,
+        exception_type: str | None = None,
+        exception_message: str | None = None,
+        caveats: Sequence[str] = (),
+    ) -> None:
+        """A step that already ran (a test, a task read from a log): StepStarted at ``start``, StepFinished with
+        ``status`` at ``end``. The message is redacted and cut like an exception's."""
+        if status not in STEP_STATUSES:  # checked before anything is sent: no step left half recorded
+            raise ValueError(f"status must be one of {', '.join(STEP_STATUSES)}, got {status!r}")
+        message = None if exception_message is None else redact_text(exception_message)[:_MESSAGE_LIMIT]
+        self._emit(StepStarted(name=name, step_attempt=attempt, parent_step=self._current_step()), start)
+        finished = StepFinished(
+            name=name,
+            step_attempt=attempt,
+            status=status,
+            exception_type=exception_type,
+            exception_message=message,
+            caveats=[str(c) for c in caveats],
+        )
+        self._emit(finished, end)
 
     @contextlib.contextmanager
     def step(self, name: str, attempt: int = 1) -> Iterator[Step]:

@@ -115,12 +115,18 @@ def to_events(records: Sequence[Record], importer: str, environ: dict[str, str] 
 
 def send(records: Sequence[Record], settings: EmitterSettings, importer: str, source: str) -> DeliveryReport:
     """Check every record, then send them all through the configured transport (see the module docstring)."""
-    from jobprov.emitters.factory import make_codec, make_transport
-    from jobprov.schemas.wire import encode_event
-
     problems = check(records)
     if problems:
         raise BadInputError(source, problems)
+    return deliver(records, settings, importer)
+
+
+def deliver(records: Sequence[Record], settings: EmitterSettings, importer: str) -> DeliveryReport:
+    """Send records already checked (:func:`check`) through a transport of their own, closed before returning:
+    the report says what the broker took, what went to the spool and what was lost."""
+    from jobprov.emitters.factory import make_codec, make_transport
+    from jobprov.schemas.wire import encode_event
+
     codec = make_codec(settings)
     transport = make_transport(settings)
     framed = [Framed(e.job_id, encode_event(e, codec), e.event_id) for e in to_events(records, importer)]

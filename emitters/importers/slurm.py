@@ -130,7 +130,7 @@ def _steps(record: dict[str, Any], job_id: str, attempt: int, where: str, proble
     return out
 
 
-def _attempt(record: dict[str, Any], where: str, attempt: int, problems: list[str]) -> list[Record]:
+def attempt_records(record: dict[str, Any], where: str, attempt: int, problems: list[str]) -> list[Record]:
     cluster = str(record.get("cluster") or "cluster")
     job_id, parent, scheduler_ids = _ids(record, cluster)
     submitted_at = _time(_get(record, "time/submission"))
@@ -223,11 +223,17 @@ def read_sacct_json(data: bytes, source: str) -> list[Record]:
         raise BadInputError(source, [f"{where}: not JSON ({exc})"]) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
         raise BadInputError(source, ["not sacct --json output: no 'jobs' list"])
-    problems: list[str] = []
+    return read_jobs(doc["jobs"], source, [f"jobs[{i}]" for i in range(len(doc["jobs"]))])
+
+
+def read_jobs(jobs: list[Any], source: str, places: list[str], problems: list[str] | None = None) -> list[Record]:
+    """The records of job records in ``sacct --json``'s shape (other forms are first put in that shape), each
+    named in errors by its place in ``places`` (``jobs[3]``, ``line 7``); all or nothing."""
+    problems = list(problems or [])
     groups: dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-    for i, record in enumerate(doc["jobs"]):
+    for i, record in enumerate(jobs):
         if not isinstance(record, dict) or not isinstance(record.get("job_id"), int):
-            problems.append(f"jobs[{i}]: not a job record (no numeric job_id)")
+            problems.append(f"{places[i]}: not a job record (no numeric job_id)")
             continue
         groups[(record.get("cluster"), record["job_id"])].append((i, record))
     records: list[Record] = []
@@ -238,7 +244,7 @@ def read_sacct_json(data: bytes, source: str) -> list[Record]:
             restarts = _number(record.get("restart_cnt")) or 0
             attempt = max(restarts + 1, previous + 1)
             previous = attempt
-            records += _attempt(record, f"jobs[{i}] (job {record['job_id']})", attempt, problems)
+            records += attempt_records(record, f"{places[i]} (job {record['job_id']})", attempt, problems)
     if problems:
         raise BadInputError(source, problems)
     return records

@@ -89,14 +89,31 @@ def pytest_benchmark(ctx: click.Context, path: str, job_id: str | None, parent_j
 
 @import_.command()
 @click.argument("path", type=click.Path(dir_okay=False))
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="Zone of the parsable form's times without an offset (sacct prints the host's local time).",
+)
 @click.pass_context
-def slurm(ctx: click.Context, path: str) -> None:
-    """Slurm accounting from `sacct --json` (add --duplicates for every attempt of requeued jobs).
+def slurm(ctx: click.Context, path: str, timezone: str) -> None:
+    """Slurm accounting: `sacct --json`, or `sacct --parsable2 --format=...` with its header line (add
+    --duplicates for every attempt of requeued jobs). Both go through one mapping.
 
     PATH '-' reads standard input: `sacct --json --duplicates -S 2026-05-01 | jobprov import slurm -`."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     from jobprov.emitters.importers.slurm import IMPORTER, read_sacct_json
+    from jobprov.emitters.importers.slurm_forms import read_sacct_parsable
+
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise click.BadParameter(f"{timezone!r} is not a time zone name", param_hint="--timezone") from exc
 
     def read(data: bytes) -> Sequence[Record]:
-        return read_sacct_json(data, path)
+        if data.lstrip()[:1] == b"{":
+            return read_sacct_json(data, path)
+        return read_sacct_parsable(data, path, zone)
 
     _import(ctx, path, IMPORTER, read)

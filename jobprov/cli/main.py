@@ -29,6 +29,7 @@ COMMANDS = {
     "export": "jobprov.cli.export",
     "alert": "jobprov.cli.alert",
     "alerts": "jobprov.cli.alert",
+    "ingest": "jobprov.cli.ingest",
 }
 
 

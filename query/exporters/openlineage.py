@@ -7,17 +7,21 @@ From a job document (``query/jobs.py``, as ``jobprov query job --format json`` p
 - ``run.runId``: the job id when it is a UUID (a run that came in through OpenLineage keeps its id), else a
   uuid5 of it (stable: exporting twice gives the same ids). ``job``: namespace ``openlineage.namespace`` from the
   provenance, else ``jobprov``; name the job's name.
-- Run facets: ``parent`` (the parent job, its runId made the same way), ``errorMessage`` (a failed job's exception;
-  the language is the exception type, the spec requires one), ``processing_engine`` (jobprov and its version),
-  ``nominalTime`` when the provenance has ``openlineage.nominal_start_time``. Job facet ``jobType``
-  (``BATCH``, integration ``JOBPROV``, the job's kind).
+- Run facets: ``parent`` (the parent job, else the workflow, its runId made the same way), ``errorMessage`` (a
+  failed job's exception; the language is the exception type, the spec requires one), ``processing_engine``
+  (jobprov and its version), ``nominalTime`` when the provenance has ``openlineage.nominal_start_time``. Job
+  facet ``jobType`` (``BATCH``, integration ``JOBPROV``, the job's kind).
 - Inputs and outputs: the artifacts the job used and produced, split into namespace (scheme and authority) and
   name (the path), the inverse of the ingest's ``namespace/name``.
+
+A run (a job with members, ``query/runs.py``) is its own job's events and its members', in event time order
+(:func:`runs_events`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,8 +69,17 @@ def _datasets(job: dict[str, Any], relation: str) -> list[tuple[str, str]]:
     return out
 
 
-def run_events(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """The job's RunEvents as the JSON objects the spec defines (see the module docstring)."""
+def runs_events(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The RunEvents of several jobs (a run and its members) in event time order; a member's ``parent`` facet
+    names the run by the run's job name when the run is among them."""
+    names = {job["job_id"]: str(job.get("name") or job["job_id"]) for job in jobs}
+    events = [event for job in jobs for event in run_events(job, names)]
+    return sorted(events, key=lambda e: datetime.fromisoformat(e["eventTime"].replace("Z", "+00:00")))
+
+
+def run_events(job: dict[str, Any], parent_names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The job's RunEvents as the JSON objects the spec defines (see the module docstring). ``parent_names``:
+    job names by id, for the parent facet of a job whose parent came in other than through OpenLineage."""
     try:
         from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
         from openlineage.client.generated import (
@@ -87,11 +100,12 @@ def run_events(job: dict[str, Any]) -> list[dict[str, Any]]:
             version=__version__, name="jobprov", producer=PRODUCER
         )
     }
-    if job.get("parent_job_id"):
-        parent_name = provenance.get("openlineage.parent.job_name") or job["parent_job_id"]
+    parent = job.get("parent_job_id") or job.get("workflow_id")  # a workflow's task: the workflow is its parent
+    if parent:
+        parent_name = provenance.get("openlineage.parent.job_name") or (parent_names or {}).get(parent) or parent
         parent_ns = provenance.get("openlineage.parent.job_namespace") or namespace
         facets["parent"] = parent_run.ParentRunFacet(
-            run=parent_run.Run(runId=run_id(job["parent_job_id"])),
+            run=parent_run.Run(runId=run_id(parent)),
             job=parent_run.Job(namespace=parent_ns, name=parent_name),
             producer=PRODUCER,
         )

@@ -5,7 +5,8 @@ From job documents (``query/jobs.py``):
 - each job is an activity ``job:<id>`` (start and end times, ``jobprov:status``, ``jobprov:name``, ``jobprov:kind``,
   exit code, exception; each provenance value as ``jobprov:<key>``, each annotation as ``jobprov:annotation.<key>``);
   each of its attempts an activity ``job:<id>/attempt/<n>`` (``jobprov:job``, ``jobprov:status``), a retry
-  ``wasInformedBy`` the attempt before it; a job with a parent ``wasInformedBy`` the parent's activity;
+  ``wasInformedBy`` the attempt before it; a job with a parent (or a workflow) ``wasInformedBy`` the parent's
+  activity, so a run exported with its members links each member to the run;
 - each artifact an entity ``artifact:<percent-encoded URI>`` (``prov:location`` the URI, checksum and role when
   known): ``used`` by the jobs that read it, ``wasGeneratedBy`` the job that wrote it;
 - agents: the host it ran on (``host:<name>``, a ``prov:SoftwareAgent``) and the submitter (``user:<name>``, a
@@ -69,8 +70,9 @@ def document(jobs: list[dict[str, Any]]) -> Any:
             if previous is not None:
                 doc.wasInformedBy(attempt, previous)
             previous = attempt
-        if job.get("parent_job_id"):
-            doc.wasInformedBy(activity, f"job:{_local(job['parent_job_id'])}")
+        parent = job.get("parent_job_id") or job.get("workflow_id")  # a run's member: informed by the run
+        if parent:
+            doc.wasInformedBy(activity, f"job:{_local(parent)}")
         for kind, key, agent_type in (("host", "host", "prov:SoftwareAgent"), ("user", "submitter", "prov:Person")):
             if job.get(key):
                 name = f"{kind}:{_local(job[key])}"

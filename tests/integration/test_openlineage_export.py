@@ -65,6 +65,15 @@ def _facet_ref(name: str) -> str:
     return f"{schema['$id']}#/$defs/{FACETS[name]}"
 
 
+def _validate_all(events: list[dict[str, Any]]) -> None:
+    run_event = _validator(f"{CORE}#/$defs/RunEvent")
+    for event in events:
+        run_event.validate(event)
+        for where in (event["run"], event["job"]):
+            for name, facet in where.get("facets", {}).items():
+                _validator(_facet_ref(name)).validate(facet)
+
+
 def _fold(store: Any, jobs: dict[str, list[Any]]) -> None:
     producer = Producer("test", "0", "p")
     events = []
@@ -94,6 +103,18 @@ def jobs(store: Any) -> Store:
                 JobFinished(status="failed", exit_code=1, exception_type="OSError", exception_message="disk full"),
             ],
             "running-1": [JobSubmitted(name="reduce", kind="hpc"), started],
+            "campaign-1": [
+                JobSubmitted(name="campaign", kind="pipeline"),
+                started,
+                ArtifactUsed(uri="s3://raw/visit-1.fits"),
+                JobFinished(status="failed", exit_code=1),
+            ],
+            "calib-8": [
+                JobSubmitted(name="calibrate", kind="batch", workflow_id="campaign-1", dag_node="calibrate[8]"),
+                started,
+                ArtifactProduced(uri="s3://calexp/visit-8.fits"),
+                JobFinished(status="succeeded", exit_code=0),
+            ],
         },
     )
     return Store(store, store.jobprov_database)
@@ -102,12 +123,7 @@ def jobs(store: Any) -> Store:
 def test_exported_events_validate_against_the_spec(jobs: Store) -> None:
     events = run_events(LocalBackend(jobs).job("calib-7"))
     assert [e["eventType"] for e in events] == ["START", "FAIL"]
-    run_event = _validator(f"{CORE}#/$defs/RunEvent")
-    for event in events:
-        run_event.validate(event)
-        for where in (event["run"], event["job"]):
-            for name, facet in where.get("facets", {}).items():
-                _validator(_facet_ref(name)).validate(facet)
+    _validate_all(events)
     start, fail = events
     assert start["run"]["runId"] == run_id("calib-7") == fail["run"]["runId"]
     assert start["eventTime"] == "2026-05-01T03:02:00Z" and fail["eventTime"] == "2026-05-01T03:07:00Z"
@@ -153,3 +169,27 @@ def test_cli_writes_json_lines_and_a_running_job_has_only_its_start(api: str) ->
     _validator(f"{CORE}#/$defs/RunEvent").validate(events[0])
     missing = subprocess.run([*command, "nope"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "nope" in missing.stderr
+
+
+def test_a_run_exports_with_its_members_and_validates(api: str) -> None:
+    command = [sys.executable, "-m", "jobprov.cli.main", "export", "openlineage", "--api", api]
+    done = subprocess.run([*command, "campaign-1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    _validate_all(events)
+    by_run: dict[str, list[str]] = {}
+    for event in events:
+        by_run.setdefault(event["run"]["runId"], []).append(event["eventType"])
+    run, member_a, member_b = run_id("campaign-1"), run_id("calib-7"), run_id("calib-8")
+    assert by_run == {run: ["START", "FAIL"], member_a: ["START", "FAIL"], member_b: ["START", "COMPLETE"]}
+    times = [datetime.fromisoformat(e["eventTime"].replace("Z", "+00:00")) for e in events]
+    assert times == sorted(times)
+    for event in events:
+        if event["run"]["runId"] != run and event["eventType"] == "START":
+            parent = event["run"]["facets"]["parent"]
+            assert parent["run"]["runId"] == run and parent["job"]["name"] == "campaign"
+    outputs = [(d["namespace"], d["name"]) for e in events if e["run"]["runId"] == member_b for d in e["outputs"]]
+    assert outputs == [("s3://calexp", "visit-8.fits")]
+    # the member jobs alone export without the run's members
+    single = subprocess.run([*command, "calib-8"], capture_output=True, text=True, timeout=120)
+    assert {json.loads(line)["run"]["runId"] for line in single.stdout.splitlines()} == {member_b}

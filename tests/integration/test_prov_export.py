@@ -119,3 +119,27 @@ def test_cli_exports_an_artifact_with_its_producer_and_users(api: str) -> None:
     assert {"job:warp-1", "job:reslice-1", "artifact:file%3A%2F%2F%2Fw%2Fwarp1"} <= names
     missing = subprocess.run([*command, "s3://nowhere/x"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "no job produced or used" in missing.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "ttl"])
+def test_cli_exports_a_run_with_its_members(api: str, fmt: str) -> None:
+    from prov.model import ProvCommunication
+
+    command = [sys.executable, "-m", "jobprov.cli.main", "export", "prov", "--api", api, "--format", fmt]
+    done = subprocess.run([*command, "warp-1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    doc = _load(done.stdout, fmt)
+    records = doc.get_records()
+    names = {str(r.identifier) for r in records if r.identifier is not None}
+    assert {"job:warp-1", "job:reslice-1", "job:reslice-1/attempt/1"} <= names
+    informed = {
+        (str(r.get_attribute("prov:informed").pop()), str(r.get_attribute("prov:informant").pop()))
+        for r in records
+        if isinstance(r, ProvCommunication)
+    }
+    assert ("job:reslice-1", "job:warp-1") in informed, "the member is linked to the run"
+    member = subprocess.run([*command, "reslice-1"], capture_output=True, text=True, timeout=120)
+    names = {str(r.identifier) for r in _load(member.stdout, fmt).get_records() if r.identifier is not None}
+    assert "job:reslice-1" in names and "job:warp-1" not in names, "a member alone has no members"
+    missing = subprocess.run([*command, "nope"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "nope" in missing.stderr

@@ -382,3 +382,25 @@ def test_job_methods_swallow_bad_input(spool: Path, emitter: Emitter) -> None:
     report = emitter.close()
     assert len(report.errors) == 2
     assert [e.payload.name for e in read_spool(spool) if isinstance(e.payload, MetricMeasured)] == ["ok"]
+
+
+def test_a_recorded_step_has_its_own_times_status_and_redacted_message(spool: Path, emitter: Emitter) -> None:
+    """Job.record_step: a step that already ran (a test), at its own times; an unknown status sends nothing."""
+    at = datetime(2026, 9, 21, 12, 0, tzinfo=UTC).timestamp()
+    secret = "password=hunter2hunter2 " + "x" * 5000
+    with Job("tests", job_id="t-1", emitter=emitter) as job:
+        job.record_step("a::b", "failed", start=at + 1, end=at + 3, attempt=2, exception_type="ValueError",
+                        exception_message=secret)  # fmt: skip
+        job.record_step("a::c", "skipped", start=at + 3, end=at + 3)
+        job.record_step("a::d", "exploded", start=at, end=at)  # refused whole, never raised
+    emitter.close()
+    steps = [e for e in read_spool(spool) if e.event_type in ("StepStarted", "StepFinished")]
+    assert [(e.event_type, e.payload.name, e.event_time.second) for e in steps] == [
+        ("StepStarted", "a::b", 1),
+        ("StepFinished", "a::b", 3),
+        ("StepStarted", "a::c", 3),
+        ("StepFinished", "a::c", 3),
+    ]
+    failed = steps[1].payload
+    assert (failed.status, failed.step_attempt, failed.exception_type) == ("failed", 2, "ValueError")
+    assert "hunter2hunter2" not in failed.exception_message and len(failed.exception_message) <= 2000
