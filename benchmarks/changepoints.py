@@ -16,9 +16,14 @@ two steps; a step and its revert; short series. Every detector sees the same arr
 
 A detection within ``--tolerance`` points of a true change is a true positive (each true change matched once);
 any other is a false alarm. Detection delay: the number of points after a change the detector needs to report
-it, run on growing prefixes of the series (median over the changes found). Prints figures; asserts nothing.
+it, run on growing prefixes of the series (median over the changes found).
 
-    python benchmarks/changepoints.py [--seed 1] [--tolerance 5] [--no-delay]
+Incremental: every series is also seen as a bucket receives it, one point at a time (each prefix from 6 points),
+by ``detect`` in full and by ``IncrementalDetector`` (which searches again only what the new points can change);
+the run prints how many prefixes the two answer differently and the time each takes. Prints figures; asserts
+nothing.
+
+    python benchmarks/changepoints.py [--seed 1] [--tolerance 5] [--no-delay] [--no-incremental]
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import ruptures
 
-from jobprov.query.changepoints import detect, robust_scale
+from jobprov.query.changepoints import MIN_SIZE, IncrementalDetector, detect, robust_scale
 from jobprov.query.series import rolling_outliers
 
 
@@ -226,12 +231,55 @@ def evaluate(detector: Detector, series: list[Series], tolerance: int, delays: b
     return score
 
 
+def incremental(series: list[Series]) -> tuple[int, int, float, float, int, int]:
+    """Every prefix of every series (a bucket receiving its points one by one) through ``detect`` and through one
+    ``IncrementalDetector``: (prefixes, prefixes answered differently, seconds full, seconds incremental, values
+    searched by the incremental one, values searched in full)."""
+    prefixes = differ = searched_full = 0
+    full_s = incremental_s = 0.0
+    detector = IncrementalDetector()
+    for number, s in enumerate(series):
+        for end in range(2 * MIN_SIZE, len(s.values) + 1):
+            prefix = s.values[:end]
+            t0 = time.perf_counter()
+            whole = [c.index for c in detect(prefix).changes]
+            t1 = time.perf_counter()
+            grown = [c.index for c in detector.detect(number, prefix).changes]
+            t2 = time.perf_counter()
+            full_s, incremental_s = full_s + t1 - t0, incremental_s + t2 - t1
+            prefixes, differ, searched_full = prefixes + 1, differ + (whole != grown), searched_full + end
+    return prefixes, differ, full_s, incremental_s, detector.searched, searched_full
+
+
+def long_bucket(seed: int) -> tuple[float, float, bool]:
+    """A bucket of years of nightly points (1,000, steps at 300 and 700) receiving its last 100 one by one:
+    (seconds full, seconds incremental, same answers)."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(10.0, 1.0, 1000)
+    values[300:] += 3.0
+    values[700:] -= 2.0
+    detector = IncrementalDetector()
+    detector.detect("long", list(values[:900]))
+    full_s = incremental_s = 0.0
+    same = True
+    for end in range(901, 1001):
+        prefix = list(values[:end])
+        t0 = time.perf_counter()
+        whole = detect(prefix)
+        t1 = time.perf_counter()
+        grown = detector.detect("long", prefix)
+        t2 = time.perf_counter()
+        full_s, incremental_s, same = full_s + t1 - t0, incremental_s + t2 - t1, same and whole == grown
+    return full_s, incremental_s, same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tolerance", type=int, default=5, help="points between a detection and its change")
     parser.add_argument("--no-delay", action="store_true", help="skip the detection delays (the slow part)")
     parser.add_argument("--by-kind", action="store_true", help="true positives, false alarms, misses per kind")
+    parser.add_argument("--no-incremental", action="store_true", help="skip the incremental comparison")
     args = parser.parse_args()
 
     series = corpus(args.seed)
@@ -266,6 +314,15 @@ def main() -> None:
     ours = scores["jobprov"]
     print(f"jobprov F1 / best reference ({best}) F1: {ours.f1 / scores[best].f1:.2f}; "
           f"jobprov F1 / rolling rule F1: {ours.f1 / max(scores['rolling rule (current)'].f1, 1e-9):.2f}")  # fmt: skip
+    if not args.no_incremental:
+        prefixes, differ, full_s, incremental_s, searched, searched_full = incremental(series)
+        print(f"incremental, every prefix of every series ({prefixes:,}): answered differently {differ} "
+              f"({differ / prefixes:.2%}); full {full_s:.1f} s, incremental {incremental_s:.1f} s "
+              f"({full_s / incremental_s:.1f}x); values searched {searched:,} vs {searched_full:,}")  # fmt: skip
+        full_s, incremental_s, same = long_bucket(args.seed)
+        answers = "the same answers" if same else "different answers"
+        print(f"a 1,000-point bucket receiving its last 100 points: full {full_s:.1f} s, incremental "
+              f"{incremental_s:.2f} s ({full_s / incremental_s:.0f}x), {answers}")  # fmt: skip
     if args.by_kind:
         for name, s in scores.items():
             print(f"\n{name}: kind tp/fa/miss")

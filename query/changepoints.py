@@ -21,9 +21,12 @@ first used (the ``detect`` extra).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import math
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +100,13 @@ def robust_scale(values: Any) -> float:
     return max(scale, float(np.median(np.abs(x))) * 1e-6, 1e-12)
 
 
+def _checked(alpha: float, min_effect: float, min_size: int, penalty: float) -> None:
+    if not 0 < alpha < 1:
+        raise QueryError("alpha: between 0 and 1 (exclusive)")
+    if min_size < 2 or min_effect < 0 or penalty <= 0:
+        raise QueryError("min_size >= 2, min_effect >= 0, penalty > 0")
+
+
 def detect(
     values: Sequence[float],
     *,
@@ -109,27 +119,46 @@ def detect(
 
     Only the newest :data:`MAX_POINTS` finite values are searched (a NaN or infinity is no level); indices are those
     of ``values``."""
-    if not 0 < alpha < 1:
-        raise QueryError("alpha: between 0 and 1 (exclusive)")
-    if min_size < 2 or min_effect < 0 or penalty <= 0:
-        raise QueryError("min_size >= 2, min_effect >= 0, penalty > 0")
+    _checked(alpha, min_effect, min_size, penalty)
     np, ruptures, stats = _numpy()
     every = np.asarray(values, dtype=float)
     kept_at = np.flatnonzero(np.isfinite(every))[-MAX_POINTS:]
-    found = _detect(every[kept_at], alpha, min_effect, min_size, penalty, np, ruptures, stats)
+    found, _ = _detect(every[kept_at], alpha, min_effect, min_size, penalty, np, ruptures, stats)
+    return _at(found, kept_at)
+
+
+def _at(found: Detection, kept_at: Any) -> Detection:
+    """A detection on the searched values, with indices of the whole series."""
     changes = [dataclasses.replace(c, index=int(kept_at[c.index])) for c in found.changes]
     return Detection(changes, [int(kept_at[i]) for i in found.outliers], found.scale)
 
 
 def _detect(
-    x: Any, alpha: float, min_effect: float, min_size: int, penalty: float, np: Any, ruptures: Any, stats: Any
-) -> Detection:
+    x: Any,
+    alpha: float,
+    min_effect: float,
+    min_size: int,
+    penalty: float,
+    np: Any,
+    ruptures: Any,
+    stats: Any,
+    *,
+    known: Sequence[int] = (),
+    start: int = 0,
+) -> tuple[Detection, list[int]]:
+    """The detection, and the candidates the search proposed (before the checks). ``known`` and ``start``
+    (IncrementalDetector): the candidates an earlier search proposed before ``start``, taken instead of searching
+    ``x[:start]`` again; every candidate is judged as in a full search."""
     n = len(x)
     if n < 2 * min_size:
-        return Detection([], [], robust_scale(x) if n else 0.0)
+        return Detection([], [], robust_scale(x) if n else 0.0), []
     scale = robust_scale(x)
     z = (x - np.median(x)) / scale
-    candidates = ruptures.Pelt(model="l1", min_size=min_size, jump=1).fit(z).predict(pen=penalty * math.log(n))[:-1]
+    candidates = list(known)
+    if n - start >= 2 * min_size:
+        search = ruptures.Pelt(model="l1", min_size=min_size, jump=1).fit(z[start:])
+        candidates += [start + c for c in search.predict(pen=penalty * math.log(n))[:-1]]
+    proposed = list(candidates)
     kept: list[_Judged] = []
     while True:
         judged = [_judge(z, scale, candidates, i, min_size, stats, np) for i in range(len(candidates))]
@@ -142,7 +171,93 @@ def _detect(
     changes = [
         ChangePoint(c.index, c.before * scale + median, c.after * scale + median, scale, c.p_value) for c in kept
     ]
-    return Detection(changes, _outliers(z, [c.index for c in kept], np), scale)
+    return Detection(changes, _outliers(z, [c.index for c in kept], np), scale), proposed
+
+
+@dataclass
+class _Seen:
+    length: int  # values (finite or not) the series had
+    digest: bytes  # of those values: the series only grew when its first ``length`` values still hash to it
+    proposed: list[int]  # the search's candidates (before the checks), as indices of the series' finite values
+    detection: Detection
+    settings: tuple[float, float, int, float]
+
+
+class IncrementalDetector:
+    """:func:`detect` for series that grow at their end (a bucket's points, newest last), as Otava computes its
+    change points incrementally: when a series only grew since it was last seen, its search (PELT, the cost: it
+    grows faster than the length) begins again at the newest cut it made at least :data:`TAIL` points before its
+    previous end, the earlier cuts kept as candidates; every candidate is then judged exactly as :func:`detect`
+    judges it, on the whole searched series. A series without such a cut, one that changed anywhere but at its
+    end, or other settings: searched in full. The same series and settings give the same answer as the last time.
+
+    The answer differs from a full search only when new points move the whole series' optimal partition before
+    that cut (``benchmarks/changepoints.py`` runs both on every prefix of its corpus and prints how often).
+    Thread-safe; remembers at most ``capacity`` series (least recently used first out)."""
+
+    TAIL = 2 * _WINDOW
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[Hashable, _Seen] = OrderedDict()
+        self._lock = threading.Lock()
+        self.searched = 0  # values PELT searched, over all calls: what the incremental path saves
+
+    def detect(
+        self,
+        key: Hashable,
+        values: Sequence[float],
+        *,
+        alpha: float = ALPHA,
+        min_effect: float = MIN_EFFECT,
+        min_size: int = MIN_SIZE,
+        penalty: float = PENALTY,
+    ) -> Detection:
+        _checked(alpha, min_effect, min_size, penalty)
+        np, ruptures, stats = _numpy()
+        every = np.asarray(values, dtype=float)
+        settings = (alpha, min_effect, min_size, penalty)
+        with self._lock:
+            seen = self._seen.get(key)
+        if seen is not None and (seen.settings != settings or seen.length > len(every)):
+            seen = None
+        if seen is not None and _digest(every[: seen.length]) != seen.digest:
+            seen = None
+        if seen is not None and seen.length == len(every):
+            self._remember(key, seen)
+            return seen.detection
+        finite = np.flatnonzero(np.isfinite(every))
+        offset = max(0, len(finite) - MAX_POINTS)  # the searched window's first finite value
+        kept_at = finite[offset:]
+        known: list[int] = []
+        start = 0
+        if seen is not None:
+            # The previous end, in the window's indices; the old change points settled before it stay.
+            previous_end = int(np.count_nonzero(np.isfinite(every[: seen.length]))) - offset
+            cuts = [c - offset for c in seen.proposed]
+            # Begin at the newest cut the last search made at least TAIL points before its end. Optimal
+            # partitioning is additive: while that cut stays in the whole series' optimum, the search of the
+            # points after it finds exactly what a search of the whole series would find there.
+            anchors = [c for c in cuts if min_size <= c <= previous_end - self.TAIL]
+            if anchors:
+                start = anchors[-1]
+                known = [c for c in cuts if min_size <= c <= start]
+        self.searched += len(kept_at) - start
+        found, proposed = _detect(every[kept_at], *settings, np, ruptures, stats, known=known, start=start)
+        detection = _at(found, kept_at)
+        self._remember(key, _Seen(len(every), _digest(every), [offset + c for c in proposed], detection, settings))
+        return detection
+
+    def _remember(self, key: Hashable, seen: _Seen) -> None:
+        with self._lock:
+            self._seen[key] = seen
+            self._seen.move_to_end(key)
+            while len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+
+
+def _digest(values: Any) -> bytes:
+    return hashlib.blake2b(values.tobytes(), digest_size=16).digest()
 
 
 @dataclass(frozen=True)

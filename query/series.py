@@ -24,6 +24,7 @@ from typing import Any
 
 from jobprov.errors import QueryError, UnknownNameError
 from jobprov.query.buckets import bucket_labels
+from jobprov.query.changepoints import IncrementalDetector
 from jobprov.query.limits import ROWS
 from jobprov.query.lines import Line, Point
 from jobprov.query.names import check_metric, stored_key
@@ -496,6 +497,11 @@ def regressions(
     return found
 
 
+# One per process: the alert scan and the API ask about the same buckets as they grow, so each search begins where
+# the last one settled (query/changepoints.py). numpy and ruptures load on its first search.
+_DETECTOR = IncrementalDetector()
+
+
 def line_regressions(
     store: Store,
     metric: str,
@@ -509,8 +515,6 @@ def line_regressions(
 ) -> list[Regression]:
     """The changes of one line (a bucket's series) by ``policy``: what :func:`regressions` reports for it, and what
     the alert scan (``query/alerts.py``) raises alerts for. The one implementation of the rule."""
-    from jobprov.query.changepoints import detect
-
     found: list[Regression] = []
     if policy.method == "rolling_median":
         for o in rolling_outliers(line.values, window=window, k=k, min_points=min_points, scale_window=scale_window):
@@ -518,7 +522,8 @@ def line_regressions(
             if r is not None:
                 found.append(r)
         return found
-    detection = detect(line.values, alpha=policy.sensitivity)
+    key = (metric, line.bucket, tuple(sorted(line.label.items())))
+    detection = _DETECTOR.detect(key, line.values, alpha=policy.sensitivity)
     start = 0
     for c in detection.changes:
         before = [v for v in line.values[start : c.index] if math.isfinite(v)]

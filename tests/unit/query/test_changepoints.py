@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jobprov.errors import QueryError
-from jobprov.query.changepoints import against_baseline, detect
+from jobprov.query.changepoints import IncrementalDetector, against_baseline, detect
 
 
 def _noise(seed: int, n: int = 120) -> np.ndarray:
@@ -97,3 +97,47 @@ def test_only_the_newest_points_are_searched() -> None:
     found = detect(values)
     assert [c.index for c in found.changes] == [len(values) - 50], "the step long before the newest points is history"
     assert len(values) - MAX_POINTS > 200
+
+
+def _stepped(seed: int, n: int, steps: dict[int, float]) -> list[float]:
+    values = _noise(seed, n)
+    for at, size in steps.items():
+        values[at:] += size
+    return [float(v) for v in values]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_incremental_detector_answers_as_a_full_search(seed: int) -> None:
+    values = _stepped(seed, 240, {50: 4.0, 130: -3.0})
+    detector = IncrementalDetector()
+    searched = 0
+    for end in range(6, len(values) + 1):  # a bucket receiving its points one by one
+        found = detector.detect("bucket", values[:end])
+        searched += end
+        if end % 15 == 0 or end == len(values):  # (a full search of every prefix would take a minute)
+            assert found == detect(values[:end]), f"prefix of {end}"
+    assert [c.index for c in found.changes] == pytest.approx([50, 130], abs=2)
+    assert detector.searched < 0.75 * searched, "once a cut is settled only the points after it are searched"
+
+
+def test_the_incremental_detector_searches_a_changed_series_in_full() -> None:
+    values = _stepped(4, 240, {80: 5.0})
+    detector = IncrementalDetector()
+    detector.detect("bucket", values)
+    detector.detect("bucket", values)  # the same series again: the last answer, nothing searched
+    assert detector.searched == len(values)
+    rewritten = [*values[:10], values[10] + 50.0, *values[11:], 7.0]  # a point in the middle changed
+    assert detector.detect("bucket", rewritten) == detect(rewritten)
+    assert detector.searched == 2 * len(values) + 1, "a series that did not only grow is searched in full"
+    assert detector.detect("bucket", rewritten, alpha=0.01) == detect(rewritten, alpha=0.01), "other settings"
+
+
+def test_the_incremental_detector_forgets_the_least_recent_series() -> None:
+    detector = IncrementalDetector(capacity=2)
+    for key in ("a", "b", "c"):
+        detector.detect(key, _stepped(5, 30, {}))
+    searched = detector.searched
+    detector.detect("c", _stepped(5, 30, {}))
+    assert detector.searched == searched, "remembered"
+    detector.detect("a", _stepped(5, 30, {}))
+    assert detector.searched == searched + 30, "forgotten: searched again"
