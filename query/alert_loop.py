@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from jobprov.errors import JobprovError
 from jobprov.query.alerts import ScanReport, raise_alerts, raised_document, scan
@@ -89,7 +91,8 @@ class AlertLoop:
         self.store, self.events, self.registry = store, events, registry
         self.interval_s = settings.scan_interval_s
         self.notifier = notifier_from(settings)
-        self.passes = 0
+        self.passes = self.failures = self.raised = 0
+        self.last: ScanReport | None = None
         self._since: datetime | None = None
         self._recent: dict[str, None] = {}
         self._stop = threading.Event()
@@ -119,9 +122,12 @@ class AlertLoop:
             )
         except Exception as exc:  # the loop must outlive a store or broker hiccup; the next pass covers this one
             log.warning("alert scan failed: %s", exc)
+            self.failures += 1
             return None
         self._since = began - MARGIN
         self.passes += 1
+        self.raised += len(report.raised)
+        self.last = report
         if report.raised:
             log.info("alert scan: %d buckets, %d new alerts", report.buckets, len(report.raised))
         return report
@@ -131,3 +137,32 @@ class AlertLoop:
         while not self._stop.wait(delay):
             self.run_once()
             delay = self.interval_s
+
+
+class AlertLoopMetrics:
+    """The loop's and its notifier's counts as Prometheus metrics, read at each scrape (a custom collector: the
+    loop keeps plain counts and needs no Prometheus client of its own). Registered beside the worker's."""
+
+    def __init__(self, loop: AlertLoop) -> None:
+        self.loop = loop
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        loop, notifier = self.loop, self.loop.notifier
+        yield CounterMetricFamily("jobprov_alert_scans", "Alert scan passes done", value=loop.passes)
+        yield CounterMetricFamily("jobprov_alert_scan_failures", "Alert scan passes that failed", value=loop.failures)
+        yield CounterMetricFamily("jobprov_alerts_raised", "Alerts the scan raised", value=loop.raised)
+        last = loop.last
+        yield GaugeMetricFamily(
+            "jobprov_alert_scan_seconds", "Duration of the last alert scan pass", value=last.seconds if last else 0.0
+        )
+        yield GaugeMetricFamily(
+            "jobprov_alert_scan_buckets", "Buckets the last scan pass looked at", value=last.buckets if last else 0
+        )
+        sent = CounterMetricFamily(
+            "jobprov_alert_notifications", "Alert notifications by outcome (webhook deliveries)", labels=["outcome"]
+        )
+        for outcome in ("delivered", "failed", "dropped"):
+            sent.add_metric([outcome], getattr(notifier, outcome) if notifier is not None else 0)
+        yield sent

@@ -24,7 +24,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -379,10 +379,16 @@ class Worker:
 
 
 def run_worker(
-    settings: ProcessorSettings, sink: Sink, *, drain: bool = False, on_signal: Callable[[], None] | None = None
+    settings: ProcessorSettings,
+    sink: Sink,
+    *,
+    drain: bool = False,
+    on_signal: Callable[[], None] | None = None,
+    collectors: Sequence[Any] = (),
 ) -> None:
-    """Create the topics, serve the metrics, and run the consumer loop until SIGINT or SIGTERM. Must run in the
-    main thread (it installs the signal handlers, and restores the previous ones on return)."""
+    """Create the topics, serve the metrics (the worker's, and those of ``collectors``: Prometheus collectors of
+    the parts running beside it), and run the consumer loop until SIGINT or SIGTERM. Must run in the main thread
+    (it installs the signal handlers, and restores the previous ones on return)."""
     from prometheus_client import CollectorRegistry
 
     from jobprov.stream_processors.health import Liveness, serve
@@ -395,6 +401,8 @@ def run_worker(
         replication_factor=settings.topic_replication_factor,
     )
     registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
     liveness = Liveness(settings.liveness_timeout_s)
     if settings.metrics_port:
         serve(settings.metrics_port, settings.metrics_bind, registry, liveness)

@@ -165,7 +165,7 @@ def up(
     from jobprov.embedded.durable import DurableBroker
     from jobprov.embedded.tansu import Broker, port_free
     from jobprov.embedded.trim import LogTrimmer
-    from jobprov.query.alert_loop import AlertLoop
+    from jobprov.query.alert_loop import AlertLoop, AlertLoopMetrics
     from jobprov.query.api import create_app
     from jobprov.query.store import Store
     from jobprov.settings import EmitterSettings
@@ -236,7 +236,13 @@ def up(
         # The worker's state comes from the store (the jobs it held when it stopped, and any older job an event
         # names), so jobs that span a restart fold onto what they were. On Ctrl-C it first folds what the broker
         # holds, so the store is current when the service is down (a memory log would lose it).
-        run_worker(settings, sink, drain=True, on_signal=lambda: announce("stopping: folding what the broker holds"))
+        run_worker(
+            settings,
+            sink,
+            drain=True,
+            on_signal=lambda: announce("stopping: folding what the broker holds"),
+            collectors=[AlertLoopMetrics(scanner)],
+        )
     finally:
         # The broker first: an event it acknowledges from now on waits in its log for the next start (or, with a
         # memory log, is lost), so it stops taking them as soon as the worker is done.

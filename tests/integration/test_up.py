@@ -67,6 +67,12 @@ def service(tmp_path: Path) -> Iterator[Up]:
         up.stop()
 
 
+def _scraped(port: int, name: str) -> float:
+    from jobprov.stream_processors.metrics import scrape_sum
+
+    return scrape_sum(port, name)
+
+
 def _broker_alive(port: int) -> bool:
     found = subprocess.run(["pgrep", "-f", f"tansu broker.*:{port}"], capture_output=True, text=True)
     return bool(found.stdout.strip())
@@ -81,6 +87,14 @@ def test_up_serves_jobs_end_to_end_and_stops_cleanly(service: Up) -> None:
     assert stat.S_IMODE((service.home / "up.json").stat().st_mode) == 0o600
     with urllib.request.urlopen(f"{info.api_url}/readyz", timeout=10) as response:
         assert json.load(response)["status"] == "ready"
+
+    # The alert scan's metrics are served beside the worker's, and its first pass comes soon after the start.
+    deadline = time.monotonic() + 60
+    while _scraped(service.metrics_port, "jobprov_alert_scans_total") < 1:
+        assert time.monotonic() < deadline, "no alert scan pass"
+        time.sleep(0.5)
+    assert _scraped(service.metrics_port, "jobprov_alert_scan_failures_total") == 0
+    assert _scraped(service.metrics_port, 'jobprov_alert_notifications_total{outcome="delivered"}') == 0
 
     service.cli("run", "--name", "wrapped", "-p", "dataset=hsc", "--", "sh", "-c", f"{EMIT} metric AM1 3.5")
     service.cli("run", "--name", "broken", "--", "sh", "-c", "exit 3", check=False)
