@@ -95,6 +95,7 @@ class AlertLoop:
         self.last: ScanReport | None = None
         self._since: datetime | None = None
         self._recent: dict[str, None] = {}
+        self._lock = threading.Lock()  # one pass at a time: the loop's, or one asked through the API
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jobprov-alert-scan", daemon=True)
 
@@ -112,24 +113,34 @@ class AlertLoop:
     def run_once(self) -> ScanReport | None:
         began = datetime.now(UTC)
         try:
-            report = scan_and_raise(
-                self.store,
-                self.events,
-                registry=self.registry,
-                notifier=self.notifier,
-                since=self._since,
-                recent=self._recent,
-            )
+            report = self._pass(self._since)
         except Exception as exc:  # the loop must outlive a store or broker hiccup; the next pass covers this one
             log.warning("alert scan failed: %s", exc)
             self.failures += 1
             return None
         self._since = began - MARGIN
-        self.passes += 1
-        self.raised += len(report.raised)
         self.last = report
         if report.raised:
             log.info("alert scan: %d buckets, %d new alerts", report.buckets, len(report.raised))
+        return report
+
+    def scan_now(self) -> ScanReport:
+        """A pass over every bucket now (``POST /api/v1/alerts/scan``), remembering with the loop's passes what was
+        raised lately: an alert one of them raised is neither sent again nor notified twice by the other."""
+        return self._pass(None)
+
+    def _pass(self, since: datetime | None) -> ScanReport:
+        with self._lock:
+            report = scan_and_raise(
+                self.store,
+                self.events,
+                registry=self.registry,
+                notifier=self.notifier,
+                since=since,
+                recent=self._recent,
+            )
+            self.passes += 1
+            self.raised += len(report.raised)
         return report
 
     def _run(self) -> None:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from jobprov import __version__
 from jobprov.errors import QueryError, QueryTimeout, UnknownNameError
+from jobprov.query.alerts import ScanReport
 from jobprov.query.alerts_api import add_alert_routes
 from jobprov.query.backend import LocalBackend
 from jobprov.query.limits import Budget, Slots, under_budget
@@ -81,11 +82,13 @@ def create_app(
     ingest: EmitterSettings | None = None,
     events: EmitterSettings | None = None,
     notifier: Notifier | None = None,
+    scan_pass: Callable[[], ScanReport] | None = None,
 ) -> FastAPI:
     """The API over ``store`` (metric policies from ``registry``; limits and access from ``settings``; default:
     loopback use, no tokens); with ``ingest`` (where events go), also ``POST /api/v1/lineage`` (OpenLineage), which
     takes a token with the write scope. Alert triage and scans (write scope) send their events to ``events``
-    (default: ``ingest``) and tell ``notifier``'s webhooks of new alerts."""
+    (default: ``ingest``) and tell ``notifier``'s webhooks of new alerts; with ``scan_pass`` (the service's alert
+    loop), a scan asked here is one of its passes."""
     settings = settings or ApiSettings()
     app = FastAPI(
         title="jobprov",
@@ -95,7 +98,7 @@ def create_app(
     store = dataclasses.replace(
         store, max_execution_time=settings.query_timeout_s, max_result_rows=settings.max_result_rows
     )
-    backend = LocalBackend(store, registry, events or ingest, notifier)
+    backend = LocalBackend(store, registry, events or ingest, notifier, scan_pass)
     slots = Slots(settings.max_concurrent_queries)
     app.state.tokens = Tokens.load(settings.tokens_file, settings.tokens)
     app.state.slots = slots

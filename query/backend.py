@@ -88,7 +88,8 @@ class Backend(ABC):
 class LocalBackend(Backend):
     """Answers from a store this process has opened (regressions judged by ``registry``'s metric policies).
     Alert scans and triage send their events to ``events`` (None: alerts are read-only here) and tell
-    ``notifier``'s webhooks of the alerts a scan raises."""
+    ``notifier``'s webhooks of the alerts a scan raises; with ``scan_pass`` (the service's alert loop), a scan is
+    one of its passes."""
 
     def __init__(
         self,
@@ -96,11 +97,13 @@ class LocalBackend(Backend):
         registry: ComparabilityRegistry | None = None,
         events: EmitterSettings | None = None,
         notifier: Notifier | None = None,
+        scan_pass: Callable[[], al.ScanReport] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.events = events
         self.notifier = notifier
+        self.scan_pass = scan_pass
 
     def ask(self, question: p.Question) -> Any:
         return _LOCAL[type(question)](self, question)
@@ -113,7 +116,10 @@ class LocalBackend(Backend):
     def scan_alerts(self) -> dict[str, Any]:
         from jobprov.query.alert_loop import scan_and_raise
 
-        report = scan_and_raise(self.store, self._events(), registry=self.registry, notifier=self.notifier)
+        if self.scan_pass is not None:  # the service's loop: one memory of what was raised lately
+            report = self.scan_pass()
+        else:
+            report = scan_and_raise(self.store, self._events(), registry=self.registry, notifier=self.notifier)
         now = datetime.now(UTC)
         raised = [al.raised_document(a, now) for a in report.raised]
         return {"buckets": report.buckets, "raised": raised, "seconds": round(report.seconds, 3)}

@@ -209,7 +209,10 @@ def up(
         ingest = EmitterSettings(url=broker.url(TOPIC))  # POST /api/v1/lineage (OpenLineage) sends here
         store = Store(reader, settings.clickhouse_database)
         scanner = AlertLoop(store, ingest, alert_settings or AlertSettings(), registry)
-        api = ApiThread(create_app(store, registry, api_settings, ingest, notifier=scanner.notifier), api_port)
+        api = ApiThread(
+            create_app(store, registry, api_settings, ingest, notifier=scanner.notifier, scan_pass=scanner.scan_now),
+            api_port,
+        )
         api.start()
         scanner.start()
         info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())

@@ -252,6 +252,38 @@ def test_the_service_loop_raises_each_alert_once_and_tells_the_webhook(
     assert scan_and_raise(loaded, events).raised == [], "once folded, a pass of its own raises nothing"
 
 
+def test_a_scan_asked_through_the_api_shares_the_loops_memory(
+    loaded: Store,  # noqa: F811
+    kafka: Endpoint,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    """In `jobprov up` the API's scan is a pass of the service's loop: whichever raises an alert first, the other
+    neither sends it again nor notifies twice, even before the worker has folded it."""
+    receiver = Receiver()
+    events = EmitterSettings(url=kafka.url(topic), spool_dir=str(tmp_path / "spool"), flush_timeout_s=10.0)
+    loop = AlertLoop(loaded, events, AlertSettings(scan_interval_s=0, webhooks=(receiver.url,)))
+    access = ApiSettings(tokens=(f"{token_hash(WRITER)}:write",))
+    port = free_port()
+    thread = ApiThread(create_app(loaded, settings=access, events=events, notifier=loop.notifier,
+                                  scan_pass=loop.scan_now), port)  # fmt: skip
+    thread.start()
+    try:
+        first = httpx.post(f"http://127.0.0.1:{port}/api/v1/alerts/scan", headers=WRITE, timeout=60)
+        assert {a["first_bad_job"] for a in first.json()["raised"]} == FIRST_BAD
+        assert loop.run_once() is not None and loop.last is not None and loop.last.raised == []
+        again = httpx.post(f"http://127.0.0.1:{port}/api/v1/alerts/scan", headers=WRITE, timeout=60)
+        assert again.json()["raised"] == []
+        assert loop.notifier is not None and loop.notifier.idle(10)
+    finally:
+        thread.stop()
+        loop.stop()
+        receiver.close()
+    assert sorted(body["alert"]["first_bad_job"] for _, body in receiver.bodies) == sorted(FIRST_BAD)
+    Log(kafka, topic, loaded).fold_new(2)  # one event per alert, three passes
+    assert loop.passes == 3 and loop.raised == 2
+
+
 def test_a_change_the_detector_places_a_point_away_is_the_alert_already_raised(loaded: Store) -> None:  # noqa: F811
     (hsc_r, hsc_all) = sorted(scan(loaded).raised, key=lambda a: a.label["band"] != "r")
     assert hsc_r.label["band"] == "r" and hsc_all.label["band"] == "all"
