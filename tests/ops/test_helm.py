@@ -42,9 +42,12 @@ from jobprov.settings import (
     ENV_PREFIX,
     RUNTIME_ENV,
     ApiSettings,
+    KafkaSecuritySettings,
     ProcessorSettings,
     known_env,
+    load_alert_settings,
     load_api_settings,
+    load_emitter_settings,
     load_processor_settings,
 )
 from jobprov.sinks.clickhouse.ddl import Target
@@ -56,7 +59,7 @@ PRODUCTION_VALUES = CHART / "values-production.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 K8S_VERSION = "1.30.0"
 CRD_API_GROUP = "monitoring.coreos.com/"
-WORKLOAD_KINDS = ("Deployment", "Job")
+WORKLOAD_KINDS = ("Deployment", "Job", "CronJob")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 # The ProcessorSettings variables, derived from the dataclass and the loader's prefix: `jobprov process`,
@@ -65,6 +68,12 @@ PROCESSOR_ENV = {f"{ENV_PREFIX}PROCESSOR_{f.name.upper()}" for f in dataclasses.
 
 # The query API's own variables: only `jobprov serve` reads them.
 API_ENV = {f"{ENV_PREFIX}API_{f.name.upper()}" for f in dataclasses.fields(ApiSettings)}
+
+# Where recorded events go (an emitter's settings): the API (triage) and the alert scan read them.
+EMITTER_ENV = {name for name, (section, _) in known_env().items() if section == "emitter"}
+ALERTS_ENV = {name for name, (section, _) in known_env().items() if section == "alerts"}
+# What each command reads beyond the processor's variables (the store).
+COMMAND_ENV = {"serve": API_ENV | EMITTER_ENV, "alerts": EMITTER_ENV | ALERTS_ENV}
 
 # What a user-managed Secret (clickhouse.existingSecret, kafka.existingSecret, kafka.security.sasl.existingSecret,
 # kafka.security.tls.existingSecret) would hold.
@@ -76,6 +85,11 @@ EXTERNAL_SECRET_VALUES = {
     "JOBPROV_PROCESSOR_KAFKA_SASL_USERNAME": "jobprov-worker",
     "JOBPROV_PROCESSOR_KAFKA_SASL_PASSWORD": "kafka-password-in-a-secret",
     "JOBPROV_PROCESSOR_KAFKA_SSL_KEY_PASSWORD": "key-password-in-a-secret",
+    "JOBPROV_URL": "kafka://kafka-0:9092,kafka-1:9092/jobprov.events",
+    "JOBPROV_KAFKA_SASL_USERNAME": "jobprov-worker",
+    "JOBPROV_KAFKA_SASL_PASSWORD": "kafka-password-in-a-secret",
+    "JOBPROV_KAFKA_SSL_KEY_PASSWORD": "key-password-in-a-secret",
+    "JOBPROV_ALERTS_WEBHOOKS": "slack=https://hooks.example.org/services/T0/B0/secret",
 }
 
 # The Kafka security settings; only the workers talk to Kafka, so only they get these.
@@ -115,6 +129,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
         "workers": {"batchSize": 2_000_000, "batchTimeoutS": 0.05},
         "api": {"ingress": {"enabled": True}},
+        "alerts": {"webhooksSecret": "alert-hooks"},
     },
     "existing-secret": {
         "clickhouse": {
@@ -215,7 +230,8 @@ def workload(docs: list[dict[str, Any]], kind: str, component: str) -> dict[str,
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
-    spec: dict[str, Any] = doc["spec"]["template"]["spec"]
+    template = doc["spec"]["jobTemplate"]["spec"]["template"] if doc["kind"] == "CronJob" else doc["spec"]["template"]
+    spec: dict[str, Any] = template["spec"]
     return spec
 
 
@@ -264,6 +280,7 @@ def external_secrets(values: dict[str, Any]) -> set[str]:
         values["kafka"]["existingSecret"],
         security["sasl"]["existingSecret"],
         security["tls"]["existingSecret"],
+        values["alerts"]["webhooksSecret"],
     )
     return {n for n in names if n}
 
@@ -638,7 +655,8 @@ def test_every_env_var_is_a_setting_the_code_reads(scenario_files: dict[str, Pat
         for container in containers(doc):
             what = f"{doc['kind']}/{doc['metadata']['name']} container {container['name']}"
             env = container_env(container, docs, external)
-            readable = PROCESSOR_ENV | (API_ENV if container["args"][0] == "serve" else set())
+            command = container["args"][0]
+            readable = PROCESSOR_ENV | COMMAND_ENV.get(command, set())
             unknown = sorted(n for n in env if n not in readable and n not in RUNTIME_ENV)
             assert not unknown, f"{what} sets variables the code does not read: {unknown}"
             # The code's own loader accepts them (it rejects unknown JOBPROV_* names and bad values).
@@ -649,10 +667,21 @@ def test_every_env_var_is_a_setting_the_code_reads(scenario_files: dict[str, Pat
             if values["clickhouse"]["password"] and not values["clickhouse"]["existingSecret"]:
                 assert settings.clickhouse_password is not None, what
                 assert settings.clickhouse_password.get() == values["clickhouse"]["password"], what
-            if container["args"][0] == "process":
+            if command == "process":
                 check_worker_settings(settings, values, container, doc, docs)
             else:
-                assert not KAFKA_SECURITY_ENV & set(env), f"{what} never talks to Kafka"
+                assert not KAFKA_SECURITY_ENV & set(env), f"{what} does not consume: no worker Kafka settings"
+            if EMITTER_ENV & COMMAND_ENV.get(command, set()):
+                # It records events (triage, alerts) where the workers read them, with the same Kafka security.
+                events = load_emitter_settings(env=env)
+                assert events.url == settings.source_url or external, what
+                if not values["kafka"]["existingSecret"]:
+                    assert events.url == f"kafka://{values['kafka']['bootstrapServers']}/{values['kafka']['topic']}"
+                assert events.spool_dir.startswith("/tmp/"), f"{what}: the spool is in the writable /tmp"
+                check_worker_kafka_security(events, values["kafka"]["security"], container, doc)
+            if command == "alerts":
+                hooks = load_alert_settings(env=env).webhooks
+                assert bool(hooks) == bool(values["alerts"]["webhooksSecret"]), what
 
 
 @pytest.mark.parametrize("name", ALL_SCENARIOS)
@@ -715,10 +744,10 @@ def check_worker_settings(
 
 
 def check_worker_kafka_security(
-    settings: ProcessorSettings, security: dict[str, Any], container: dict[str, Any], doc: dict[str, Any]
+    settings: KafkaSecuritySettings, security: dict[str, Any], container: dict[str, Any], doc: dict[str, Any]
 ) -> None:
-    """The worker's Kafka security settings are the values'; TLS files are paths into the read-only mount of
-    exactly the Secret keys the values name."""
+    """A Kafka client's security settings (a worker's, or the events' of the API and the alert scan) are the
+    values'; TLS files are paths into the read-only mount of exactly the Secret keys the values name."""
     assert settings.kafka_security_protocol == (security["protocol"] or None)
     sasl, tls = security["sasl"], security["tls"]
     if security["protocol"].startswith("SASL_"):
@@ -846,7 +875,7 @@ def test_jobprov_help_lists_the_chart_commands(scenario_files: dict[str, Path]) 
         for doc in workloads(scenario_docs(scenario_files, name))
         for c in containers(doc)
     }
-    assert used == {"process", "serve", "db"}
+    assert used == {"process", "serve", "db", "alerts"}
     assert used <= listed, f"the chart runs {sorted(used - listed)}, which `jobprov --help` does not list"
 
 
@@ -1139,6 +1168,7 @@ COMMAND_DISTRIBUTIONS = {
     "process": {"prometheus-client", "clickhouse-connect"},
     "serve": {"fastapi", "uvicorn", "clickhouse-connect"},
     "db": {"clickhouse-connect"},
+    "alerts": {"clickhouse-connect", "ruptures", "confluent-kafka"},
 }
 
 
@@ -1272,6 +1302,30 @@ def test_rendered_migration_job_migrates(tmp_path: Path) -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["database"] == chart_values()["clickhouse"]["database"]
     assert report["applied"], "a fresh store gets every migration"
+
+
+def test_rendered_alert_scan_runs(tmp_path: Path) -> None:
+    """The alert-scan CronJob's command and environment against an embedded store (migrated, no points yet): it
+    scans, raises nothing, says so as JSON; its events would go to the events topic the workers read."""
+    docs = render()
+    cron = workload(docs, "CronJob", "alerts-scan")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid", "two passes at once would notify twice"
+    (container,) = containers(cron)
+    store = {"JOBPROV_PROCESSOR_SINK_URL": f"chdb://{tmp_path / 'store'}"}
+    env = container_env(container, docs, set()) | store
+    assert env["JOBPROV_URL"] == "kafka://kafka:9092/jobprov.events"
+    for args in (["db", "migrate"], container["args"]):
+        result = subprocess.run(
+            [jobprov_binary(), *args],
+            env=run_env(tmp_path, env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == {"buckets": 0, "raised": [], "seconds": pytest.approx(0, abs=30)}
 
 
 @pytest.mark.integration

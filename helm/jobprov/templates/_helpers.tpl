@@ -315,3 +315,53 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+Where the API (triage) and the alert scan send the events they record, as an emitter does: the events topic
+(JOBPROV_URL), the emitter's Kafka security settings (JOBPROV_KAFKA_*: the workers' own, renamed), and a spool
+in the pod's /tmp for what the broker cannot take at once (sent by the next event from that pod).
+*/}}
+{{- define "jobprov.eventsEnv" -}}
+{{- if .Values.kafka.existingSecret }}
+- name: JOBPROV_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.existingSecret }}
+      key: {{ .Values.kafka.existingSecretKey }}
+{{- else }}
+- name: JOBPROV_URL
+  value: {{ include "jobprov.kafkaSourceUrl" . | quote }}
+{{- end }}
+- name: JOBPROV_SPOOL_DIR
+  value: /tmp/spool
+- name: JOBPROV_CAPTURE_PACKAGES
+  value: "false"
+{{- include "jobprov.kafkaSecurityEnv" . | replace "JOBPROV_PROCESSOR_KAFKA_" "JOBPROV_KAFKA_" }}
+{{- end }}
+
+{{/* The read-only mount of kafka.security.tls.existingSecret, for a container's volumeMounts. */}}
+{{- define "jobprov.kafkaTlsMount" -}}
+{{- if .Values.kafka.security.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: {{ include "jobprov.kafkaTlsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The volume of kafka.security.tls.existingSecret, for a pod's volumes. */}}
+{{- define "jobprov.kafkaTlsVolume" -}}
+{{- with .Values.kafka.security.tls }}
+{{- if .existingSecret }}
+# Only the named files (not the key's password, which comes as a variable), readable by the pod's group.
+- name: kafka-tls
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0440
+    items:
+      {{- range $key := list .caKey .certificateKey .privateKeyKey | compact | uniq }}
+      - key: {{ $key }}
+        path: {{ $key }}
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
