@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,21 @@ class Endpoint:
 
     def url(self, topic: str) -> str:
         return f"kafka://{self.bootstrap}/{topic}"
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` (``jobprov.query.api.create_app``) served as `jobprov up` serves it, on a free loopback port, until
+    the block ends: its base URL."""
+    from jobprov.embedded.service import ApiThread
+
+    port = free_port()
+    thread = ApiThread(app, port)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        thread.stop()
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,6 @@ import pytest
 from click.testing import CliRunner
 
 from jobprov.cli.main import cli
-from jobprov.embedded.service import ApiThread
-from jobprov.embedded.tansu import free_port
 from jobprov.emitters.importers.send import to_events
 from jobprov.query.alert_loop import AlertLoop, scan_and_raise
 from jobprov.query.alerts import SENDER, alert_id, list_alerts, raised_records, scan
@@ -35,7 +33,7 @@ from jobprov.sinks.clickhouse.state import ClickHouseStateStore
 from jobprov.stream_processors.fold import FoldContext
 from jobprov.stream_processors.processor import Processor, RawEvent
 from jobprov.stream_processors.replay import from_events_table, replay, verify
-from tests.integration.conftest import _CHDB_STORE, Endpoint
+from tests.integration.conftest import _CHDB_STORE, Endpoint, serving
 from tests.integration.kafka_helpers import consume, events_of
 from tests.integration.processing import ListDeadLetters
 from tests.integration.test_queries import UPGRADE, job_id, loaded  # noqa: F401 - the fixture
@@ -52,12 +50,9 @@ FIRST_BAD = {job_id(UPGRADE, "hsc", band) for band in ("r", "all")}
 @pytest.fixture
 def api(loaded: Store, kafka: Endpoint, topic: str, tmp_path: Path) -> Iterator[str]:  # noqa: F811
     events = EmitterSettings(url=kafka.url(topic), spool_dir=str(tmp_path / "spool"), flush_timeout_s=10.0)
-    port = free_port()
     access = ApiSettings(tokens=(f"{token_hash(WRITER)}:write",))
-    thread = ApiThread(create_app(loaded, settings=access, events=events), port)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    thread.stop()
+    with serving(create_app(loaded, settings=access, events=events)) as url:
+        yield url
 
 
 class Log:
@@ -264,19 +259,16 @@ def test_a_scan_asked_through_the_api_shares_the_loops_memory(
     events = EmitterSettings(url=kafka.url(topic), spool_dir=str(tmp_path / "spool"), flush_timeout_s=10.0)
     loop = AlertLoop(loaded, events, AlertSettings(scan_interval_s=0, webhooks=(receiver.url,)))
     access = ApiSettings(tokens=(f"{token_hash(WRITER)}:write",))
-    port = free_port()
-    thread = ApiThread(create_app(loaded, settings=access, events=events, notifier=loop.notifier,
-                                  scan_pass=loop.scan_now), port)  # fmt: skip
-    thread.start()
+    app = create_app(loaded, settings=access, events=events, notifier=loop.notifier, scan_pass=loop.scan_now)
     try:
-        first = httpx.post(f"http://127.0.0.1:{port}/api/v1/alerts/scan", headers=WRITE, timeout=60)
-        assert {a["first_bad_job"] for a in first.json()["raised"]} == FIRST_BAD
-        assert loop.run_once() is not None and loop.last is not None and loop.last.raised == []
-        again = httpx.post(f"http://127.0.0.1:{port}/api/v1/alerts/scan", headers=WRITE, timeout=60)
-        assert again.json()["raised"] == []
-        assert loop.notifier is not None and loop.notifier.idle(10)
+        with serving(app) as url:
+            first = httpx.post(f"{url}/api/v1/alerts/scan", headers=WRITE, timeout=60)
+            assert {a["first_bad_job"] for a in first.json()["raised"]} == FIRST_BAD
+            assert loop.run_once() is not None and loop.last is not None and loop.last.raised == []
+            again = httpx.post(f"{url}/api/v1/alerts/scan", headers=WRITE, timeout=60)
+            assert again.json()["raised"] == []
+            assert loop.notifier is not None and loop.notifier.idle(10)
     finally:
-        thread.stop()
         loop.stop()
         receiver.close()
     assert sorted(body["alert"]["first_bad_job"] for _, body in receiver.bodies) == sorted(FIRST_BAD)

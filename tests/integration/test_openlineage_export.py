@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from jobprov.embedded.service import ApiThread
-from jobprov.embedded.tansu import free_port
 from jobprov.query.api import create_app
 from jobprov.query.backend import LocalBackend
 from jobprov.query.exporters.openlineage import run_events, run_id
@@ -32,6 +30,7 @@ from jobprov.schemas.wire import encode_event
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
 from jobprov.stream_processors.fold import FoldContext
 from jobprov.stream_processors.processor import Processor, RawEvent
+from tests.integration.conftest import serving
 from tests.integration.processing import ListDeadLetters
 
 pytestmark = pytest.mark.integration
@@ -153,11 +152,8 @@ def test_a_bad_event_fails_the_same_validation(jobs: Store) -> None:
 
 @pytest.fixture
 def api(jobs: Store) -> Iterator[str]:
-    port = free_port()
-    thread = ApiThread(create_app(jobs), port)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    thread.stop()
+    with serving(create_app(jobs)) as url:
+        yield url
 
 
 def test_cli_writes_json_lines_and_a_running_job_has_only_its_start(api: str) -> None:

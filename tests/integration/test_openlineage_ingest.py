@@ -9,13 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from jobprov.embedded.service import ApiThread
-from jobprov.embedded.tansu import free_port
 from jobprov.query.api import create_app
 from jobprov.query.store import Store
 from jobprov.query.tokens import token_hash
 from jobprov.settings import ApiSettings, EmitterSettings
-from tests.integration.conftest import Endpoint
+from tests.integration.conftest import Endpoint, serving
 from tests.integration.kafka_helpers import consume
 from tests.integration.test_importers import _fold, _rows
 
@@ -32,12 +30,9 @@ WRITE = {"Authorization": f"Bearer {WRITER}"}
 @pytest.fixture
 def api(store: Any, kafka: Endpoint, topic: str, tmp_path: Path) -> Iterator[str]:
     settings = EmitterSettings(url=kafka.url(topic), spool_dir=str(tmp_path / "spool"), flush_timeout_s=10.0)
-    port = free_port()
     access = ApiSettings(tokens=(f"{token_hash(WRITER)}:write",))  # ingest is a write: it takes a token
-    thread = ApiThread(create_app(Store(store, store.jobprov_database), settings=access, ingest=settings), port)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    thread.stop()
+    with serving(create_app(Store(store, store.jobprov_database), settings=access, ingest=settings)) as url:
+        yield url
 
 
 def _client(url: str) -> Any:

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from jobprov.embedded.service import ApiThread
-from jobprov.embedded.tansu import free_port
 from jobprov.query.api import create_app
 from jobprov.query.backend import LocalBackend
 from jobprov.query.exporters.prov import document, serialize
@@ -25,6 +23,7 @@ from jobprov.schemas.models import (
     JobSubmitted,
     ProvenanceDeclared,
 )
+from tests.integration.conftest import serving
 from tests.integration.test_openlineage_export import _fold
 
 pytestmark = pytest.mark.integration
@@ -101,11 +100,8 @@ def test_provn_is_written(jobs: Store) -> None:
 
 @pytest.fixture
 def api(jobs: Store) -> Iterator[str]:
-    port = free_port()
-    thread = ApiThread(create_app(jobs), port)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    thread.stop()
+    with serving(create_app(jobs)) as url:
+        yield url
 
 
 def test_cli_exports_an_artifact_with_its_producer_and_users(api: str) -> None:

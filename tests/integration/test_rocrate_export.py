@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from jobprov.embedded.service import ApiThread
-from jobprov.embedded.tansu import free_port
 from jobprov.query.api import create_app
 from jobprov.query.store import Store
 from jobprov.schemas.models import ArtifactProduced, ArtifactUsed, JobFinished, JobStarted, JobSubmitted
+from tests.integration.conftest import serving
 from tests.integration.test_openlineage_export import _fold
 
 pytestmark = pytest.mark.integration
@@ -45,11 +44,8 @@ def api(store: Any) -> Iterator[str]:
             ],
         },
     )
-    port = free_port()
-    thread = ApiThread(create_app(Store(store, store.jobprov_database)), port)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    thread.stop()
+    with serving(create_app(Store(store, store.jobprov_database))) as url:
+        yield url
 
 
 def _id(value: Any) -> str:

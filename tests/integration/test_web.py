@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from jobprov.embedded.tansu import free_port
 from jobprov.query.backend import LocalBackend
 from jobprov.query.plots import PALETTE, REGRESSION, series_html, series_png
 from jobprov.query.store import Store
+from tests.integration.conftest import serving
 from tests.integration.test_queries import UPGRADE, job_id, loaded  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.integration
@@ -51,14 +51,10 @@ def count_pixels(png: bytes, colour: str, tolerance: int = 40) -> int:
 
 @pytest.fixture
 def api(loaded: Store) -> Iterator[str]:  # noqa: F811
-    from jobprov.embedded.service import ApiThread
     from jobprov.query.api import create_app
 
-    port = free_port()
-    server = ApiThread(create_app(loaded), port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with serving(create_app(loaded)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -188,15 +184,11 @@ def test_the_cli_prints_the_same_through_the_api_and_refuses_bad_parameters_with
 
 
 def test_page_asks_for_a_token_once_when_the_api_needs_one(loaded: Store, browser: Any, tmp_path: Path) -> None:  # noqa: F811
-    from jobprov.embedded.service import ApiThread
     from jobprov.query.api import create_app
     from jobprov.query.tokens import token_hash
     from jobprov.settings import ApiSettings
 
-    port = free_port()
-    server = ApiThread(create_app(loaded, settings=ApiSettings(tokens=(f"{token_hash('page-token')}:read",))), port)
-    server.start()
-    try:
+    with serving(create_app(loaded, settings=ApiSettings(tokens=(f"{token_hash('page-token')}:read",)))) as url:
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         errors: list[str] = []
         asked: list[str] = []
@@ -207,13 +199,11 @@ def test_page_asks_for_a_token_once_when_the_api_needs_one(loaded: Store, browse
             dialog.accept("page-token")
 
         page.on("dialog", answer)
-        page.goto(f"http://127.0.0.1:{port}/?metric=AM1")
+        page.goto(f"{url}/?metric=AM1")
         page.wait_for_selector("#chart svg polyline")
         assert page.locator("#chart svg polyline").count() == 4
         assert len(asked) == 1 and "token" in asked[0]  # once: the tab keeps it for the following requests
         assert errors == []
-    finally:
-        server.stop()
 
 
 def test_page_draws_no_point_for_a_non_finite_value(loaded: Store, api: str, browser: Any) -> None:  # noqa: F811
