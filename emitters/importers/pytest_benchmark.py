@@ -17,13 +17,12 @@ earlier. Every problem is raised together as :class:`BadInputError`, naming the 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobprov.emitters.importers.send import BadInputError, Record
+from jobprov.emitters.importers.send import BadInputError, Record, load_json
 from jobprov.schemas.models import (
     GitInfo,
     JobFinished,
@@ -130,11 +129,7 @@ def read_pytest_benchmark(
     parent_job_id: str | None = None,
 ) -> list[Record]:
     """The records of one pytest-benchmark JSON file (see the module docstring)."""
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "encoding"
-        raise BadInputError(source, [f"{where}: not JSON ({exc})"]) from exc
+    doc = load_json(data, source)
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise BadInputError(source, ["not a pytest-benchmark file: no 'benchmarks' list"])
     problems: list[str] = []

@@ -18,6 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,15 @@ class BadInputError(JobprovError, ValueError):
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
         super().__init__(f"{source}: nothing imported; bad input:\n  {shown}{more}")
         self.problems = list(problems)
+
+
+def load_json(data: bytes, source: str) -> Any:
+    """A JSON document, or BadInputError naming where it stops being JSON (line and column, or the encoding)."""
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f"line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "encoding"
+        raise BadInputError(source, [f"{where}: not JSON ({exc})"]) from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,13 +21,12 @@ Every bad record is named (``jobs[3] (job 1234)``) and nothing of the file is im
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from jobprov.emitters.importers.send import BadInputError, Record
+from jobprov.emitters.importers.send import BadInputError, Record, load_json
 from jobprov.schemas.models import (
     JobFinished,
     JobStarted,
@@ -216,11 +215,7 @@ def attempt_records(record: dict[str, Any], where: str, attempt: int, problems: 
 
 def read_sacct_json(data: bytes, source: str) -> list[Record]:
     """The records of a ``sacct --json`` document (see the module docstring)."""
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "encoding"
-        raise BadInputError(source, [f"{where}: not JSON ({exc})"]) from exc
+    doc = load_json(data, source)
     if not isinstance(doc, dict) or not isinstance(doc.get("jobs"), list):
         raise BadInputError(source, ["not sacct --json output: no 'jobs' list"])
     return read_jobs(doc["jobs"], source, [f"jobs[{i}]" for i in range(len(doc["jobs"]))])
