@@ -119,7 +119,6 @@ class AlertLoop:
             self.failures += 1
             return None
         self._since = began - MARGIN
-        self.last = report
         if report.raised:
             log.info("alert scan: %d buckets, %d new alerts", report.buckets, len(report.raised))
         return report
@@ -141,6 +140,7 @@ class AlertLoop:
             )
             self.passes += 1
             self.raised += len(report.raised)
+            self.last = report  # what the metrics show of the last pass, the loop's or one asked through the API
         return report
 
     def _run(self) -> None:

@@ -113,7 +113,8 @@ class Broker:
 
     def stop(self, kill: bool = False, grace: float = 10.0) -> None:
         """SIGTERM (or SIGKILL), then SIGKILL after ``grace`` seconds. With clients still connected Tansu takes
-        about five seconds to end on SIGTERM; its log is in memory, so waiting gains nothing at a shutdown."""
+        about five seconds to end on SIGTERM; waiting gains nothing at a shutdown: what it acknowledged is in its
+        store before the acknowledgement (``s3://``) or lost with it however it ends (``memory://``)."""
         stop_child(self.process, kill=kill, grace=grace)
 
 
