@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -24,10 +23,7 @@ from typing import Any
 
 from jobprov.embedded.service import launch, stop
 from jobprov.embedded.tansu import free_port
-from jobprov.emitters.emitter import create_emitter
-from jobprov.emitters.job import Job
 from jobprov.emitters.kafka import parse_kafka_url
-from jobprov.settings import load_emitter_settings
 from jobprov.stream_processors.worker import ensure_topics
 
 FAUST_EVENTS_PER_S = 3_300  # the same measurement with the faust worker (issue 11)
@@ -38,35 +34,40 @@ def _get(url: str) -> Any:
         return json.load(response)
 
 
-def emit(kafka_url: str, spool: Path, jobs: int, metrics_per_job: int, seed: int = 1) -> tuple[int, int]:
-    """Jobs with provenance, a step, artifacts and metrics through the emitter; returns (events, points)."""
-    rng = random.Random(seed)
-    settings = load_emitter_settings(
-        # A slow consumer must not make the emitter give up on the broker: the benchmark wants every event sent.
-        {
-            "url": kafka_url,
-            "spool_dir": str(spool),
-            "capture_packages": False,
-            "capture_git": False,
-            "delivery_timeout_ms": 600_000,
-            "flush_timeout_s": 600.0,
-        },
-        env={},
-    )
-    emitter = create_emitter(settings)
-    points = 0
-    for j in range(jobs):
-        provenance = {"dataset": rng.choice(["hsc", "cfht"]), "band": rng.choice(["r", "all"])}
-        with Job(name="validate_drp", job_id=f"bench-{j:06d}", provenance=provenance, emitter=emitter) as job:
-            job.used(f"file:///raw/{j}.fits")
-            with job.step("measure"):
-                for _ in range(metrics_per_job):
-                    job.metric(rng.choice(["AM1", "PA1", "TE1"]), rng.gauss(10, 1), unit="mas")
-                    points += 1
-            job.produced(f"file:///out/{j}.parq")
-    report = emitter.close()
-    assert report.spooled == 0, "the broker must take every event"
-    return report.delivered, points
+# The jobs, through the public emitter of the interpreter that runs it: each installation measured emits with its
+# own emitter (an older worker cannot be expected to read a newer emitter's events). Prints events, points, seconds.
+_EMIT = """
+import random, sys, time
+kafka_url, spool, jobs, metrics_per_job = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(1)
+# A slow consumer must not make the emitter give up on the broker: the benchmark wants every event sent.
+settings = load_emitter_settings({"url": kafka_url, "spool_dir": spool, "capture_packages": False,
+                                  "capture_git": False, "delivery_timeout_ms": 600_000, "flush_timeout_s": 600.0},
+                                 env={})
+emitter = create_emitter(settings)
+points, started = 0, time.monotonic()
+for j in range(jobs):
+    provenance = {"dataset": rng.choice(["hsc", "cfht"]), "band": rng.choice(["r", "all"])}
+    with Job(name="validate_drp", job_id=f"bench-{j:06d}", provenance=provenance, emitter=emitter) as job:
+        job.used(f"file:///raw/{j}.fits")
+        with job.step("measure"):
+            for _ in range(metrics_per_job):
+                job.metric(rng.choice(["AM1", "PA1", "TE1"]), rng.gauss(10, 1), unit="mas")
+                points += 1
+        job.produced(f"file:///out/{j}.parq")
+report = emitter.close()
+assert report.spooled == 0, "the broker must take every event"
+print(report.delivered, points, time.monotonic() - started, flush=True)
+"""
+
+
+def emit(python: str, kafka_url: str, spool: Path, jobs: int, metrics_per_job: int) -> tuple[int, int]:
+    """Jobs with provenance, a step, artifacts and metrics through ``python``'s emitter; returns (events, points)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPROV_")} | {"PYTHONSAFEPATH": "1"}
+    out = subprocess.run([python, "-c", _EMIT, kafka_url, str(spool), str(jobs), str(metrics_per_job)],
+                         env=env, check=True, capture_output=True, text=True).stdout  # fmt: skip
+    events, points, _ = out.split()
+    return int(events), int(points)
 
 
 def wait_for_api(api_url: str, jobs: int, points: int, timeout: float) -> None:
@@ -108,7 +109,7 @@ def raw_baseline(bootstrap: str, spool: Path, jobs: int, metrics_per_job: int) -
     assert consumer.stdout is not None
     assert consumer.stdout.readline().strip() == "ready"
     started = time.monotonic()
-    events, _ = emit(f"kafka://{bootstrap}/{topic}", spool, jobs, metrics_per_job)
+    events, _ = emit(sys.executable, f"kafka://{bootstrap}/{topic}", spool, jobs, metrics_per_job)
     count, finished = consumer.stdout.readline().split()
     consumer.wait(60)
     if int(count) != events:
@@ -135,7 +136,7 @@ def through_up(
             raw_events, raw_seconds = raw_baseline(bootstrap, home / "spool-raw", jobs, metrics_per_job)
             figures["raw"] = raw_events / raw_seconds
         started = time.monotonic()
-        events, points = emit(info.kafka_url, home / "spool", jobs, metrics_per_job)
+        events, points = emit(python, info.kafka_url, home / "spool", jobs, metrics_per_job)
         figures["emitted_s"] = time.monotonic() - started
         wait_for_api(info.api_url, jobs, points, timeout=1800)
         figures["elapsed_s"] = time.monotonic() - started

@@ -293,8 +293,9 @@ class Job:
             time=self._start_time,
         )
         if self._start_time is None:  # a live job; backfilled ones have no process to observe
-            self._capture_thread = threading.Thread(target=self._capture, name="jobprov-capture", daemon=True)
-            self._capture_thread.start()
+            if settings.capture_packages or (settings.capture_git and not self._joined):
+                self._capture_thread = threading.Thread(target=self._capture, name="jobprov-capture", daemon=True)
+                self._capture_thread.start()
             if not self._joined:
                 self._ticker = threading.Thread(target=self._tick, name="jobprov-heartbeat", daemon=True)
                 self._ticker.start()
