@@ -20,6 +20,7 @@ from typing import Any
 from jobprov.emitters.importers.send import to_events
 from jobprov.query.alerts import SENDER, raised_records, scan
 from jobprov.query.store import Store
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import Event, MetricMeasured, Producer, ProvenanceDeclared
 from jobprov.schemas.wire import encode_event
 from jobprov.sinks.clickhouse.client import connect
@@ -35,7 +36,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def nightly(bucket: int, night: int, value: float) -> list[Event]:
     job = f"b{bucket}-n{night}"
-    t = T0 + timedelta(days=night, minutes=bucket)
+    t = ms(T0 + timedelta(days=night, minutes=bucket))
     return [
         Event(f"{job}-1", job, "ProvenanceDeclared", t, t, PRODUCER, 1,
               payload=ProvenanceDeclared(values={"dataset": f"d{bucket}"})),

@@ -26,6 +26,7 @@ from confluent_kafka import Producer
 
 from jobprov.embedded.tansu import start_broker
 from jobprov.emitters.emitter import create_emitter
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import Event, MetricMeasured
 from jobprov.schemas.models import Producer as ProducerInfo
 from jobprov.schemas.wire import encode_event
@@ -49,7 +50,7 @@ def bench_emit(bootstrap: str, n: int, spool: Path) -> None:
 
     now = datetime.now(UTC).replace(microsecond=0)
     sample = Event(
-        str(uuid.uuid4()), "job-bench", "MetricMeasured", now, now, ProducerInfo("b", "0", "i"), 1, 1,
+        str(uuid.uuid4()), "job-bench", "MetricMeasured", ms(now), ms(now), ProducerInfo("b", "0", "i"), 1, 1,
         payload=MetricMeasured(name="AM1", value=3.2, unit="mas", tags={"band": "r"}),
     )  # fmt: skip
     value = encode_event(sample)

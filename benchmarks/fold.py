@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from jobprov.embedded.tansu import free_port, start_broker
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     ArtifactProduced,
     ArtifactUsed,
@@ -79,7 +80,9 @@ def workload(jobs: int, per_job: int, seed: int = 1) -> list[Event]:
         for seq, payload in enumerate(payloads, 1):
             t = start + timedelta(seconds=seq)
             events.append(
-                Event(f"{job_id}-{seq}", job_id, type(payload).__name__, t, t, producer, seq, 1, payload=payload)
+                Event(
+                    f"{job_id}-{seq}", job_id, type(payload).__name__, ms(t), ms(t), producer, seq, 1, payload=payload
+                )
             )
     return events
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     Event,
     JobFinished,
@@ -63,7 +64,8 @@ def log(events: int, long_jobs: int, per_job: int = 20) -> Iterator[RawEvent]:
 
     def raw(job_id: str, instance: str, seq: int, at: datetime, payload: object) -> RawEvent:
         nonlocal offset
-        event = Event(f"{instance}-{seq}", job_id, type(payload).__name__, at, at, Producer("bench", "0", instance),
+        when = ms(at)
+        event = Event(f"{instance}-{seq}", job_id, type(payload).__name__, when, when, Producer("bench", "0", instance),
                       seq, 1, payload=payload)  # fmt: skip
         offset += 1
         return RawEvent(encode_event(event), "events", 0, offset)

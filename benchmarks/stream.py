@@ -38,6 +38,9 @@ def _get(url: str) -> Any:
 # own emitter (an older worker cannot be expected to read a newer emitter's events). Prints events, points, seconds.
 _EMIT = """
 import random, sys, time
+from jobprov.emitters.emitter import create_emitter
+from jobprov.emitters.job import Job
+from jobprov.settings import load_emitter_settings
 kafka_url, spool, jobs, metrics_per_job = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 rng = random.Random(1)
 # A slow consumer must not make the emitter give up on the broker: the benchmark wants every event sent.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keyword
 import struct
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from jobprov.errors import SerializationError
@@ -152,14 +152,15 @@ class _Source:
 
 
 def _kind(schema: Any) -> str:
-    """The encoding a schema needs: a primitive name, 'timestamp', 'record', 'array', 'map', 'union' or 'named'."""
+    """The encoding a schema needs: a primitive name, 'record', 'array', 'map', 'union' or 'named'. A
+    timestamp-millis is a long: the models hold epoch milliseconds."""
     if isinstance(schema, list):
         return "union"
     if isinstance(schema, str):
         return schema if schema in ("null", "boolean", "int", "long", "double", "string") else "named"
     kind = schema.get("type")
     if kind == "long" and schema.get("logicalType") == "timestamp-millis":
-        return "timestamp"
+        return "long"
     if kind in ("record", "array", "map"):
         return str(kind)
     if isinstance(kind, str) and "logicalType" not in schema:
@@ -202,7 +203,7 @@ class EncoderBuilder(_Source):
     def __init__(self) -> None:
         super().__init__()
         self.namespace.update(
-            SMALL=SMALL, SG=STRINGS.get, ENC_STR=encode_string, ENC_LONG=encode_long, TS=timestamp_millis,
+            SMALL=SMALL, SG=STRINGS.get, ENC_STR=encode_string, ENC_LONG=encode_long,
             PACK_D=struct.Struct("<d").pack, ZERO=b"\x00", ONE=b"\x01",
         )  # fmt: skip
 
@@ -249,8 +250,6 @@ class EncoderBuilder(_Source):
             lines.append(f"{pad}A(PACK_D({x}))")
         elif kind == "boolean":
             lines.append(f"{pad}A(ONE if {x} else ZERO)")
-        elif kind == "timestamp":
-            lines.append(f"{pad}A(ENC_LONG({x} if isinstance({x}, int) else TS({x})))")
         elif kind == "named":
             lines.append(f"{pad}{self.records[self.resolve(schema, namespace)]}({x}, out)")
         elif kind == "record":
@@ -310,7 +309,7 @@ class DecoderBuilder(_Source):
         super().__init__()
         self.classes = classes
         self.namespace.update(
-            READ_LONG=read_long, TRUNC=Truncated, EPOCH=EPOCH, TD=timedelta, NEW=object.__new__,
+            READ_LONG=read_long, TRUNC=Truncated, NEW=object.__new__,
             UNPACK_D=struct.Struct("<d").unpack_from,
         )  # fmt: skip
 
@@ -388,10 +387,6 @@ class DecoderBuilder(_Source):
                 f"{pad}{y} = {b} == 1",
                 f"{pad}pos += 1",
             ]
-        elif kind == "timestamp":
-            ms = self.fresh("ms")
-            self._long(lines, ms, pad)
-            lines.append(f"{pad}{y} = EPOCH + TD(0, 0, 0, {ms})")
         elif kind in ("named", "record"):
             fn = self.records[self.resolve(schema, namespace)] if kind == "named" else self._record(schema, namespace)
             lines.append(f"{pad}{y}, pos = {fn}(buf, pos)")

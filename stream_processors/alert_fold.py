@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import cast
 
-from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import AlertRaised, AlertTriaged, Event
 from jobprov.stream_processors.records import AlertState, Record
 from jobprov.stream_processors.state import JobFoldState, OrderKey
@@ -73,7 +72,7 @@ def alert_records(state: JobFoldState) -> list[Record]:
             last_good_job=raised.last_good_job,
             first_bad_job=raised.first_bad_job,
             first_bad_event=raised.first_bad_event,
-            change_time_ms=timestamp_millis(raised.change_time),
+            change_time_ms=raised.change_time,
             before=raised.before,
             size=raised.size,
             relative_size=raised.relative_size,

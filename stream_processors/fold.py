@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import (
     AlertRaised,
     AlertTriaged,
@@ -77,7 +76,7 @@ def fold(state: JobFoldState | None, event: Event, context: FoldContext) -> tupl
     if not _first_time(state, event):
         return state, []
     state.version += 1
-    time_ms = timestamp_millis(event.event_time)
+    time_ms = event.event_time
     if time_ms > state.last_event_ms:
         state.last_event_ms = time_ms
     if state.first_event_ms is None or time_ms < state.first_event_ms:

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from jobprov.errors import SerializationError, SinkError, UnknownSchemaError
-from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import Event
 from jobprov.schemas.wire import decode_event
 from jobprov.sinks.base import Sink, SinkBackpressure
@@ -142,7 +141,7 @@ class Processor:
             if self._keep_events:
                 outputs.append(_event_record(event, item.value))
             outputs += records
-            time_ms = timestamp_millis(event.event_time)
+            time_ms = event.event_time
             if time_ms > self._max_event_ms:
                 self._max_event_ms = time_ms
             where = (item.topic, item.partition)
@@ -356,7 +355,7 @@ class Processor:
             if event is None:
                 continue
             self.partition_of[event.job_id] = (item.topic, item.partition)
-            self._max_event_ms = max(self._max_event_ms, timestamp_millis(event.event_time))
+            self._max_event_ms = max(self._max_event_ms, event.event_time)
             count += 1
         for job_id in [j for j in self.states if j not in self.status_of]:
             self.status_of[job_id] = self._status(self.states[job_id], self.watermark_ms)
@@ -381,8 +380,8 @@ def _event_record(event: Event, raw: bytes) -> EventRecord:
         event_id=event.event_id,
         job_id=event.job_id,
         event_type=event.event_type,
-        event_time_ms=timestamp_millis(event.event_time),
-        emitted_at_ms=timestamp_millis(event.emitted_at),
+        event_time_ms=event.event_time,
+        emitted_at_ms=event.emitted_at,
         producer=f"{event.producer.name}/{event.producer.version}",
         producer_instance=event.producer.instance_id,
         seq=event.seq,

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from jobprov import __version__
@@ -106,13 +107,13 @@ def to_events(records: Sequence[Record], importer: str, environ: dict[str, str] 
     """The envelopes :func:`send` would send (redacted), for callers that fold them in-process."""
     redactor = Redactor(dict(os.environ) if environ is None else environ)
     made = producer(importer)
-    now = datetime.now(UTC)
+    now = int(time.time() * 1000)
     return [
         Event(
             event_id=event_id(importer, r.job_id, r.key),
             job_id=r.job_id,
             event_type=type(r.payload).__name__,
-            event_time=r.time,
+            event_time=event_time_ms(r.time, 0.0),
             emitted_at=now,
             producer=made,
             seq=0,

@@ -19,6 +19,7 @@ from jobprov.query.artifacts import search
 from jobprov.query.backend import HttpBackend
 from jobprov.query.store import Store
 from jobprov.schemas import models as m
+from jobprov.schemas.binary import timestamp_millis as ms
 from tests.integration.conftest import _CHDB_STORE
 from tests.integration.processing import fold_into
 from tests.integration.test_attempts import api  # noqa: F401  (the API served over a socket, on `loaded` below)
@@ -36,7 +37,7 @@ WRITER, READER = "pc/w 1", "pc/w 2"
 def _events() -> list[m.Event]:
     def at(n: int, job: str, payload: Any) -> m.Event:
         t = T0 + timedelta(minutes=n)
-        return m.Event(f"e{n}", job, type(payload).__name__, t, t, P, n, payload=payload)
+        return m.Event(f"e{n}", job, type(payload).__name__, ms(t), ms(t), P, n, payload=payload)
 
     def annotate(n: int, uri: str, key: str, value: str) -> m.Event:
         return at(n, f"artifact:{uri}", m.Annotation(key=key, value=value, author="rev", target_type="artifact",

@@ -22,6 +22,7 @@ from jobprov.query.artifacts import artifact
 from jobprov.query.backend import HttpBackend
 from jobprov.query.jobs import attempts, job_detail, status_counts
 from jobprov.query.store import Store
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     Annotation,
     Event,
@@ -55,7 +56,7 @@ REGISTRY = ComparabilityRegistry(metrics={"AM1": ("dataset",)})  # not the defau
 def _events() -> list[Event]:
     def at(minutes: int, payload: Any, attempt: int = 1, job: str = JOB) -> Event:
         t = T0 + timedelta(minutes=minutes)
-        return Event(f"{job}-{minutes}", job, type(payload).__name__, t, t, PRODUCER, minutes, attempt,
+        return Event(f"{job}-{minutes}", job, type(payload).__name__, ms(t), ms(t), PRODUCER, minutes, attempt,
                      payload=payload)  # fmt: skip
 
     started = {"os": "linux", "kernel": "6.1", "cwd": "/w"}

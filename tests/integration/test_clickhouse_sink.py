@@ -10,6 +10,7 @@ from typing import Any
 
 from jobprov.query.series import series, which_bucket
 from jobprov.query.store import Store
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     ArtifactProduced,
     ArtifactUsed,
@@ -52,7 +53,9 @@ def _job(job_id: str, dataset: str, values: list[float], late_provenance: bool =
     events = []
     for seq, payload in enumerate(payloads, 1):
         t = T0 + timedelta(seconds=seq)
-        events.append(Event(f"{job_id}-{seq}", job_id, type(payload).__name__, t, t, PRODUCER, seq, payload=payload))
+        events.append(
+            Event(f"{job_id}-{seq}", job_id, type(payload).__name__, ms(t), ms(t), PRODUCER, seq, payload=payload)
+        )
     return events
 
 

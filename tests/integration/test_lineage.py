@@ -10,6 +10,7 @@ import pytest
 from jobprov.errors import QueryError
 from jobprov.query.lineage import ancestors, descendants, producers
 from jobprov.query.store import Store
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     ArtifactProduced,
     ArtifactUsed,
@@ -49,7 +50,7 @@ def _events() -> list[Event]:
         ]
         for seq, payload in enumerate(payloads, 1):
             t = T0 + timedelta(hours=n, seconds=seq)
-            out.append(Event(f"{job}-{seq}", job, type(payload).__name__, t, t, P, seq, payload=payload))
+            out.append(Event(f"{job}-{seq}", job, type(payload).__name__, ms(t), ms(t), P, seq, payload=payload))
     return out
 
 

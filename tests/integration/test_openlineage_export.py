@@ -16,6 +16,7 @@ from jobprov.query.api import create_app
 from jobprov.query.backend import LocalBackend
 from jobprov.query.exporters.openlineage import run_events, run_id
 from jobprov.query.store import Store
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     ArtifactProduced,
     ArtifactUsed,
@@ -80,7 +81,7 @@ def _fold(store: Any, jobs: dict[str, list[Any]]) -> None:
         for seq, payload in enumerate(payloads, 1):
             t = T0 + timedelta(minutes=seq)
             events.append(
-                Event(f"{job_id}-{seq}", job_id, type(payload).__name__, t, t, producer, seq, payload=payload)
+                Event(f"{job_id}-{seq}", job_id, type(payload).__name__, ms(t), ms(t), producer, seq, payload=payload)
             )
     raw = [RawEvent(encode_event(e), "t", 0, i) for i, e in enumerate(events)]
     Processor(ClickHouseSink(store, store.jobprov_database), ListDeadLetters(), FoldContext()).process_batch(raw)

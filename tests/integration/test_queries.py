@@ -13,6 +13,7 @@ from jobprov.query.jobs import job_detail, status_counts
 from jobprov.query.lines import Point, iso_millis
 from jobprov.query.series import baseline, compare_jobs, regressions, series, which_bucket
 from jobprov.query.store import Store, to_plain, to_utc
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     Annotation,
     ArtifactProduced,
@@ -71,11 +72,13 @@ def campaign() -> list[Event]:
                 ]
                 for seq, payload in enumerate(payloads, 1):
                     t = start + timedelta(minutes=seq)
-                    events.append(Event(f"{jid}-{seq}", jid, type(payload).__name__, t, t, PRODUCER, seq,
+                    events.append(Event(f"{jid}-{seq}", jid, type(payload).__name__, ms(t), ms(t), PRODUCER, seq,
                                         payload=payload))  # fmt: skip
     bad = job_id(3, "cfht", "r")
     t = T0 + timedelta(days=20)
-    events.append(Event("bad-1", bad, "Annotation", t, t, PRODUCER, 99, payload=Annotation(key="quality", value="bad")))
+    events.append(
+        Event("bad-1", bad, "Annotation", ms(t), ms(t), PRODUCER, 99, payload=Annotation(key="quality", value="bad"))
+    )
     return events
 
 

@@ -17,6 +17,7 @@ from jobprov.errors import UnknownNameError
 from jobprov.query.api import create_app
 from jobprov.query.runs import compare_runs, run
 from jobprov.query.store import Store
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     Annotation,
     ArtifactProduced,
@@ -53,7 +54,7 @@ def _workflow(run_id: str, offset: int, model_2: str, checksum_2: str, softmean:
         for payload in payloads:
             seq += 1
             t = T0 + timedelta(hours=offset, minutes=seq)
-            events.append(Event(f"{job_id}-{seq}", job_id, type(payload).__name__, t, t, PRODUCER, seq,
+            events.append(Event(f"{job_id}-{seq}", job_id, type(payload).__name__, ms(t), ms(t), PRODUCER, seq,
                                 payload=payload))  # fmt: skip
 
     started = JobStarted(host="node ü", os="linux", kernel="6.1", cwd="/w")
@@ -87,7 +88,7 @@ def loaded(store: Any) -> Store:
     events = _workflow(RUN_A, 0, "12", "c2", "succeeded", convert=False)
     events += _workflow(RUN_B, 1, "9", "c2-new", "failed", convert=True)
     t = T0 + timedelta(days=1)
-    events.append(Event("note-1", RUN_B, "Annotation", t, t, PRODUCER, 999, payload=Annotation(key="quality",
+    events.append(Event("note-1", RUN_B, "Annotation", ms(t), ms(t), PRODUCER, 999, payload=Annotation(key="quality",
                         value="bad", author="reviewer")))  # fmt: skip
     sink = ClickHouseSink(store, store.jobprov_database)
     processor = Processor(sink, ListDeadLetters(), FoldContext())

@@ -29,6 +29,7 @@ from jobprov.query.alerts import SENDER, raised_records, scan, triage_record
 from jobprov.query.backend import LocalBackend
 from jobprov.query.series import baseline, series
 from jobprov.query.store import Store
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     Annotation,
     Event,
@@ -426,7 +427,7 @@ EXTRA_START = T0 + timedelta(days=NIGHTS)
 
 
 def _event(eid: str, job: str, payload: Any, at: datetime, seq: int, attempt: int = 1) -> Event:
-    return Event(eid, job, type(payload).__name__, at, at, PRODUCER, seq, attempt, payload=payload)
+    return Event(eid, job, type(payload).__name__, ms(at), ms(at), PRODUCER, seq, attempt, payload=payload)
 
 
 def batch_jobs() -> list[Event]:

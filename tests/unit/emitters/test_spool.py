@@ -22,6 +22,7 @@ from jobprov.emitters.spool import (
 )
 from jobprov.errors import TransportError
 from jobprov.schemas import registry, wire
+from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import (
     ArtifactProduced,
     ConfigRef,
@@ -44,8 +45,8 @@ def make_event(seq: int, payload: object | None = None) -> Event:
         event_id=str(uuid.uuid4()),
         job_id="job-1",
         event_type=type(payload).__name__,
-        event_time=T0 + timedelta(seconds=seq),
-        emitted_at=T0 + timedelta(seconds=seq, milliseconds=1),
+        event_time=timestamp_millis(T0 + timedelta(seconds=seq)),
+        emitted_at=timestamp_millis(T0 + timedelta(seconds=seq, milliseconds=1)),
         producer=PRODUCER,
         seq=seq,
         attempt=1,

@@ -11,7 +11,7 @@ from fastavro.utils import generate_many
 
 from jobprov.errors import SerializationError
 from jobprov.schemas import registry
-from jobprov.schemas.binary import EnvelopeEncoder, encode_long, record_encoder, timestamp_millis
+from jobprov.schemas.binary import EnvelopeEncoder, encode_long, record_encoder
 from jobprov.schemas.models import Event, from_avro
 
 
@@ -57,8 +57,8 @@ def test_envelope_encoder_matches_fastavro_on_random_envelopes() -> None:
             e.event_id,
             e.job_id,
             e.event_type,
-            timestamp_millis(e.event_time),
-            timestamp_millis(e.emitted_at),
+            e.event_time,
+            e.emitted_at,
             e.producer,
             e.seq,
             e.attempt,

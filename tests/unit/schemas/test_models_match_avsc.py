@@ -10,7 +10,6 @@ import copy
 import dataclasses
 import types
 import typing
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from jobprov.schemas.models import (
     PAYLOAD_TYPES,
     ConfigRef,
     Dataset,
+    EpochMillis,
     Event,
     GitInfo,
     Payload,
@@ -94,11 +94,11 @@ def type_problems(hint: Any, avro: Any, path: str, named: dict[str, Any]) -> lis
         return type_problems(inner[0], avro[1], path, named)
     if isinstance(avro, list):
         return [f"{path}: Avro union {avro!r} but the model says {hint}"]
-    if hint is datetime:
+    if hint == EpochMillis:
         if not (
             isinstance(avro, dict) and avro.get("type") == "long" and avro.get("logicalType") == "timestamp-millis"
         ):
-            return [f"{path}: datetime must be long/timestamp-millis, got {avro!r}"]
+            return [f"{path}: EpochMillis must be long/timestamp-millis, got {avro!r}"]
         return []
     if isinstance(avro, dict) and avro.get("logicalType"):
         return [f"{path}: Avro logical type {avro['logicalType']} but the model says {hint}"]
@@ -143,7 +143,7 @@ def model_problems(cls: type[Any], record: dict[str, Any], named: dict[str, Any]
     if py_names != avro_names:
         problems.append(f"{cls.__name__}: fields {py_names} != Avro fields {avro_names} (names and order)")
         return problems
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     for f, af in zip(fields, record["fields"], strict=True):
         path = f"{cls.__name__}.{f.name}"
         problems += type_problems(hints[f.name], af["type"], path, named)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from jobprov.errors import SerializationError, UnknownSchemaError
 from jobprov.schemas import registry, wire
+from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import (
     PAYLOAD_TYPES,
     AlertRaised,
@@ -42,10 +43,11 @@ from jobprov.schemas.models import (
     ResourceSample,
     StepFinished,
     StepStarted,
+    millis_time,
     to_avro,
 )
 
-T0 = datetime(2025, 3, 14, 15, 9, 26, 535000, tzinfo=UTC)
+T0 = timestamp_millis(datetime(2025, 3, 14, 15, 9, 26, 535000, tzinfo=UTC))  # the models hold epoch ms
 PRODUCER = Producer(name="jobprov-python", version="0.1.0", instance_id="0b8f3c1e-9a43-4d6c-8d0e-1f2a3b4c5d6e")
 
 PAYLOADS: list[Any] = [
@@ -134,13 +136,13 @@ PAYLOADS: list[Any] = [
 ]
 
 
-def make_event(payload: Any, seq: int = 1, *, when: datetime = T0) -> Event:
+def make_event(payload: Any, seq: int = 1, *, when: int = T0) -> Event:
     return Event(
         event_id=f"00000000-0000-4000-8000-{seq:012d}",
         job_id="job-42",
         event_type=type(payload).__name__,
         event_time=when,
-        emitted_at=when + timedelta(milliseconds=7),
+        emitted_at=when + 7,
         producer=PRODUCER,
         seq=seq,
         attempt=2,
@@ -198,9 +200,10 @@ def test_round_trip_with_defaults_only(payload_type: type[Any]) -> None:
 
 def test_times_keep_milliseconds_and_utc() -> None:
     when = datetime(1999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
-    decoded = wire.decode_event(wire.encode_event(make_event(Heartbeat(interval_ms=1), when=when)))
-    assert decoded.event_time == when
-    assert decoded.event_time.utcoffset() == timedelta(0)
+    decoded = wire.decode_event(wire.encode_event(make_event(Heartbeat(interval_ms=1), when=timestamp_millis(when))))
+    assert decoded.event_time == 946684799999
+    assert millis_time(decoded.event_time) == when
+    assert millis_time(decoded.event_time).utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
@@ -238,7 +241,7 @@ def test_plain_fastavro_reads_the_body(event: Event) -> None:
     body = wire.encode_event(event)[10:]
     record = fastavro.schemaless_reader(io.BytesIO(body), registry.current().parsed, None)
     assert record["event_id"] == event.event_id
-    assert record["event_time"] == event.event_time
+    assert record["event_time"] == millis_time(event.event_time)
 
 
 # --- bad input ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -86,13 +86,13 @@ class History:
         if seq is None:
             seq = self._seq.get(instance, 0) + 1
         self._seq[instance] = max(self._seq.get(instance, 0), seq)
-        when = T0 + timedelta(milliseconds=at_ms)
+        when = T0_MS + at_ms
         event = Event(
             event_id(self.job_id, len(self.events)),
             self.job_id,
             type(payload).__name__,
             when,
-            when + timedelta(milliseconds=2),
+            when + 2,
             Producer(producer, "0.1.0", instance),
             seq,
             attempt,
@@ -108,7 +108,7 @@ class History:
     @staticmethod
     def ms(event: Event) -> int:
         """The event's time in epoch milliseconds (the fold's time_ms)."""
-        return T0_MS + (event.event_time - T0) // timedelta(milliseconds=1)
+        return event.event_time
 
 
 def _run_attempt(

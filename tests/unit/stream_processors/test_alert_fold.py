@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
+from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import AlertRaised, AlertTriaged, Event, Producer
 from jobprov.stream_processors import snapshots
 from jobprov.stream_processors.alert_fold import UNTRIAGED, alert_key
 from jobprov.stream_processors.records import AlertState, Record, content_of, materialize
 from jobprov.stream_processors.state import JobFoldState
 
-T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+T0 = timestamp_millis(datetime(2026, 3, 1, 12, tzinfo=UTC))
 PRODUCER = Producer(name="jobprov-import-alerts", version="0", instance_id="fixed")
 ALERT = "0123456789abcdef"
 
@@ -39,7 +40,7 @@ def raised(alert_id: str = ALERT) -> AlertRaised:
 
 
 def event(payload: AlertRaised | AlertTriaged, event_id: str, minutes: int, job_id: str | None = None) -> Event:
-    when = T0 + timedelta(minutes=minutes)
+    when = T0 + minutes * 60_000
     return Event(
         event_id=event_id,
         job_id=job_id or alert_key(payload.alert_id),
@@ -72,11 +73,11 @@ def test_raise_then_triage_gives_the_latest_state(fold_events: Fold) -> None:
     state, records = fold_events(HISTORY[:1])
     first = the_alert(records)
     assert (first.state, first.triages, first.note, first.triaged_at_ms) == (UNTRIAGED, 0, None, None)
-    assert first.change_time_ms == int(T0.timestamp() * 1000) == first.raised_at_ms
+    assert first.change_time_ms == T0 == first.raised_at_ms
     state, records = fold_events(HISTORY[1:], state=state)
     alert = the_alert(records)
     assert (alert.state, alert.note, alert.author, alert.triages) == ("fixed", "numpy pinned", "bob", 2)
-    assert alert.triaged_at_ms == int((T0 + timedelta(minutes=9)).timestamp() * 1000)
+    assert alert.triaged_at_ms == T0 + 9 * 60_000
     assert alert.changes == ["software.numpy: 1.26.4 → 2.0.1"]
     assert not state.is_job(), "an alert's key makes no job row"
 

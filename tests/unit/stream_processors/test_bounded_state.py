@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import Event, JobStarted, JobSubmitted, MetricMeasured, Producer, ResourceSample
 from jobprov.stream_processors import snapshots
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
@@ -51,7 +52,9 @@ def _job(events: int, *, seq_from: int = 1) -> list[Event]:
             payload = MetricMeasured(name="AM1", value=float(n))
         else:
             payload = ResourceSample(cpu_user_s=n, cpu_system_s=0.0, rss_bytes=1, peak_rss_bytes=1, threads=1)
-        out.append(Event(f"e{n:07d}", "job", type(payload).__name__, t, t, producer, seq_from + n, 1, payload=payload))
+        out.append(
+            Event(f"e{n:07d}", "job", type(payload).__name__, ms(t), ms(t), producer, seq_from + n, 1, payload=payload)
+        )
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from jobprov.schemas.binary import timestamp_millis as ms
 from jobprov.schemas.models import (
     Annotation,
     Event,
@@ -22,7 +23,7 @@ PRODUCER = Producer("test", "0", "p1")
 
 def _event(n: int, payload: object, attempt: int) -> Event:
     t = T0 + timedelta(seconds=n)
-    return Event(f"e{n:03d}", "job", type(payload).__name__, t, t, PRODUCER, n, attempt, payload=payload)
+    return Event(f"e{n:03d}", "job", type(payload).__name__, ms(t), ms(t), PRODUCER, n, attempt, payload=payload)
 
 
 def test_a_retry_on_another_host_keeps_the_first_attempts_buckets() -> None:

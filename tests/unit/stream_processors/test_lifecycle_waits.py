@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from jobprov.schemas.binary import timestamp_millis
 from jobprov.schemas.models import Event, JobFinished, JobStarted, JobStatusChanged, JobSubmitted, Producer
 from jobprov.stream_processors.fold import FoldContext, fold, snapshot
 
-T0 = datetime(2026, 4, 1, tzinfo=UTC)
+T0 = timestamp_millis(datetime(2026, 4, 1, tzinfo=UTC))
 P = Producer("test", "0", "p")
 
 
 def _events(*payloads: Any) -> list[Event]:
     return [
-        Event(f"e{n}", "job", type(p).__name__, T0 + timedelta(seconds=n), T0 + timedelta(seconds=n), P, n, payload=p)
+        Event(f"e{n}", "job", type(p).__name__, T0 + 1000 * n, T0 + 1000 * n, P, n, payload=p)
         for n, p in enumerate(payloads, 1)
     ]
 
