@@ -11,6 +11,7 @@ and since a clean verification means equal content, even an interrupted swap lea
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,7 +23,7 @@ from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseDeadLetters, ClickHouseSink
 from jobprov.stream_processors.fold import FoldContext
-from jobprov.stream_processors.processor import Processor, RawEvent
+from jobprov.stream_processors.processor import Processor, RawEvent, batch_gc
 
 # table -> columns left out of the comparison (they depend on batching and wall time, not on the log)
 COMPARED = {
@@ -140,17 +141,14 @@ def replay(
     started = time.perf_counter()
     tty = sys.stderr.isatty() if progress is None else progress
     show = _Progress(total, tty=tty and sys.stderr.isatty(), quiet=progress is False)
-    pending: list[RawEvent] = []
+    # Positions make dead letters of a replay distinct rows; the real source position is in the log.
+    numbered = (RawEvent(item.value, item.topic, item.partition, offset) for offset, item in enumerate(source))
     try:
-        for offset, item in enumerate(source):
-            # Positions make dead letters of a replay distinct rows; the real source position is in the log.
-            pending.append(RawEvent(item.value, item.topic, item.partition, offset))
-            if len(pending) >= batch:
-                processor.process_batch(pending)
-                report.events += len(pending)
-                show.advance(len(pending))
-                pending = []
-        if pending:
+        while True:
+            with batch_gc():  # reading a batch allocates like folding it (see batch_gc)
+                pending = list(itertools.islice(numbered, batch))
+            if not pending:
+                break
             processor.process_batch(pending)
             report.events += len(pending)
             show.advance(len(pending))
