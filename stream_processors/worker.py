@@ -12,6 +12,9 @@
   leave memory; a partition assigned loads the jobs its last worker held from the store's checkpoints
   (:meth:`Processor.resume`) and resumes at the committed offset. Without a store (the derived-records topic
   sink) it is rebuilt from the log up to the committed offset instead.
+- ``own_all=True`` (``jobprov up``, whose embedded store admits one worker): the worker takes every partition of
+  the topic itself at the group's committed offsets instead of joining the group, so it folds the first event at
+  once; a group join with the embedded broker waits about half the session timeout.
 - Stops on SIGINT/SIGTERM: the batch in hand is finished, flushed and committed, and the consumer leaves the
   group (its partitions move at once). ``drain=True`` first folds whatever the topic still holds until it has
   been quiet for a second, for at most ten (``jobprov up``, whose broker keeps its log in memory); a second signal
@@ -184,8 +187,10 @@ class Worker:
         *,
         beat: Callable[[], None] | None = None,
         drain: bool = False,
+        own_all: bool = False,
     ) -> None:
         self.settings = settings
+        self._own_all = own_all
         self.processor = processor
         self.bootstrap, self.topic = parse_kafka_url(settings.source_url)
         self._beat = beat or (lambda: None)
@@ -218,9 +223,15 @@ class Worker:
         return self._stop.is_set()
 
     def run(self) -> None:
-        self.consumer.subscribe(
-            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        if self._own_all:
+            metadata = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+            partitions = [TopicPartition(self.topic, p) for p in sorted(metadata.partitions)]
+            self._on_assign(self.consumer, partitions)
+            self.consumer.assign(partitions)  # from the group's committed offsets
+        else:
+            self.consumer.subscribe(
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
         try:
             idle_since: float | None = None
             while True:
@@ -383,6 +394,7 @@ def run_worker(
     sink: Sink,
     *,
     drain: bool = False,
+    own_all: bool = False,
     on_signal: Callable[[], None] | None = None,
     collectors: Sequence[Any] = (),
 ) -> None:
@@ -408,7 +420,7 @@ def run_worker(
         serve(settings.metrics_port, settings.metrics_bind, registry, liveness)
     processor = make_processor(settings, sink, ProcessorMetrics(registry))
     processor.on_wait = liveness.beat  # waiting out the store is alive, not stuck
-    worker = Worker(settings, processor, beat=liveness.beat, drain=drain)
+    worker = Worker(settings, processor, beat=liveness.beat, drain=drain, own_all=own_all)
     with _stop_on_signals(worker, on_signal):
         worker.run()
 

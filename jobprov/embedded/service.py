@@ -243,6 +243,7 @@ def up(
             settings,
             sink,
             drain=True,
+            own_all=True,  # the embedded store admits one worker: no group to join (docs/broker.md)
             on_signal=lambda: announce("stopping: folding what the broker holds"),
             collectors=[AlertLoopMetrics(scanner)],
         )
