@@ -11,14 +11,18 @@ and since a clean verification means equal content, even an interrupted swap lea
 
 from __future__ import annotations
 
+import functools
 import itertools
+import queue
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from jobprov.errors import JobprovError
+from jobprov.sinks.clickhouse.client import second_connection
 from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseDeadLetters, ClickHouseSink
@@ -61,10 +65,18 @@ class EventsTableSource:
         self.client, self.database, self.page = client, database, page
 
     def __iter__(self) -> Iterator[RawEvent]:
+        reader = second_connection(self.client)
+        # On the embedded engine the next page is read beside the fold of this one, on a connection of its own.
+        pages = self._pages(self.client) if reader is None else _ahead(self._pages(reader))
+        for raws in pages:
+            for raw in raws:
+                yield RawEvent(raw, "events-table", 0, 0)
+
+    def _pages(self, client: Any) -> Iterator[list[bytes]]:
         last: tuple[str, str] = ("", "")
         while True:
             # Columns, not rows: a tuple per row and a key kept per row cost more than the rest of reading.
-            job_ids, event_ids, raws = self.client.query(
+            job_ids, event_ids, raws = client.query(
                 f"SELECT job_id, event_id, raw FROM {self.database}.events FINAL "  # noqa: S608 - checked identifier
                 "WHERE (job_id, event_id) > ({job:String}, {event:String}) ORDER BY job_id, event_id "
                 "LIMIT {n:UInt32}",
@@ -75,17 +87,84 @@ class EventsTableSource:
                 return
             if not isinstance(raws[0], bytes):
                 raise JobprovError("the events table returned text for raw bytes")
-            for raw in raws:
-                yield RawEvent(raw, "events-table", 0, 0)
+            yield raws
             last = (job_ids[-1], event_ids[-1])
 
-    def copy_into(self, shadow: str) -> None:
-        """Every row of the events table into ``shadow``'s (migrated to the same columns)."""
+    def copy_into(self, shadow: str, client: Any = None) -> None:
+        """Every row of the events table into ``shadow``'s (migrated to the same columns), through ``client``
+        (default: the source's)."""
         Target(shadow)
-        columns = ", ".join(f"`{name}`" for name in _table_columns(self.client, self.database, "events"))
-        self.client.command(
+        client = client or self.client
+        columns = ", ".join(f"`{name}`" for name in _table_columns(client, self.database, "events"))
+        client.command(
             f"INSERT INTO {shadow}.events ({columns}) SELECT {columns} FROM {self.database}.events"  # noqa: S608
         )
+
+
+T = TypeVar("T")
+
+
+def _ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a thread up to ``depth`` ahead of the consumer; its error is raised here. Closing
+    the iterator stops the thread."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except Exception as exc:
+            put("error", exc)
+
+    thread = threading.Thread(target=produce, name="jobprov-replay-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+class _Beside:
+    """A call run by a thread beside the caller; :meth:`result` waits for it and raises its error."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                call()
+            except Exception as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="jobprov-replay-copy", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def from_events_table(client: Any, database: str, page: int = 50_000) -> EventsTableSource:
@@ -135,8 +214,13 @@ def replay(
     dead = ClickHouseDeadLetters(client, shadow)
     sink = ClickHouseSink(client, shadow)
     copy_events = source.copy_into if isinstance(source, EventsTableSource) else None
+    copier: _Beside | None = None
     if copy_events is not None:
-        sink.wants_events = False  # the rows are copied as they are, below
+        sink.wants_events = False  # the rows are copied as they are, beside the fold or after it
+        other = second_connection(client)
+        if other is not None:
+            copier = _Beside(functools.partial(copy_events, shadow, other))
+            copy_events = None
     processor = Processor(sink, dead, context or FoldContext())
     report = ReplayReport()
     started = time.perf_counter()
@@ -155,8 +239,13 @@ def replay(
             show.advance(len(pending))
         if copy_events is not None:
             copy_events(shadow)
+        if copier is not None:
+            copier.result()
+            copier = None
     finally:
         show.close()
+        if copier is not None:
+            copier.join()
     report.seconds = time.perf_counter() - started
     dead_sql = f"SELECT count() FROM {shadow}.dead_letters"  # noqa: S608 - checked identifier
     report.dead_letters = int(client.query(dead_sql).result_rows[0][0])

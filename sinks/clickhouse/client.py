@@ -90,3 +90,12 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | ConnectionError | TimeoutError) or any(
         marker in text for marker in ("too many parts", "timeout", "connection refused", "memory limit")
     )
+
+
+def second_connection(client: Any) -> Any | None:
+    """Another connection to the embedded store ``client`` has open, for work beside it (the engine lets go of
+    the interpreter lock while it runs a query, so the two overlap); None for a server's client."""
+    path = getattr(client, "path", None)
+    if type(client).__name__ != "ChdbClient" or not isinstance(path, str) or not path.startswith("/"):
+        return None
+    return connect(f"chdb://{path}")
