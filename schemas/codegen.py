@@ -44,6 +44,7 @@ SMALL = [encode_long(i) for i in range(1024)]
 # Job ids, metric names, units and tag keys repeat from event to event: their encodings are cached.
 STRINGS: dict[str, bytes] = {}
 _STRING_CACHE_LIMIT = 4096
+_RECORD_MEMO_LIMIT = 1024  # decoded records kept per memoised record type (producers: a few per emitter)
 _CACHEABLE_LENGTH = 64
 
 
@@ -336,7 +337,9 @@ class DecoderBuilder(_Source):
         fn = self.fresh("dec_" + full.rpartition(".")[2] + "_")
         self.records[full] = fn
         self.schemas[full] = (schema, inner)
-        lines = [f"def {fn}(buf, pos):", "    L = len(buf)", f"    obj = NEW({self.const(cls, 'CLS')})"]
+        lines = [f"def {fn}(buf, pos):", "    L = len(buf)"]
+        memo = self._memo_lookup(lines, schema, cls)
+        lines.append(f"    obj = NEW({self.const(cls, 'CLS')})")
         for f in schema["fields"]:
             # Slot descriptors set fields directly: a frozen dataclass's __init__ would go through
             # object.__setattr__ once per field, which costs more than decoding the field.
@@ -344,9 +347,32 @@ class DecoderBuilder(_Source):
             var = self.fresh("y")
             self._value(lines, var, f["type"], inner, 1)
             lines.append(f"    {setter}(obj, {var})")
+        if memo is not None:
+            lines += [f"    if len({memo}) >= {_RECORD_MEMO_LIMIT}:", f"        {memo}.clear()",
+                      f"    {memo}[key] = obj"]  # fmt: skip
         lines.append("    return obj, pos")
         self.functions.append("\n".join(lines))
         return fn
+
+    def _memo_lookup(self, lines: list[str], schema: dict[str, Any], cls: type[Any]) -> str | None:
+        """For a frozen record of plain strings (an event's producer: the same few per log), the code that
+        returns the object already decoded from the same bytes; the name of its memo, or None.
+
+        Measured on the replay benchmark: decoding a producer (three strings, an object) cost ~1 µs of an event's
+        ~20; skipping over the strings and looking their bytes up costs a third of that."""
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is None or not params.frozen or any(_unwrap(f["type"]) != "string" for f in schema["fields"]):
+            return None
+        memo = self.const({}, "MEMO")
+        lines.append("    start = pos")
+        for _ in schema["fields"]:
+            n = self.fresh("n")
+            self._long(lines, n, "    ")
+            lines += [f"    if {n} < 0 or pos + {n} > L:", "        raise TRUNC('string runs past the end')",
+                      f"    pos += {n}"]  # fmt: skip
+        lines += ["    key = buf[start:pos]", f"    obj = {memo}.get(key)", "    if obj is not None:",
+                  "        return obj, pos", "    pos = start"]  # fmt: skip
+        return memo
 
     def _long(self, lines: list[str], y: str, pad: str) -> None:
         b = self.fresh("b")
