@@ -69,21 +69,6 @@ class Truncated(Exception):
     """The message ended inside a value."""
 
 
-def read_long(buf: bytes, pos: int) -> tuple[int, int]:
-    b = buf[pos]
-    pos += 1
-    n = b & 0x7F
-    shift = 7
-    while b & 0x80:
-        b = buf[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if shift > 70:
-            raise ValueError("varint longer than 10 bytes")
-    return (n >> 1) ^ -(n & 1), pos
-
-
 def full_name(schema: dict[str, Any], namespace: str) -> str:
     name = str(schema["name"])
     return name if "." in name else f"{schema.get('namespace', namespace)}.{name}"
@@ -310,7 +295,7 @@ class DecoderBuilder(_Source):
         super().__init__()
         self.classes = classes
         self.namespace.update(
-            READ_LONG=read_long, TRUNC=Truncated, NEW=object.__new__,
+            TRUNC=Truncated, NEW=object.__new__,
             UNPACK_D=struct.Struct("<d").unpack_from,
         )  # fmt: skip
 
@@ -375,14 +360,24 @@ class DecoderBuilder(_Source):
         return memo
 
     def _long(self, lines: list[str], y: str, pad: str) -> None:
-        b = self.fresh("b")
+        # Inlined, multi-byte values too: every event has two times of six bytes, and a call cost more than its loop.
+        b, n, shift = self.fresh("b"), self.fresh("n"), self.fresh("s")
         lines += [
             f"{pad}{b} = buf[pos]",
+            f"{pad}pos += 1",
             f"{pad}if {b} < 128:",
-            f"{pad}    pos += 1",
             f"{pad}    {y} = ({b} >> 1) ^ -({b} & 1)",
             f"{pad}else:",
-            f"{pad}    {y}, pos = READ_LONG(buf, pos)",
+            f"{pad}    {n} = {b} & 0x7F",
+            f"{pad}    {shift} = 7",
+            f"{pad}    while {b} & 0x80:",
+            f"{pad}        {b} = buf[pos]",
+            f"{pad}        pos += 1",
+            f"{pad}        {n} |= ({b} & 0x7F) << {shift}",
+            f"{pad}        {shift} += 7",
+            f"{pad}        if {shift} > 70:",
+            f"{pad}            raise ValueError('varint longer than 10 bytes')",
+            f"{pad}    {y} = ({n} >> 1) ^ -({n} & 1)",
         ]
 
     def _string(self, lines: list[str], y: str, pad: str) -> None:

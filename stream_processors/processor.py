@@ -155,13 +155,16 @@ class Processor:
         touched: set[str] = set()
         states, partition_of, context = self.states, self.partition_of, self.context
         partition_max = self._partition_max
+        types = [event.event_type for _, event in decoded]  # counted per batch: Counter.update runs in C
+        self._consumed.update(types)
+        self._folded.update(types)
         for item, event in decoded:
-            self._consumed[event.event_type] += 1
             try:
                 state, records = fold(states.get(event.job_id), event, context)
             except Exception as exc:  # a fold bug must not stop the pipeline or lose the event
                 log.exception("fold failed on %s", event.event_id)
                 self._dead_letter(item, "fold_error", f"{type(exc).__name__}: {exc}")
+                self._folded[event.event_type] -= 1
                 continue
             states[event.job_id] = state
             partition_of[event.job_id] = (item.topic, item.partition)
@@ -175,7 +178,6 @@ class Processor:
             where = (item.topic, item.partition)
             if time_ms > partition_max.get(where, 0):
                 partition_max[where] = time_ms
-            self._folded[event.event_type] += 1
         outputs += self._snapshots(touched)
         if self.state_store is not None:
             self._dirty |= touched
