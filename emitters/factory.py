@@ -39,6 +39,7 @@ def make_transport(settings: EmitterSettings) -> Transport:
         topic,
         fallback=fallback,
         delivery_timeout_ms=settings.delivery_timeout_ms,
+        linger_ms=settings.linger_ms,
         security=settings.kafka_config(),
     )
 

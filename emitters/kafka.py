@@ -46,14 +46,16 @@ def parse_kafka_url(url: str) -> tuple[str, str]:
     return parts.netloc, topic
 
 
-def producer_config(bootstrap: str, delivery_timeout_ms: int, security: Mapping[str, str]) -> dict[str, Any]:
+def producer_config(
+    bootstrap: str, delivery_timeout_ms: int, security: Mapping[str, str], linger_ms: int = 5
+) -> dict[str, Any]:
     """``security``: the librdkafka security properties (``kafka_client_config`` of the settings)."""
     return {
         "bootstrap.servers": bootstrap,
         "client.id": "jobprov-emitter",
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 5,
+        "linger.ms": linger_ms,
         "queue.buffering.max.messages": 1_000_000,
         "message.timeout.ms": delivery_timeout_ms,
         # librdkafka would print connection errors on the job's stderr; route them to our logger instead.
@@ -72,6 +74,7 @@ class KafkaTransport:
         *,
         fallback: Transport | None,
         delivery_timeout_ms: int = 30000,
+        linger_ms: int = 5,
         security: dict[str, str] | None = None,
     ) -> None:
         self.topic = topic
@@ -80,7 +83,7 @@ class KafkaTransport:
         self._down_until = 0.0
         self._produced = 0
         self._failed = 0
-        config = producer_config(bootstrap, delivery_timeout_ms, security or {})
+        config = producer_config(bootstrap, delivery_timeout_ms, security or {}, linger_ms)
         config["error_cb"] = self._on_error
         config["on_delivery"] = self._on_delivery
         # A Python callback per acknowledged event cost as much as producing it: only failures call back,

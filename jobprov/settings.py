@@ -159,6 +159,8 @@ class EmitterSettings(KafkaSecuritySettings):
     """The longest the emitter may hold a job at exit; what is undelivered by then goes to the spool."""
     delivery_timeout_ms: int = 30000
     """How long the broker may take to acknowledge an event before it is spooled instead."""
+    linger_ms: int = 250
+    """How long an event may wait for others to share its produce request (a job's end and exit send at once)."""
     heartbeat_interval_s: float = 30.0
     sample_interval_s: float = 1.0
     """Resource sampling interval of `jobprov run`."""
@@ -432,6 +434,8 @@ def _validate_emitter(settings: EmitterSettings) -> None:
         raise ConfigError("flush_timeout_s", "must be >= 0")
     if settings.delivery_timeout_ms <= 0:
         raise ConfigError("delivery_timeout_ms", "must be > 0")
+    if not 0 <= settings.linger_ms < settings.delivery_timeout_ms:
+        raise ConfigError("linger_ms", f"must be >= 0 and below delivery_timeout_ms ({settings.delivery_timeout_ms})")
     if settings.heartbeat_interval_s <= 0:
         raise ConfigError("heartbeat_interval_s", "must be > 0")
     if settings.sample_interval_s <= 0:

@@ -42,6 +42,17 @@ def test_a_jobs_events_arrive_complete_and_in_order(kafka: Endpoint, topic: str,
     assert spool_status(settings.spool_dir)["sealed_segments"] == 0
 
 
+def test_an_exit_sends_at_once_whatever_the_linger(kafka: Endpoint, topic: str, settings_for: Settings) -> None:
+    """Events wait up to linger_ms to share a produce request, but closing does not wait it out: with a linger
+    far longer than the flush timeout, every event is still delivered, none spooled."""
+    emitter = create_emitter(settings_for(kafka.url(topic), linger_ms=25_000, flush_timeout_s=5.0))
+    with Job(name="lingering", emitter=emitter) as job:
+        job.metric("AM1", 1.0)
+    report = emitter.close()
+    assert report.delivered == 5 and report.spooled == 0 and report.lost == 0
+    assert len(consume(kafka.bootstrap, topic, expected=5)) == 5
+
+
 def test_jobs_stay_ordered_per_key_across_partitions(kafka: Endpoint, settings_for: Settings) -> None:
     topic = create_topic(kafka.bootstrap, f"events-multi-{time.monotonic_ns()}", partitions=4)
     emitter = create_emitter(settings_for(kafka.url(topic)))

@@ -24,6 +24,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.enabled is True
     assert settings.flush_timeout_s == 5.0
     assert settings.delivery_timeout_ms == 30000
+    assert settings.linger_ms == 250
     assert settings.heartbeat_interval_s == 30.0
     assert settings.capture_packages is True
     assert settings.env_allowlist == DEFAULT_ENV_ALLOWLIST
@@ -119,6 +120,8 @@ def test_bad_env_value_names_the_variable(name: str, value: str) -> None:
     [
         ("JOBPROV_FLUSH_TIMEOUT_S", "-1", "flush_timeout_s"),
         ("JOBPROV_DELIVERY_TIMEOUT_MS", "0", "delivery_timeout_ms"),
+        ("JOBPROV_LINGER_MS", "-1", "linger_ms"),
+        ("JOBPROV_LINGER_MS", "30000", "linger_ms"),  # librdkafka wants it below message.timeout.ms
         ("JOBPROV_HEARTBEAT_INTERVAL_S", "0", "heartbeat_interval_s"),
     ],
 )
