@@ -30,7 +30,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from jobprov.errors import SerializationError, SinkError, UnknownSchemaError
 from jobprov.schemas.models import Event
@@ -59,30 +59,49 @@ NOT_A_JOB = "not_a_job"
 """The in-memory status of a key whose events only annotated something else (no job row is written for it)."""
 
 
-@contextlib.contextmanager
-def batch_gc() -> Iterator[None]:
-    """No cyclic garbage collection inside a batch; one young-generation pass after it.
+class CollectorPause:
+    """No cyclic garbage collection while a batch is folded and until its records are flushed; one
+    young-generation pass after the flush.
 
     A batch allocates a few objects per event (decoded events, fold states, records, columns) that live until
-    the batch ends, and almost none of them are in cycles: reference counting frees them. With the collector
-    on, its passes every 700 allocations re-scan them all, and over the young objects promoted since; replaying
-    200k events (benchmarks/replay.py) spent a third of its time there: 29.5k events/s with the collector,
-    44.2k without, 38.7k with a 50,000-allocation threshold. Cycles made inside a batch wait for its end, so
-    what this holds back is bounded by one batch.
+    the flush, and almost none of them are in cycles: reference counting frees them. With the collector on, its
+    passes every 700 allocations re-scan them all, and over the young objects promoted since; replaying 200k
+    events (benchmarks/replay.py) spent a third of its time there: 29.5k events/s with the collector, 44.2k
+    without, 38.7k with a 50,000-allocation threshold. Paused per batch only, the pass after each of the worker's
+    batches still re-scanned the records waiting for the flush (5% of `jobprov up`'s worker, py-spy). Cycles
+    made meanwhile wait for the flush, so what this holds back is bounded by one flush's worth of events.
     """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
+
+    def __init__(self) -> None:
+        self._held = False
+
+    def hold(self) -> None:
+        if not self._held and gc.isenabled():
+            gc.disable()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            gc.enable()
+            gc.collect(0)
+
+
+@contextlib.contextmanager
+def batch_gc() -> Iterator[None]:
+    """:class:`CollectorPause` around a block that allocates like a batch (reading one, in replay)."""
+    pause = CollectorPause()
+    pause.hold()
     try:
         yield
     finally:
-        gc.enable()
-        gc.collect(0)
+        pause.release()
 
 
-@dataclass(frozen=True)
-class RawEvent:
+class RawEvent(NamedTuple):
+    """A message as consumed: its bytes and where it came from. A tuple: one is made per message, and a frozen
+    dataclass's constructor cost a tenth of the worker's time."""
+
     value: bytes
     topic: str
     partition: int
@@ -121,6 +140,7 @@ class Processor:
         self._dirty: set[str] = set()  # jobs changed since their last snapshot
         self._consumed: Counter[str] = Counter()
         self._folded: Counter[str] = Counter()
+        self._collector = CollectorPause()
 
     @property
     def watermark_ms(self) -> int | None:
@@ -143,8 +163,12 @@ class Processor:
 
     def fold_batch(self, items: Sequence[RawEvent]) -> list[Record]:
         """Fold a batch and hand its records to the sink (buffered, not yet durable: see :meth:`flush`)."""
-        with batch_gc():
+        self._collector.hold()  # released by the flush (see CollectorPause)
+        try:
             return self._fold_batch(items)
+        except BaseException:
+            self._collector.release()
+            raise
 
     def _fold_batch(self, items: Sequence[RawEvent]) -> list[Record]:
         started = time.perf_counter()
@@ -193,8 +217,10 @@ class Processor:
     def flush(self) -> None:
         """Make what :meth:`fold_batch` handed over durable, with a snapshot of every job it changed; raises
         :class:`SinkBackpressure` when the store cannot take it now (the records stay buffered: call again)."""
-        with batch_gc():
+        try:
             self._flush()
+        finally:
+            self._collector.release()
 
     def _flush(self) -> None:
         if self._dirty:
