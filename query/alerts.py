@@ -32,7 +32,7 @@ from jobprov.query.names import close_matches, unknown
 from jobprov.query.series import Regression, line_regressions, series
 from jobprov.query.store import Store, to_utc
 from jobprov.schemas.binary import timestamp_millis
-from jobprov.schemas.models import TRIAGE_STATES, AlertRaised, AlertTriaged, millis_time
+from jobprov.schemas.models import TRIAGE_STATES, AlertRaised, AlertTriaged
 from jobprov.settings import EmitterSettings
 from jobprov.stream_processors.alert_fold import UNTRIAGED, alert_key
 from jobprov.stream_processors.comparability import ComparabilityRegistry
@@ -193,7 +193,7 @@ def _raised(r: Regression, unit: str | None) -> AlertRaised:
 def raised_document(alert: AlertRaised, raised_at: datetime) -> dict[str, Any]:
     """A new alert as :func:`list_alerts` will show it once folded (untriaged): what notifications carry."""
     out: dict[str, Any] = {name: getattr(alert, name, None) for name in _NAMES}
-    out.update(change_time=millis_time(alert.change_time).isoformat(), raised_at=raised_at.isoformat(), state=UNTRIAGED)
+    out.update(change_time=iso_millis(alert.change_time), raised_at=raised_at.isoformat(), state=UNTRIAGED)
     out.update(label=dict(alert.label), changes=list(alert.changes), triages=0)
     return out
 

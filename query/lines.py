@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from jobprov.schemas.models import from_millis
 
-
-def from_millis(millis: int) -> datetime:
-    """Epoch milliseconds as an aware UTC datetime (integer arithmetic: no float rounding)."""
-    return _EPOCH + timedelta(milliseconds=millis)
+__all__ = ["Line", "Point", "from_millis", "iso_millis"]
 
 
 def iso_millis(millis: int) -> str:

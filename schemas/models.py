@@ -16,7 +16,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, ClassVar, Union
 
@@ -35,9 +35,12 @@ TRIAGE_STATES = ("acknowledged", "invalid", "fixed", "wontfix", "improvement")
 EpochMillis = Annotated[int, "timestamp-millis"]
 
 
-def millis_time(ms: int) -> datetime:
-    """Epoch milliseconds as an aware UTC datetime, for display."""
-    return datetime.fromtimestamp(ms / 1000, UTC)
+def from_millis(millis: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime (integer arithmetic: no float rounding)."""
+    return _EPOCH + timedelta(milliseconds=millis)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

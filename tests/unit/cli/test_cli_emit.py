@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from jobprov.cli.main import cli
 from jobprov.emitters.spool import claim_segments, read_segment
-from jobprov.schemas.models import Annotation, ArtifactUsed, Event, JobFinished, MetricMeasured, from_avro, millis_time
+from jobprov.schemas.models import Annotation, ArtifactUsed, Event, JobFinished, MetricMeasured, from_avro, from_millis
 
 PASSWORD = "Tr0ub4dor&3-correct-horse"
 
@@ -90,7 +90,7 @@ def test_time_is_honoured(spool: Path) -> None:
     result = run(spool, "emit", "metric", "AM1", "3.2", "--job-id", "j1", "--time", "2024-01-02T03:04:05Z")
     assert result.exit_code == 0, result.output
     [event] = spooled(spool)
-    assert millis_time(event.event_time) == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert from_millis(event.event_time) == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_time_forms(spool: Path, raw: str, expected: datetime) -> None:
     result = run(spool, "emit", "metric", "AM1", "1", "--job-id", "j1", "--time", raw)
     assert result.exit_code == 0, result.output
     [event] = spooled(spool)
-    assert millis_time(event.event_time) == expected
+    assert from_millis(event.event_time) == expected
 
 
 @pytest.mark.parametrize("raw", ["2024-01-02T03:04:05", "yesterday"])
@@ -169,7 +169,7 @@ def test_jsonl_good(spool: Path, tmp_path: Path) -> None:
     assert "emitted 3 events" in result.output
     events = spooled(spool)
     assert [e.event_type for e in events] == ["JobSubmitted", "MetricMeasured", "JobFinished"]
-    assert [millis_time(e.event_time) for e in events] == [
+    assert [from_millis(e.event_time) for e in events] == [
         datetime(2023, 5, 1, 10, 0, tzinfo=UTC),
         datetime(2023, 5, 1, 10, 30, 0, 250000, tzinfo=UTC),
         datetime(2023, 5, 1, 11, 0, tzinfo=UTC),

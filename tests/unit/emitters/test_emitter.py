@@ -23,7 +23,7 @@ from jobprov.schemas.models import (
     StepFinished,
     StepStarted,
     from_avro,
-    millis_time,
+    from_millis,
 )
 from jobprov.schemas.wire import SingleObjectCodec
 from jobprov.settings import EmitterSettings, load_emitter_settings
@@ -108,7 +108,7 @@ def test_event_time_is_honoured(spool: Path, emitter: Emitter) -> None:
     emitter.emit("job-1", MetricMeasured(name="c", value=3.0), event_time=0)
     emitter.close()
     first, second, third = read_spool(spool)
-    assert millis_time(first.event_time) == datetime(2024, 2, 29, 21, 59, 59, 123000, tzinfo=UTC)
+    assert from_millis(first.event_time) == datetime(2024, 2, 29, 21, 59, 59, 123000, tzinfo=UTC)
     assert second.event_time == 1_700_000_000_987
     assert third.event_time == 0
     assert first.emitted_at > first.event_time
@@ -348,10 +348,10 @@ def test_backfilled_job(spool: Path, emitter: Emitter) -> None:
     emitter.close()
     events = read_spool(spool)
     by_type = {e.event_type: e for e in events}
-    at = {t: millis_time(e.event_time) for t, e in by_type.items()}
+    at = {t: from_millis(e.event_time) for t, e in by_type.items()}
     assert at["JobSubmitted"] == at["JobStarted"] == at["ProvenanceDeclared"] == when
     assert at["MetricMeasured"] == when + timedelta(minutes=5)
-    assert millis_time(by_type["JobSubmitted"].emitted_at) > when
+    assert from_millis(by_type["JobSubmitted"].emitted_at) > when
     assert by_type["JobFinished"].payload.duration_ms is None
 
 
@@ -363,7 +363,7 @@ def test_backfilled_job_finished_explicitly_has_one_end(spool: Path, emitter: Em
     emitter.close()
     finished = [e for e in read_spool(spool) if isinstance(e.payload, JobFinished)]
     assert len(finished) == 1, [(e.event_time, e.payload.status) for e in finished]
-    assert millis_time(finished[0].event_time) == end
+    assert from_millis(finished[0].event_time) == end
 
 
 def test_job_with_naive_time_never_raises(spool: Path, emitter: Emitter) -> None:
@@ -395,7 +395,7 @@ def test_a_recorded_step_has_its_own_times_status_and_redacted_message(spool: Pa
         job.record_step("a::d", "exploded", start=at, end=at)  # refused whole, never raised
     emitter.close()
     steps = [e for e in read_spool(spool) if e.event_type in ("StepStarted", "StepFinished")]
-    assert [(e.event_type, e.payload.name, millis_time(e.event_time).second) for e in steps] == [
+    assert [(e.event_type, e.payload.name, from_millis(e.event_time).second) for e in steps] == [
         ("StepStarted", "a::b", 1),
         ("StepFinished", "a::b", 3),
         ("StepStarted", "a::c", 3),

@@ -12,7 +12,7 @@ import pytest
 
 from jobprov.emitters.emitter import Emitter
 from jobprov.emitters.job import Job
-from jobprov.schemas.models import millis_time
+from jobprov.schemas.models import from_millis
 from tests.unit.emitters.test_emitter import make_emitter, read_spool
 
 START = datetime(2026, 9, 21, 12, 0, tzinfo=UTC)
@@ -44,14 +44,14 @@ def test_every_event_of_a_backfilled_job_is_on_the_jobs_own_clock(
     emitter.close()
     events = read_spool(tmp_path / "spool")
     assert [e.event_type for e in events][:2] == ["JobSubmitted", "JobStarted"]
-    times = [millis_time(e.event_time) for e in events]
+    times = [from_millis(e.event_time) for e in events]
     assert times[0] == START and times == sorted(times)  # in order, none before the start
     assert times[-1] - START >= timedelta(milliseconds=200)  # the sleep is inside the job
     assert times[-1] - START < timedelta(seconds=30)  # and nothing at "now", months later
     finished = events[-1]
     assert finished.event_type == "JobFinished"
     assert finished.payload.duration_ms is None  # the fold takes finish - start: the real 0.2 s and a bit
-    assert all(millis_time(e.emitted_at) > START + timedelta(days=30) for e in events)  # emitted now, dated then
+    assert all(from_millis(e.emitted_at) > START + timedelta(days=30) for e in events)  # emitted now, dated then
 
 
 def test_explicit_times_still_win_and_a_finish_at_a_given_time_leaves_the_duration_to_the_times(
@@ -62,8 +62,8 @@ def test_explicit_times_still_win_and_a_finish_at_a_given_time_leaves_the_durati
         job.finish(time=START + timedelta(minutes=25))
     emitter.close()
     events = {e.event_type: e for e in read_spool(tmp_path / "spool")}
-    assert millis_time(events["MetricMeasured"].event_time) == START + timedelta(minutes=20)
-    assert millis_time(events["JobFinished"].event_time) == START + timedelta(minutes=25)
+    assert from_millis(events["MetricMeasured"].event_time) == START + timedelta(minutes=20)
+    assert from_millis(events["JobFinished"].event_time) == START + timedelta(minutes=25)
     assert events["JobFinished"].payload.duration_ms is None  # the fold takes finish - start: 25 minutes
 
 
@@ -73,4 +73,4 @@ def test_a_live_job_keeps_the_emitters_clock(tmp_path: Path, emitter: Emitter) -
         assert job.now() is None
         job.metric("AM1", 1.0)
     emitter.close()
-    assert all(millis_time(e.event_time) >= before for e in read_spool(tmp_path / "spool"))
+    assert all(from_millis(e.event_time) >= before for e in read_spool(tmp_path / "spool"))

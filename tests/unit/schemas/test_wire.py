@@ -43,7 +43,7 @@ from jobprov.schemas.models import (
     ResourceSample,
     StepFinished,
     StepStarted,
-    millis_time,
+    from_millis,
     to_avro,
 )
 
@@ -202,8 +202,8 @@ def test_times_keep_milliseconds_and_utc() -> None:
     when = datetime(1999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
     decoded = wire.decode_event(wire.encode_event(make_event(Heartbeat(interval_ms=1), when=timestamp_millis(when))))
     assert decoded.event_time == 946684799999
-    assert millis_time(decoded.event_time) == when
-    assert millis_time(decoded.event_time).utcoffset() == timedelta(0)
+    assert from_millis(decoded.event_time) == when
+    assert from_millis(decoded.event_time).utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
@@ -241,7 +241,7 @@ def test_plain_fastavro_reads_the_body(event: Event) -> None:
     body = wire.encode_event(event)[10:]
     record = fastavro.schemaless_reader(io.BytesIO(body), registry.current().parsed, None)
     assert record["event_id"] == event.event_id
-    assert record["event_time"] == millis_time(event.event_time)
+    assert record["event_time"] == from_millis(event.event_time)
 
 
 # --- bad input ------------------------------------------------------------------------------------------
