@@ -11,13 +11,13 @@ and since a clean verification means equal content, even an interrupted swap lea
 
 from __future__ import annotations
 
-import functools
 import itertools
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -143,30 +143,6 @@ def _ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         thread.join(timeout=10)
 
 
-class _Beside:
-    """A call run by a thread beside the caller; :meth:`result` waits for it and raises its error."""
-
-    def __init__(self, call: Callable[[], None]) -> None:
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                call()
-            except Exception as exc:
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="jobprov-replay-copy", daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-
 def from_events_table(client: Any, database: str, page: int = 50_000) -> EventsTableSource:
     """The store's copy of the log as a replay source (see :class:`EventsTableSource`)."""
     return EventsTableSource(client, database, page)
@@ -219,13 +195,8 @@ def replay(
     dead = ClickHouseDeadLetters(client, shadow)
     sink = ClickHouseSink(client, shadow)
     copy_events = source.copy_into if isinstance(source, EventsTableSource) else None
-    copier: _Beside | None = None
     if copy_events is not None:
         sink.wants_events = False  # the rows are copied as they are, beside the fold or after it
-        other = second_connection(client)
-        if other is not None:
-            copier = _Beside(functools.partial(copy_events, shadow, other))
-            copy_events = None
     processor = Processor(sink, dead, context or FoldContext())
     report = ReplayReport()
     started = time.perf_counter()
@@ -233,24 +204,23 @@ def replay(
     show = _Progress(total, tty=tty and sys.stderr.isatty(), quiet=progress is False)
     # Positions make dead letters of a replay distinct rows; the real source position is in the log.
     numbered = (RawEvent(item.value, item.topic, item.partition, offset) for offset, item in enumerate(source))
-    try:
-        while True:
-            with batch_gc():  # reading a batch allocates like folding it (see batch_gc)
-                pending = list(itertools.islice(numbered, batch))
-            if not pending:
-                break
-            processor.process_batch(pending)
-            report.events += len(pending)
-            show.advance(len(pending))
-        if copy_events is not None:
-            copy_events(shadow)
-        if copier is not None:
-            copier.result()
-            copier = None
-    finally:
-        show.close()
-        if copier is not None:
-            copier.join()
+    with ThreadPoolExecutor(1, thread_name_prefix="jobprov-replay-copy") as beside:
+        other = second_connection(client) if copy_events is not None else None
+        # On its own connection the copy runs beside the fold; on the same one, after it.
+        copied = beside.submit(copy_events, shadow, other) if copy_events is not None and other is not None else None
+        try:
+            while True:
+                with batch_gc():  # reading a batch allocates like folding it (see batch_gc)
+                    pending = list(itertools.islice(numbered, batch))
+                if not pending:
+                    break
+                processor.process_batch(pending)
+                report.events += len(pending)
+                show.advance(len(pending))
+            if copy_events is not None:
+                (copied or beside.submit(copy_events, shadow)).result()
+        finally:
+            show.close()
     report.seconds = time.perf_counter() - started
     dead_sql = f"SELECT count() FROM {shadow}.dead_letters"  # noqa: S608 - checked identifier
     report.dead_letters = int(client.query(dead_sql).result_rows[0][0])
