@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from jobprov.schemas.models import (
     ResourceSample,
 )
 from jobprov.schemas.wire import encode_event
-from jobprov.sinks.clickhouse.client import connect
+from jobprov.sinks.clickhouse.client import ENGINE_ALLOCATOR_ENV, ENGINE_ALLOCATOR_OPTIONS, connect
 from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
@@ -102,10 +103,13 @@ def memory(processor: Processor) -> tuple[float, int, float]:
     return float(psutil.Process().memory_info().rss) / 2**20, len(gc.get_objects()), held / 2**20
 
 
-def engine_tracked(client: Any) -> float:
-    """What the embedded engine's own memory tracker counts as allocated now (caches, indexes, buffers), MB."""
-    rows = client.query("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'").result_rows
-    return float(rows[0][0]) / 2**20 if rows else float("nan")
+def engine_memory(client: Any) -> tuple[float, float]:
+    """What the embedded engine's allocator (its own jemalloc) holds: (allocated, resident) MB. Resident is the
+    engine's share of the RSS; allocated, what it uses of it now."""
+    stats = client.query("SELECT * FROM system.jemalloc_stats").result_rows[0][0]
+    line = next(text for text in stats.splitlines() if text.startswith("Allocated:"))
+    fields = dict(part.strip().split(": ")[:2] for part in line.split(", ") if ": " in part)
+    return int(fields["Allocated"]) / 2**20, int(fields["resident"].split()[0]) / 2**20
 
 
 def resume_seconds(client: object, database: str, repeats: int = 3) -> tuple[float, int]:
@@ -124,7 +128,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--long-jobs", type=int, default=200)
     parser.add_argument("--batch", type=int, default=20_000)
+    parser.add_argument("--engine-allocator", metavar="OPTIONS", default=ENGINE_ALLOCATOR_OPTIONS,
+                        help="the embedded engine's allocator options (default: %(default)s, what jobprov gives it; "
+                        "'' for the engine build's own, which keeps freed pages 5 s)")  # fmt: skip
     args = parser.parse_args()
+    os.environ[ENGINE_ALLOCATOR_ENV] = args.engine_allocator  # read once, when the engine loads (below)
 
     client = connect(f"chdb://{tempfile.mkdtemp(prefix='jobprov-state-bench-')}/store")
     migrate(client, Target("jobprov"))
@@ -133,7 +141,7 @@ def main() -> None:
     marks = {10_000: "10k", args.events // 10: "1x", args.events: "10x"}
     figures: dict[str, tuple[tuple[float, int, float], int]] = {}
     resumes: dict[str, tuple[float, int]] = {}
-    tracked: dict[str, float] = {}
+    engine: dict[str, tuple[float, float]] = {}
     done, batch, started = 0, [], time.perf_counter()
     for item in log(args.events, args.long_jobs):
         batch.append(item)
@@ -143,14 +151,17 @@ def main() -> None:
             batch = []
             if done in marks:
                 figures[marks[done]] = (memory(processor), len(processor.states))
-                tracked[marks[done]] = engine_tracked(client)
+                engine[marks[done]] = engine_memory(client)
                 if marks[done] != "10k":
                     resumes[marks[done]] = resume_seconds(client, "jobprov")
     elapsed = time.perf_counter() - started
-    print(f"{done:,} events ({args.long_jobs} long-running jobs; short jobs of 20 events), {done / elapsed:,.0f}/s:")
+    print(f"{done:,} events ({args.long_jobs} long-running jobs; short jobs of 20 events), {done / elapsed:,.0f}/s, "
+          f"the engine's allocator given {args.engine_allocator!r}:")  # fmt: skip
     for mark in ("10k", "1x", "10x"):
         (rss, objects, held), jobs = figures[mark]
-        print(f"  after {mark:>3}: RSS {rss:6.1f} MB (engine-tracked {tracked[mark]:6.1f} MB), {objects:,} Python "
+        allocated, resident = engine[mark]
+        print(f"  after {mark:>3}: RSS {rss:6.1f} MB (the engine's allocator: {resident:5.1f} MB resident, "
+              f"{allocated:5.1f} MB allocated), {objects:,} Python "
               f"objects, {jobs:5d} jobs in memory ({held:.2f} MB of state)")  # fmt: skip
     (rss0, objects0, _), (rss1, objects1, _) = figures["10k"][0], figures["10x"][0]
     print(f"  growth from 10k to {done:,} events: RSS {rss1 - rss0:+.1f} MB (target within 50 MB), "

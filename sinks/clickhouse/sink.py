@@ -217,7 +217,7 @@ class ClickHouseSink:
         self._moves: dict[str, BucketMove] = {}
         self._max = max_buffered_rows
         self.inserted = 0
-        self._contexts: dict[str, Any] = {}
+        self._column_types: dict[str, Any] = {}  # table -> its columns' types, as described once
         self._buckets_written: set[tuple[str, str]] = set()
         self._buckets_pending: dict[tuple[str, str], MetricPoint] = {}
 
@@ -258,14 +258,20 @@ class ClickHouseSink:
             self._buckets_pending[bucket] = point
 
     def _insert_columns(self, spec: TableSpec, records: Sequence[Any], columns: list[list[Any]] | None = None) -> None:
-        """One column-wise insert through the table's reused insert context (no re-describing the table)."""
+        """One column-wise insert, the table described once (its column types kept, not re-read per insert).
+
+        Each insert gets a new insert context, dropped once the insert is done: a reused context keeps its last
+        block's columns (clickhouse-connect resets only ``data``), which held a flush's worth of records, and
+        the interpreter's arenas they were allocated in, alive until the table's next insert."""
         table = f"{self.database}.{spec.name}"
         with _store_errors(table):
-            context = self._contexts.get(spec.name)
-            if context is None:
-                context = self._contexts[spec.name] = self.client.create_insert_context(
-                    table, spec.column_names, column_oriented=True
-                )
+            types = self._column_types.get(spec.name)
+            if types is None:
+                described = self.client.create_insert_context(table, spec.column_names, column_oriented=True)
+                types = self._column_types[spec.name] = described.column_types
+            context = self.client.create_insert_context(
+                table, spec.column_names, column_types=types, column_oriented=True
+            )
             self.client.insert(data=columns if columns is not None else spec.columns_of(records), context=context)
         self.inserted += len(records)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -26,11 +28,13 @@ from jobprov.schemas.models import (
 )
 from jobprov.schemas.wire import encode_event
 from jobprov.sinks.base import SinkBackpressure
+from jobprov.sinks.clickhouse.client import ENGINE_ALLOCATOR_ENV
 from jobprov.sinks.clickhouse.ddl import Target, migrations
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
 from jobprov.stream_processors.fold import FoldContext
 from jobprov.stream_processors.processor import Processor, RawEvent
+from jobprov.stream_processors.records import EventRecord
 from tests.integration.processing import ListDeadLetters
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -286,3 +290,37 @@ def test_workers_migrate_on_start_unless_told_not_to(store: Any) -> None:
         make_sink(settings)
         assert ("metric_points" in tables(database)) is wanted
         store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_a_flush_keeps_nothing_it_inserted(store: Any) -> None:
+    """Once a flush's rows are in the store the sink holds none of their values (a reused insert context kept
+    its last block's columns, and with them a flush's worth of the interpreter's memory, until the next one)."""
+    sink = ClickHouseSink(store, store.jobprov_database)
+    for round_ in range(2):  # the second flush goes through what the first one set up
+        raws = [f"raw {round_} {n}".encode() for n in range(3)]
+        held = [sys.getrefcount(raw) for raw in raws]
+        sink.write([EventRecord(f"kept-{round_}-{n}", "kept", "JobStarted", 0, 0, "p/0", "i", n, 1, raw)
+                    for n, raw in enumerate(raws)])  # fmt: skip
+        sink.flush(30.0)
+        gc.collect()  # the driver's insert leaves reference cycles, which the worker collects after each flush
+        assert [sys.getrefcount(raw) for raw in raws] == held, "only this test still refers to the rows' values"
+    assert _count(store, "events") == 6
+
+
+def test_the_embedded_engine_returns_freed_pages_at_once_unless_the_environment_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    """The engine's allocator is configured before the engine loads, through the same imports as the commands."""
+    code = (
+        "import jobprov.cli.main\n"
+        "from jobprov.sinks.clickhouse.client import connect\n"
+        f"client = connect('chdb://{tmp_path}/store')\n"
+        "stats = client.query('SELECT * FROM system.jemalloc_stats').result_rows[0][0]\n"
+        "print(next(line.strip() for line in stats.splitlines() if 'opt.dirty_decay_ms' in line))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != ENGINE_ALLOCATOR_ENV}
+    ours = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert ours.stdout.startswith("opt.dirty_decay_ms: 0 "), ours.stdout + ours.stderr
+    env[ENGINE_ALLOCATOR_ENV] = "dirty_decay_ms:2000"
+    theirs = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert theirs.stdout.startswith("opt.dirty_decay_ms: 2000 "), theirs.stdout + theirs.stderr
