@@ -29,13 +29,15 @@ class ClickHouseStateStore:
 
     def load(self, job_ids: Sequence[str]) -> tuple[dict[str, tuple[int, str, bytes]], list[bytes]]:
         # One round trip for the common case (a batch's new jobs: neither): the snapshots, and the events of the
-        # jobs that have none.
+        # jobs that have none. Those jobs are picked before the events are read, so the primary key skips the
+        # events of the others: filtering the events read instead read every event of the jobs with snapshots,
+        # and a resume cost what its jobs had run (benchmarks/state.py: 16 ms at 100k events, 31 at 1M; 14 now).
         sql = (
             "SELECT job_id, 1, fold_version, registry_version, state "  # noqa: S608 - checked identifier
             f"FROM {self.database}.job_states FINAL WHERE job_id IN {{jobs:Array(String)}} "
             "UNION ALL SELECT job_id, 0, 0, '', raw "
-            f"FROM {self.database}.events WHERE job_id IN {{jobs:Array(String)}} "
-            f"AND job_id NOT IN (SELECT job_id FROM {self.database}.job_states WHERE job_id IN {{jobs:Array(String)}})"
+            f"FROM {self.database}.events WHERE job_id IN (SELECT arrayJoin({{jobs:Array(String)}}) AS job_id WHERE "
+            f"job_id NOT IN (SELECT job_id FROM {self.database}.job_states WHERE job_id IN {{jobs:Array(String)}}))"
         )
         found: dict[str, tuple[int, str, bytes]] = {}
         events: list[bytes] = []

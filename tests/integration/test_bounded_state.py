@@ -30,6 +30,7 @@ from jobprov.sinks.clickhouse.sink import ClickHouseSink
 from jobprov.sinks.clickhouse.state import ClickHouseStateStore
 from jobprov.stream_processors.fold import FoldContext
 from jobprov.stream_processors.processor import Processor, RawEvent
+from jobprov.stream_processors.records import FOLD_VERSION, EventRecord, JobSnapshot
 from jobprov.stream_processors.replay import verify
 from tests.integration.processing import ListDeadLetters
 
@@ -171,3 +172,15 @@ def test_a_new_worker_resumes_from_the_checkpoints(store: Any, databases: list[s
 
     verification = verify(store, reference_db, resumed_db)
     assert verification.clean, verification.differences
+
+
+def test_a_load_returns_the_snapshots_and_only_the_events_of_jobs_without_one(store: Any) -> None:
+    db = store.jobprov_database
+    sink = ClickHouseSink(store, db)
+    sink.write([JobSnapshot("with", b"state-of-with", "r1", 3)])
+    sink.write([EventRecord(f"{job}-{n}", job, "JobStarted", 0, 0, "p/0", "i", n, 1, f"{job} {n}".encode())
+                for job in ("with", "without") for n in range(3)])  # fmt: skip
+    sink.flush(30.0)
+    found, events = ClickHouseStateStore(store, db).load(["with", "without", "unknown"])
+    assert found == {"with": (FOLD_VERSION, "r1", b"state-of-with")}
+    assert sorted(events) == [b"without 0", b"without 1", b"without 2"], "none of the events of a job with a snapshot"
