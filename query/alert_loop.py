@@ -7,12 +7,17 @@ daemon thread of `jobprov up`, never in the worker's fold loop: the worker only 
 like any others. Each pass looks at the buckets whose jobs' events the store took since the previous pass began
 (less a margin for flushes in flight); the first pass looks at every bucket. A pass that fails is logged and the
 next one starts from the same point, so nothing is missed.
+
+Ingestion comes first: the detector is CPU-bound Python, and a pass run while the worker beside it folds takes the
+interpreter from it. With an :class:`Activity` the worker keeps, a pass waits until the worker has been quiet for a
+second, for at most one interval (so a worker that never rests delays alerts by an interval, never forever).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +35,7 @@ log = logging.getLogger("jobprov.alerts")
 MARGIN = timedelta(seconds=30)
 FIRST_PASS_S = 5.0
 RECENT = 10_000  # alert ids a loop remembers having raised
+QUIET_S = 1.0  # a worker that has folded nothing for this long is quiet
 
 
 def notifier_from(settings: AlertSettings) -> Notifier | None:
@@ -78,8 +84,24 @@ def scan_and_raise(
     return report
 
 
+class Activity:
+    """When the worker beside a loop last folded a batch (the worker calls :meth:`folded`; any thread may ask
+    :meth:`busy`)."""
+
+    def __init__(self, quiet_s: float = QUIET_S) -> None:
+        self.quiet_s = quiet_s
+        self._last = float("-inf")
+
+    def folded(self) -> None:
+        self._last = time.monotonic()
+
+    def busy(self) -> bool:
+        return time.monotonic() - self._last < self.quiet_s
+
+
 class AlertLoop:
-    """:func:`scan_and_raise` every ``interval_s`` in a daemon thread, until :meth:`stop`."""
+    """:func:`scan_and_raise` every ``interval_s`` in a daemon thread, until :meth:`stop`; each pass first waits for
+    ``activity`` (the worker's) to be quiet, for at most ``interval_s``."""
 
     def __init__(
         self,
@@ -87,11 +109,13 @@ class AlertLoop:
         events: EmitterSettings,
         settings: AlertSettings,
         registry: ComparabilityRegistry | None = None,
+        activity: Activity | None = None,
     ) -> None:
         self.store, self.events, self.registry = store, events, registry
+        self.activity = activity
         self.interval_s = settings.scan_interval_s
         self.notifier = notifier_from(settings)
-        self.passes = self.failures = self.raised = 0
+        self.passes = self.failures = self.raised = self.deferrals = 0
         self.last: ScanReport | None = None
         self._since: datetime | None = None
         self._recent: dict[str, None] = {}
@@ -146,8 +170,20 @@ class AlertLoop:
     def _run(self) -> None:
         delay = min(self.interval_s, FIRST_PASS_S)  # the first pass soon after start: it covers every bucket
         while not self._stop.wait(delay):
+            self._wait_for_quiet()
+            if self._stop.is_set():
+                return
             self.run_once()
             delay = self.interval_s
+
+    def _wait_for_quiet(self) -> None:
+        """Until the worker is quiet, :meth:`stop` is called, or an interval has passed."""
+        if self.activity is None or not self.activity.busy():
+            return
+        self.deferrals += 1
+        until = time.monotonic() + self.interval_s
+        while self.activity.busy() and time.monotonic() < until and not self._stop.wait(0.2):
+            pass
 
 
 class AlertLoopMetrics:
@@ -163,6 +199,11 @@ class AlertLoopMetrics:
         loop, notifier = self.loop, self.loop.notifier
         yield CounterMetricFamily("jobprov_alert_scans", "Alert scan passes done", value=loop.passes)
         yield CounterMetricFamily("jobprov_alert_scan_failures", "Alert scan passes that failed", value=loop.failures)
+        yield CounterMetricFamily(
+            "jobprov_alert_scan_deferrals",
+            "Alert scan passes that waited for the worker to be quiet",
+            value=loop.deferrals,
+        )
         yield CounterMetricFamily("jobprov_alerts_raised", "Alerts the scan raised", value=loop.raised)
         last = loop.last
         yield GaugeMetricFamily(

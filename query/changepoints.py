@@ -84,6 +84,14 @@ def _numpy() -> tuple[Any, Any, Any]:
     return np, ruptures, stats
 
 
+def preload() -> None:
+    """Import the detector's libraries now: about 1.5 s, nearly all of it ruptures pulling in scipy's statistics,
+    spatial and signal modules (``python -X importtime``). `jobprov up` does it while it starts; left to the first
+    scan, the import held the interpreter lock for that long while the worker folded the first events (a quarter
+    of the service's samples over benchmarks/stream.py's run, py-spy)."""
+    _numpy()
+
+
 def robust_scale(values: Any) -> float:
     """The noise's standard deviation, from successive differences (a step or a slow drift barely moves it),
     or from the spread of the values when most differences are equal; never below a tiny fraction of the level

@@ -188,8 +188,10 @@ class Worker:
         beat: Callable[[], None] | None = None,
         drain: bool = False,
         own_all: bool = False,
+        on_fold: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_fold = on_fold or (lambda: None)  # told after each batch folded (the parts beside it yield)
         self._own_all = own_all
         self.processor = processor
         self.bootstrap, self.topic = parse_kafka_url(settings.source_url)
@@ -278,6 +280,7 @@ class Worker:
             return False
         started = time.perf_counter()
         self.processor.fold_batch(items)
+        self._on_fold()
         if not self._unflushed:
             self._unflushed_since = time.monotonic()
         self._unflushed += len(items)
@@ -397,10 +400,12 @@ def run_worker(
     own_all: bool = False,
     on_signal: Callable[[], None] | None = None,
     collectors: Sequence[Any] = (),
+    on_fold: Callable[[], None] | None = None,
 ) -> None:
     """Create the topics, serve the metrics (the worker's, and those of ``collectors``: Prometheus collectors of
-    the parts running beside it), and run the consumer loop until SIGINT or SIGTERM. Must run in the main thread
-    (it installs the signal handlers, and restores the previous ones on return)."""
+    the parts running beside it), and run the consumer loop until SIGINT or SIGTERM (``on_fold`` is told after
+    each batch it folds). Must run in the main thread (it installs the signal handlers, and restores the previous
+    ones on return)."""
     from prometheus_client import CollectorRegistry
 
     from jobprov.stream_processors.health import Liveness, serve
@@ -420,7 +425,7 @@ def run_worker(
         serve(settings.metrics_port, settings.metrics_bind, registry, liveness)
     processor = make_processor(settings, sink, ProcessorMetrics(registry))
     processor.on_wait = liveness.beat  # waiting out the store is alive, not stuck
-    worker = Worker(settings, processor, beat=liveness.beat, drain=drain, own_all=own_all)
+    worker = Worker(settings, processor, beat=liveness.beat, drain=drain, own_all=own_all, on_fold=on_fold)
     with _stop_on_signals(worker, on_signal):
         worker.run()
 

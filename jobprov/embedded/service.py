@@ -165,8 +165,9 @@ def up(
     from jobprov.embedded.durable import DurableBroker
     from jobprov.embedded.tansu import Broker, port_free
     from jobprov.embedded.trim import LogTrimmer
-    from jobprov.query.alert_loop import AlertLoop, AlertLoopMetrics
+    from jobprov.query.alert_loop import Activity, AlertLoop, AlertLoopMetrics
     from jobprov.query.api import create_app
+    from jobprov.query.changepoints import preload
     from jobprov.query.store import Store
     from jobprov.settings import EmitterSettings
     from jobprov.sinks.clickhouse.client import connect
@@ -193,6 +194,10 @@ def up(
     api: ApiThread | None = None
     scanner: AlertLoop | None = None
     trimmer: LogTrimmer | None = None
+    detector: threading.Thread | None = None
+    if (alert_settings or AlertSettings()).scan_interval_s > 0:  # its imports overlap the broker's and store's start
+        detector = threading.Thread(target=preload, name="jobprov-detector-import", daemon=True)
+        detector.start()
     try:
         broker.start()
         if isinstance(broker, DurableBroker):  # what the worker committed is in the store: the log lets it go
@@ -208,12 +213,15 @@ def up(
         registry = load_registry(settings.comparability_registry) if settings.comparability_registry else None
         ingest = EmitterSettings(url=broker.url(TOPIC))  # POST /api/v1/lineage (OpenLineage) sends here
         store = Store(reader, settings.clickhouse_database)
-        scanner = AlertLoop(store, ingest, alert_settings or AlertSettings(), registry)
+        activity = Activity()  # the scan waits for the worker to be quiet: ingestion first
+        scanner = AlertLoop(store, ingest, alert_settings or AlertSettings(), registry, activity)
         api = ApiThread(
             create_app(store, registry, api_settings, ingest, notifier=scanner.notifier, scan_pass=scanner.scan_now),
             api_port,
         )
         api.start()
+        if detector is not None:
+            detector.join()  # up once the first scan cannot hold up the worker with imports
         scanner.start()
         info = ServiceInfo(os.getpid(), f"http://127.0.0.1:{api_port}", broker.url(TOPIC), store_url, time.time())
         info.write(home)
@@ -246,6 +254,7 @@ def up(
             own_all=True,  # the embedded store admits one worker: no group to join (docs/broker.md)
             on_signal=lambda: announce("stopping: folding what the broker holds"),
             collectors=[AlertLoopMetrics(scanner)],
+            on_fold=activity.folded,
         )
     finally:
         # The broker first: an event it acknowledges from now on waits in its log for the next start (or, with a

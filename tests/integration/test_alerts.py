@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -21,7 +23,7 @@ from click.testing import CliRunner
 
 from jobprov.cli.main import cli
 from jobprov.emitters.importers.send import to_events
-from jobprov.query.alert_loop import AlertLoop, scan_and_raise
+from jobprov.query.alert_loop import Activity, AlertLoop, scan_and_raise
 from jobprov.query.alerts import SENDER, alert_id, list_alerts, raised_records, scan
 from jobprov.query.api import create_app
 from jobprov.query.store import Store
@@ -290,3 +292,58 @@ def test_a_change_the_detector_places_a_point_away_is_the_alert_already_raised(l
     processor.process_batch([RawEvent(encode_event(e), "t", 0, i) for i, e in enumerate(events)])
     assert [a.alert_id for a in scan(loaded).raised] == [hsc_all.alert_id], "hsc r has its alert already"
     assert hsc_all.alert_id == alert_id("AM1", hsc_all.bucket, job_id(UPGRADE, "hsc", "all")), "ids are stable"
+
+
+def test_the_service_loop_waits_for_the_worker_to_be_quiet_at_most_an_interval(
+    loaded: Store,  # noqa: F811
+    kafka: Endpoint,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    """Ingestion first: a pass waits while the worker folds; a worker that never rests delays it by one interval."""
+    events = EmitterSettings(url=kafka.url(topic), spool_dir=str(tmp_path / "spool"), flush_timeout_s=10.0)
+    activity = Activity(quiet_s=0.3)
+    folding = threading.Event()
+    folding.set()
+
+    def worker() -> None:  # folds a batch every 50 ms while set
+        while folding.is_set():
+            activity.folded()
+            time.sleep(0.05)
+
+    threading.Thread(target=worker, daemon=True).start()
+    loop = AlertLoop(loaded, events, AlertSettings(scan_interval_s=30.0), activity=activity)
+    first_pass = 1.0
+    try:
+        with mock.patch("jobprov.query.alert_loop.FIRST_PASS_S", first_pass):
+            started = time.monotonic()
+            loop.start()
+            time.sleep(first_pass + 1.5)
+            assert loop.passes == 0 and loop.deferrals == 1, "no pass while the worker folds"
+            folding.clear()
+            quiet_from = time.monotonic()
+            deadline = quiet_from + 20
+            while loop.passes == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert loop.passes == 1, "the pass runs once the worker is quiet, well before the interval is up"
+            assert time.monotonic() - started < 30.0
+    finally:
+        folding.clear()
+        loop.stop()
+
+    # A worker that never rests: the pass runs anyway, an interval after it was due.
+    folding.set()
+    threading.Thread(target=worker, daemon=True).start()
+    loop = AlertLoop(loaded, events, AlertSettings(scan_interval_s=1.0), activity=activity)
+    try:
+        started = time.monotonic()
+        loop.start()
+        deadline = started + 30
+        while loop.passes == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert loop.passes >= 1 and loop.deferrals >= 1
+        assert time.monotonic() - started >= 2.0, "the first pass (due after 1 s) waited its interval"
+        assert activity.busy()
+    finally:
+        folding.clear()
+        loop.stop()
