@@ -126,6 +126,9 @@ class _JsonNullSink:
     def flush(self, timeout: float) -> None:
         return None
 
+    def detach(self) -> _JsonNullSink:
+        return self
+
     def close(self) -> None:
         return None
 

@@ -62,5 +62,10 @@ class KafkaTopicSink:
             errors, self._errors = self._errors, []
             raise SinkError(f"derived records failed: {'; '.join(sorted(set(errors))[:3])}")
 
+    def detach(self) -> KafkaTopicSink:
+        """The producer sends as records are written: flushing it makes what was detached durable (and what was
+        written since, which is no harm)."""
+        return self
+
     def close(self) -> None:
         self._producer.flush(5)

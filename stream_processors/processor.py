@@ -3,15 +3,17 @@
 One :class:`Processor` holds the fold states of the jobs of its partitions that are active now. For each batch
 it decodes every message (undecodable ones go to dead letters with the reason and source position), folds,
 snapshots every job the batch touched and writes the records to the sink (:meth:`fold_batch`); :meth:`flush`
-makes them durable. Only then does the caller commit the batch's offsets, so at-least-once delivery plus
-idempotent records give exactly-once results.
+makes them durable, or :meth:`handoff` detaches them to be written by another thread while the next batches fold.
+Only once they are durable does the caller commit the batch's offsets, so at-least-once delivery plus idempotent
+records give exactly-once results.
 
 Bounded, resumable state (with a :class:`~jobprov.stream_processors.checkpoint.StateStore`):
 
 - A job leaves memory once it is no longer running and its newest event is older than the watermark (the newest
   event time seen, less the allowed lateness). An event for a job not in memory first brings the job back from
   its snapshot (or, without a usable one, by folding its stored events again), so the outputs are those of a
-  processor that never forgot it.
+  processor that never forgot it. Until the flush with its last snapshot is durable, a job that left is kept
+  aside and comes back from there: the store does not know it yet.
 - Checkpointed with the records of each flush: the state of every job changed since the last flush
   (:class:`JobSnapshot`), which jobs are in memory per partition (:class:`ResidentJob`), and each partition's
   newest event time (:class:`PartitionWatermark`); :meth:`resume` loads a partition's jobs from them when the
@@ -35,7 +37,7 @@ from typing import NamedTuple
 from jobprov.errors import SerializationError, SinkError, UnknownSchemaError
 from jobprov.schemas.models import Event
 from jobprov.schemas.wire import decode_event
-from jobprov.sinks.base import Sink, SinkBackpressure
+from jobprov.sinks.base import Sink, SinkBackpressure, SinkBatch
 from jobprov.stream_processors import snapshots
 from jobprov.stream_processors.checkpoint import StateStore
 from jobprov.stream_processors.dead_letters import DeadLetters
@@ -108,6 +110,23 @@ class RawEvent(NamedTuple):
     offset: int
 
 
+class Handoff:
+    """A flush's records, detached from the sink: :meth:`write` makes them durable (from any thread; on failure,
+    call it again), then the processor's thread calls :meth:`done`. Handoffs are written one at a time, in order."""
+
+    def __init__(self, processor: Processor, batch: SinkBatch, consumed: Counter[str], folded: Counter[str]) -> None:
+        self._processor, self._batch = processor, batch
+        self._consumed, self._folded = consumed, folded
+        self.generation = processor._generation
+
+    def write(self) -> None:
+        self._batch.flush(self._processor._flush_timeout)
+
+    def done(self) -> None:
+        """Its records are durable (call from the processor's thread)."""
+        self._processor._durable(self._consumed, self._folded, self.generation)
+
+
 class Processor:
     def __init__(
         self,
@@ -138,6 +157,10 @@ class Processor:
         self._partition_max_written: dict[tuple[str, int], int] = {}
         self._evicted_at_watermark: int | None = None
         self._dirty: set[str] = set()  # jobs changed since their last snapshot
+        # Jobs that left memory, until the flush with their last snapshot is durable (a later event brings them
+        # back from here: the store may not have that snapshot yet), with the handoff generation that carries it.
+        self._leaving: dict[str, tuple[JobFoldState, int, int]] = {}  # job -> (state, generation, partition)
+        self._generation = 0
         self._consumed: Counter[str] = Counter()
         self._folded: Counter[str] = Counter()
         self._collector = CollectorPause()
@@ -218,21 +241,43 @@ class Processor:
         """Make what :meth:`fold_batch` handed over durable, with a snapshot of every job it changed; raises
         :class:`SinkBackpressure` when the store cannot take it now (the records stay buffered: call again)."""
         try:
-            self._flush()
+            if self._dirty:
+                self._write_snapshots()
+            self.dead_letters.flush(self._flush_timeout)
+            self.sink.flush(self._flush_timeout)
+            self._generation += 1
+            self._durable(self._consumed, self._folded, self._generation)
+            self._consumed, self._folded = Counter(), Counter()
         finally:
             self._collector.release()
 
-    def _flush(self) -> None:
-        if self._dirty:
-            self.sink.write([self._job_snapshot(self.states[j]) for j in sorted(self._dirty) if j in self.states])
-            self._dirty.clear()
-        self.sink.flush(self._flush_timeout)
-        self.dead_letters.flush(self._flush_timeout)
+    def _durable(self, consumed: Counter[str], folded: Counter[str], generation: int) -> None:
+        """The records of handoffs up to ``generation`` are durable: count their events, and forget the jobs that
+        left memory before them."""
         # Counted once durable: a scrape never shows work the sink could still lose.
-        self.metrics.counted(self._consumed, self._folded)
-        self._consumed.clear()
-        self._folded.clear()
+        self.metrics.counted(consumed, folded)
         self.metrics.jobs(self.status_of)
+        leaving = self._leaving
+        for job_id in [j for j, (_, made, _) in leaving.items() if made <= generation]:
+            del leaving[job_id]
+
+    def handoff(self) -> Handoff:
+        """What :meth:`fold_batch` handed over since the last handoff, with a snapshot of every job it changed,
+        detached from the sink for :meth:`Handoff.write` (the dead letters are flushed here, before it)."""
+        try:
+            if self._dirty:
+                self._write_snapshots()
+            self.dead_letters.flush(self._flush_timeout)
+            self._generation += 1
+            handoff = Handoff(self, self.sink.detach(), self._consumed, self._folded)
+            self._consumed, self._folded = Counter(), Counter()
+            return handoff
+        finally:
+            self._collector.release()
+
+    def _write_snapshots(self) -> None:
+        self.sink.write([self._job_snapshot(self.states[j]) for j in sorted(self._dirty) if j in self.states])
+        self._dirty.clear()
 
     def process_batch(self, items: Sequence[RawEvent]) -> list[Record]:
         """Fold a batch and make its records durable, waiting out backpressure (replay and tests; the consumer
@@ -281,10 +326,22 @@ class Processor:
         if not missing:
             return
         started = time.perf_counter()
-        loaded = self._bring_back(missing)
+        loaded = self._bring_back_leaving(missing)
+        missing = [job_id for job_id in missing if job_id not in loaded]
+        if missing:
+            loaded |= self._bring_back(missing)
         for job_id in loaded:
             self.partition_of[job_id] = wanted[job_id]
         self.metrics.state_loaded(len(loaded), time.perf_counter() - started)
+
+    def _bring_back_leaving(self, job_ids: list[str]) -> set[str]:
+        """Jobs that left memory since the last durable flush, from where they wait for it."""
+        found = {job_id for job_id in job_ids if job_id in self._leaving}
+        watermark = self.watermark_ms
+        for job_id in found:
+            self.states[job_id] = self._leaving.pop(job_id)[0]
+            self.status_of[job_id] = self._status(self.states[job_id], watermark)
+        return found
 
     def _bring_back(self, job_ids: list[str]) -> set[str]:
         """Jobs from their snapshots, or, without a usable one, from their stored events; returns those found."""
@@ -367,6 +424,7 @@ class Processor:
                 self._dirty.discard(job_id)
                 out.append(self._job_snapshot(job))
             topic, partition = self.partition_of.pop(job_id)
+            self._leaving[job_id] = (job, self._generation + 1, partition)  # until the next handoff is durable
             if job_id in self._resident:
                 self._resident.discard(job_id)
                 out.append(ResidentJob(topic, partition, job_id, False, version))
@@ -429,6 +487,8 @@ class Processor:
             self.status_of.pop(job_id, None)
             self._resident.discard(job_id)
             self._dirty.discard(job_id)
+        for job_id in [j for j, (_, _, p) in self._leaving.items() if p in partitions]:
+            del self._leaving[job_id]
         for where in [w for w in self._partition_max if w[1] in partitions]:
             self._partition_max.pop(where, None)
             self._partition_max_written.pop(where, None)

@@ -205,16 +205,35 @@ def _store_errors(table: str) -> Iterator[None]:
         raise SinkError(f"writing {table} failed: {exc}") from exc
 
 
+class _Batch:
+    """Records written between two detaches, per table, with the bucket moves waiting for their flush. Written
+    to the store by :meth:`flush` (any thread, one flush of a sink at a time); a failed flush leaves what it did
+    not insert, and flushing it again goes on from there."""
+
+    def __init__(self, sink: ClickHouseSink) -> None:
+        self.sink = sink
+        self.buffers: dict[type[Any], list[Record]] = {}
+        self.points_of: dict[str, list[int]] = {}  # job id -> positions of its points in the points buffer
+        self.moves: dict[str, BucketMove] = {}
+
+    def flush(self, timeout: float) -> None:
+        self.sink._write_batch(self)
+
+
 class ClickHouseSink:
     name = "clickhouse"
     wants_events = True  # the events table is the store's durable copy of the log
 
-    def __init__(self, client: Any, database: str = "jobprov", max_buffered_rows: int = 200_000) -> None:
+    def __init__(
+        self, client: Any, database: str = "jobprov", max_buffered_rows: int = 200_000, *, writer: Any = None
+    ) -> None:
+        """``writer``: the connection flushes write through (default ``client``); its own when batches are
+        flushed in another thread while ``client`` serves reads (clickhouse-connect clients are not shared)."""
         self.client = client
+        self.writer = client if writer is None else writer
         self.database = database
-        self._buffers: dict[type[Any], list[Record]] = {}
-        self._points_of: dict[str, list[int]] = {}  # job id -> positions of its points in the points buffer
-        self._moves: dict[str, BucketMove] = {}
+        self._open = _Batch(self)
+        self._failed: list[_Batch] = []  # detached by flush() and not (all) written: first at the next one
         self._max = max_buffered_rows
         self.inserted = 0
         self._column_types: dict[str, Any] = {}  # table -> its columns' types, as described once
@@ -222,7 +241,8 @@ class ClickHouseSink:
         self._buckets_pending: dict[tuple[str, str], MetricPoint] = {}
 
     def write(self, records: Sequence[Record]) -> None:
-        buffers = self._buffers
+        batch = self._open
+        buffers = batch.buffers
         for record in records:
             kind = type(record)
             if kind is BucketMove:
@@ -234,23 +254,25 @@ class ClickHouseSink:
                 buffer = buffers[kind] = []
             if kind is MetricPoint:
                 assert isinstance(record, MetricPoint)
-                self._points_of.setdefault(record.job_id, []).append(len(buffer))
+                batch.points_of.setdefault(record.job_id, []).append(len(buffer))
             buffer.append(record)
 
     def _move(self, move: BucketMove) -> None:
         """Move the job's points that wait in the buffer; when that is not all of them (some were written by an
-        earlier flush), the move waits for the flush, which moves the stored ones too."""
-        points = self._buffers.get(MetricPoint, [])
-        positions = [i for i in self._points_of.get(move.job_id, ()) if points[i].state_version <= move.state_version]
+        earlier flush, or wait in a detached batch), the move waits for the flush, which moves the stored ones
+        too (flushes are one at a time, in order: the earlier points are stored by then)."""
+        batch = self._open
+        points = batch.buffers.get(MetricPoint, [])
+        positions = [i for i in batch.points_of.get(move.job_id, ()) if points[i].state_version <= move.state_version]
         mover = move.mover()
         for i in positions:
             moved = mover(points[i])  # type: ignore[arg-type]
             if moved is not None:
                 points[i] = moved
         if len(positions) < move.points:
-            current = self._moves.get(move.job_id)
+            current = batch.moves.get(move.job_id)
             if current is None or current.state_version <= move.state_version:
-                self._moves[move.job_id] = move
+                batch.moves[move.job_id] = move
 
     def _pend_bucket(self, point: MetricPoint) -> None:
         bucket = (point.metric, point.bucket)
@@ -265,30 +287,44 @@ class ClickHouseSink:
         the interpreter's arenas they were allocated in, alive until the table's next insert."""
         table = f"{self.database}.{spec.name}"
         with _store_errors(table):
+            writer = self.writer
             types = self._column_types.get(spec.name)
             if types is None:
-                described = self.client.create_insert_context(table, spec.column_names, column_oriented=True)
+                described = writer.create_insert_context(table, spec.column_names, column_oriented=True)
                 types = self._column_types[spec.name] = described.column_types
-            context = self.client.create_insert_context(
-                table, spec.column_names, column_types=types, column_oriented=True
-            )
-            self.client.insert(data=columns if columns is not None else spec.columns_of(records), context=context)
+            context = writer.create_insert_context(table, spec.column_names, column_types=types, column_oriented=True)
+            writer.insert(data=columns if columns is not None else spec.columns_of(records), context=context)
         self.inserted += len(records)
 
+    def detach(self) -> _Batch:
+        """What was written since the last detach, to be made durable by its ``flush`` (in another thread if need
+        be) while writes go on into a new batch. Batches must be flushed one at a time, in detach order."""
+        batch, self._open = self._open, _Batch(self)
+        return batch
+
     def flush(self, timeout: float) -> None:
-        for point in self._buffers.get(MetricPoint, ()):  # where the points are written, moves applied
+        pending, self._failed = [*self._failed, self.detach()], []
+        for i, batch in enumerate(pending):
+            try:
+                batch.flush(timeout)
+            except BaseException:
+                self._failed = pending[i:]
+                raise
+
+    def _write_batch(self, batch: _Batch) -> None:
+        for point in batch.buffers.get(MetricPoint, ()):  # where the points are written, moves applied
             self._pend_bucket(point)  # type: ignore[arg-type]
-        for kind in list(self._buffers):
-            records = self._buffers[kind]
+        for kind in list(batch.buffers):
+            records = batch.buffers[kind]
             if records:
                 self._insert_columns(TABLES[kind], records)
-            del self._buffers[kind]  # only what was inserted leaves the buffer
+            del batch.buffers[kind]  # only what was inserted leaves the buffer
             if kind is MetricPoint:
-                self._points_of = {}
+                batch.points_of = {}
         # After the points they move (those of this flush included).
-        if self._moves:
-            self._apply_moves(list(self._moves.values()))
-            self._moves = {}
+        if batch.moves:
+            self._apply_moves(list(batch.moves.values()))
+            batch.moves = {}
         # After the points. Should this insert fail, the rows stay pending for the next flush (meanwhile the query
         # layer labels a bucket missing here from one of its points).
         if self._buckets_pending:
@@ -305,7 +341,7 @@ class ClickHouseSink:
         names = [column for column, _ in _POINTS.columns if column != "is_deleted"]
         select = ", ".join("toUnixTimestamp64Milli(time)" if c == "time" else f"`{c}`" for c in names)
         with _store_errors(f"{self.database}.metric_points"):
-            rows = self.client.query(
+            rows = self.writer.query(
                 f"SELECT {select} FROM {self.database}.metric_points FINAL "  # noqa: S608 - checked identifier
                 "WHERE job_id IN {jobs:Array(String)} AND is_deleted = 0",
                 parameters={"jobs": list(by_job)},
@@ -333,13 +369,14 @@ class ClickHouseSink:
 
     @property
     def buffered(self) -> int:
-        return sum(len(v) for v in self._buffers.values())
+        return sum(len(v) for batch in (*self._failed, self._open) for v in batch.buffers.values())
 
     def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception as exc:  # closing is best effort
-            log.debug("closing the ClickHouse client: %s", exc)
+        for client in {id(self.client): self.client, id(self.writer): self.writer}.values():
+            try:
+                client.close()
+            except Exception as exc:  # closing is best effort
+                log.debug("closing the ClickHouse client: %s", exc)
 
 
 class ClickHouseDeadLetters:

@@ -98,6 +98,9 @@ class ListSink:
     def flush(self, timeout: float) -> None:
         return None
 
+    def detach(self) -> ListSink:
+        return self
+
     def close(self) -> None:
         return None
 

@@ -184,3 +184,43 @@ def test_a_load_returns_the_snapshots_and_only_the_events_of_jobs_without_one(st
     found, events = ClickHouseStateStore(store, db).load(["with", "without", "unknown"])
     assert found == {"with": (FOLD_VERSION, "r1", b"state-of-with")}
     assert sorted(events) == [b"without 0", b"without 1", b"without 2"], "none of the events of a job with a snapshot"
+
+
+@pytest.mark.parametrize("handed_off", [False, True])
+def test_a_job_that_left_memory_before_its_snapshot_is_durable_comes_back_whole(
+    store: Any, databases: list[str], handed_off: bool
+) -> None:
+    """The worker folds several batches per flush, and writes a flush while it folds the next: a job can leave
+    memory and be named again before the store has its last snapshot. It comes back from memory, not from a store
+    that does not know it yet."""
+    forgetful_db, reference_db, _ = databases
+    payloads: list[Any] = [
+        JobSubmitted(name="nightly", kind="ci"),
+        JobStarted(host="h", os="linux", kernel="6", cwd="/"),
+        MetricMeasured(name="AM1", value=1.0, unit="mas"),
+        JobFinished(status="succeeded", exit_code=0),
+    ]
+    done = [_event("x", "x/1", n, T0 + timedelta(seconds=n), p) for n, p in enumerate(payloads, 1)]
+    later = T0 + timedelta(minutes=10)  # the watermark passes x: it leaves memory
+    other = [_event("y", "y/1", 1, later, JobSubmitted(name="nightly", kind="ci"))]
+    late = [_event("x", "reviewer", 1, later + timedelta(seconds=1), Annotation(key="quality", value="bad"))]
+    batches = list(_batches(done + other + late, 1))
+    first, second, third = batches[: len(done)], batches[len(done)], batches[len(done) + 1]
+    forgetful = _processor(store, forgetful_db, bounded=True)
+    reference = _processor(store, reference_db, bounded=False)
+    for batch in batches:
+        reference.process_batch(batch)
+    for batch in [*first, second]:
+        forgetful.fold_batch(batch)
+    assert "x" not in forgetful.states, "x left memory"
+    if handed_off:  # its snapshot is being written while the next batch folds
+        handoff = forgetful.handoff()
+        forgetful.fold_batch(third)
+        handoff.write()
+        handoff.done()
+    else:  # its snapshot waits in the sink's buffer
+        forgetful.fold_batch(third)
+    forgetful.flush()
+    verification = verify(store, reference_db, forgetful_db)
+    assert verification.clean, verification.differences
+    assert forgetful.states["x"].version == reference.states["x"].version

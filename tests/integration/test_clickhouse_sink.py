@@ -211,13 +211,28 @@ class _Flaky:
         self.inner.write(records)
 
     def flush(self, timeout: float) -> None:
+        self._outage()
+        self.inner.flush(timeout)
+
+    def detach(self) -> Any:
+        return _FlakyBatch(self, self.inner.detach())
+
+    def _outage(self) -> None:
         if self.failures:
             self.failures -= 1
             raise SinkBackpressure("simulated outage", retry_after=0.05)
-        self.inner.flush(timeout)
 
     def close(self) -> None:
         self.inner.close()
+
+
+class _FlakyBatch:
+    def __init__(self, flaky: _Flaky, inner: Any) -> None:
+        self.flaky, self.inner = flaky, inner
+
+    def flush(self, timeout: float) -> None:
+        self.flaky._outage()
+        self.inner.flush(timeout)
 
 
 def test_store_unavailable_pushes_back_and_loses_nothing(store: Any) -> None:

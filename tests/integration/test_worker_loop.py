@@ -97,3 +97,79 @@ class _Spy:
 
     def __getattr__(self, name: str) -> Any:
         return self._methods.get(name) or getattr(self._inner, name)
+
+
+class _Gated:
+    """The real sink, whose first detached batch waits for ``gate`` before it is written; counts what the fold
+    hands it meanwhile."""
+
+    name = "gated"
+    wants_events = True
+
+    def __init__(self, inner: ClickHouseSink) -> None:
+        self.inner = inner
+        self.gate, self.writing = threading.Event(), threading.Event()
+        self.written = 0
+        self._first = True
+
+    def write(self, records: Any) -> None:
+        self.written += len(records)
+        self.inner.write(records)
+
+    def flush(self, timeout: float) -> None:
+        self.inner.flush(timeout)
+
+    def detach(self) -> Any:
+        batch, first, self._first = self.inner.detach(), self._first, False
+        return _GatedBatch(self, batch) if first else batch
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _GatedBatch:
+    def __init__(self, gated: _Gated, inner: Any) -> None:
+        self.gated, self.inner = gated, inner
+
+    def flush(self, timeout: float) -> None:
+        self.gated.writing.set()
+        assert self.gated.gate.wait(60)
+        self.inner.flush(timeout)
+
+
+def test_the_worker_folds_while_a_flush_is_written_and_commits_it_once_durable(kafka: Endpoint, store: Any) -> None:
+    topic = create_topic(kafka.bootstrap, f"loop-{uuid.uuid4().hex[:10]}", partitions=2)
+    sent = _produce(kafka.bootstrap, topic, jobs=40)
+    group = f"loop-{uuid.uuid4().hex[:8]}"
+    settings = load_processor_settings(
+        {"source_url": kafka.url(topic), "app_id": group, "batch_size": 50, "commit_max_events": 100,
+         "session_timeout_s": 6.0},
+        env={},
+    )  # fmt: skip
+    db = store.jobprov_database
+    gated = _Gated(ClickHouseSink(store, db))
+    processor = Processor(gated, ListDeadLetters(), FoldContext(), state_store=ClickHouseStateStore(store, db))
+    worker = Worker(settings, processor)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert gated.writing.wait(60), "a flush was handed over"
+        handed = gated.written
+        deadline = time.monotonic() + 30
+        while gated.written == handed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gated.written > handed, "the fold went on while the flush was being written"
+        assert _committed(kafka.bootstrap, group, topic, 2) == 0, "nothing is committed before it is durable"
+        gated.gate.set()
+        deadline = time.monotonic() + 90
+        while _committed(kafka.bootstrap, group, topic, 2) < sent:
+            assert thread.is_alive(), "the loop died"
+            assert time.monotonic() < deadline, f"{_committed(kafka.bootstrap, group, topic, 2)} of {sent} committed"
+            time.sleep(0.3)
+    finally:
+        gated.gate.set()
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert _count(store, "events") == sent
+    assert _count(store, "jobs", "status = 'succeeded'") == 40
