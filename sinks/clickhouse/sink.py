@@ -2,16 +2,17 @@
 
 - One code path for the embedded engine (``chdb:///dir``) and a server (``http(s)://host:8123``), through
   clickhouse-connect.
-- ``write`` buffers records (no I/O); ``flush`` turns each table's records into columns and inserts them through
-  a reused insert context per table, and clears a buffer only once its insert succeeded. The worker flushes
-  before it commits offsets.
+- ``write`` buffers records (no I/O); ``flush`` turns each table's records into columns and inserts them, and
+  clears a buffer only once its insert succeeded; ``detach`` hands a batch over to be flushed in another thread.
+  The worker commits offsets once their flush is durable.
 - Redelivered or replayed records create no visible duplicates: tables are ReplacingMergeTree by record key
   and ``state_version``; reads use FINAL. A :class:`BucketMove` (late provenance) moves the job's points that
   wait in the buffer at once; when some were written by an earlier flush, it is applied again after this flush's
   points: the job's stored points are read back (by the ``job_id`` skip index), and each point whose bucket
   changes is written in its new bucket and deleted (``is_deleted = 1``) from its old one.
 - The workers' checkpoints (:class:`ResidentJob`, :class:`JobSnapshot`, :class:`PartitionWatermark`) are written
-  in the same flush as the records of their batch.
+  in the same flush as the records of their batch, and after them and after the events (see ``TABLES``): whatever
+  a flush cut short leaves in the store, a job brought back from it has all the records of what it folded.
 - ``buckets`` (a metric's buckets with their key values and unit: the series' labels) gets a row the first
   time this sink sees a bucket, not one per point: a bucket's keys never change (its id is their fingerprint),
   and rows written again (a redelivery, another worker, a restart) are one row after deduplication.
@@ -76,16 +77,12 @@ def _same(*names: str) -> tuple[tuple[str, str | None], ...]:
     return tuple((name, name) for name in names)
 
 
+# In the order a flush writes them: the derived records (and the bucket moves), then the events they came from,
+# then the workers' checkpoints (_AFTER_THE_RECORDS). A flush cut short (a killed worker) so leaves no stored event,
+# and no checkpoint, whose records are not stored: a job brought back from either (its snapshot, or its stored
+# events folded again) has every record of what it has folded, and the redelivered events it skips as seen need
+# none.
 TABLES: dict[type[Any], TableSpec] = {
-    EventRecord: TableSpec(
-        "events",
-        (
-            *_same("event_id", "job_id", "event_type"),
-            ("event_time", "event_time_ms"),
-            ("emitted_at", "emitted_at_ms"),
-            *_same("producer", "producer_instance", "seq", "attempt", "raw"),
-        ),
-    ),
     JobState: TableSpec(
         "jobs",
         (
@@ -174,6 +171,15 @@ TABLES: dict[type[Any], TableSpec] = {
             *_same("triages", "state_version", "fold_version"),
         ),
     ),
+    EventRecord: TableSpec(
+        "events",
+        (
+            *_same("event_id", "job_id", "event_type"),
+            ("event_time", "event_time_ms"),
+            ("emitted_at", "emitted_at_ms"),
+            *_same("producer", "producer_instance", "seq", "attempt", "raw"),
+        ),
+    ),
     ResidentJob: TableSpec(
         "resident_jobs", (*_same("topic", "partition", "job_id", "resident"), ("version", "state_version"))
     ),
@@ -182,6 +188,7 @@ TABLES: dict[type[Any], TableSpec] = {
         "partition_watermarks", (*_same("topic", "partition"), ("max_event_time_ms", "state_version"))
     ),
 }
+_AFTER_THE_RECORDS = (EventRecord, ResidentJob, JobSnapshot, PartitionWatermark)
 _POINTS = TABLES[MetricPoint]
 _BUCKETS = TableSpec("buckets", (*_same("metric", "bucket"), ("keys", "bucket_keys"), ("unit", "unit")))
 # Buckets this sink has written, remembered to write each once; past this many it starts over (forgetting only
@@ -314,13 +321,9 @@ class ClickHouseSink:
     def _write_batch(self, batch: _Batch) -> None:
         for point in batch.buffers.get(MetricPoint, ()):  # where the points are written, moves applied
             self._pend_bucket(point)  # type: ignore[arg-type]
-        for kind in list(batch.buffers):
-            records = batch.buffers[kind]
-            if records:
-                self._insert_columns(TABLES[kind], records)
-            del batch.buffers[kind]  # only what was inserted leaves the buffer
-            if kind is MetricPoint:
-                batch.points_of = {}
+        kinds = [kind for kind in TABLES if kind in batch.buffers]  # in TABLES's order: see there
+        for kind in [kind for kind in kinds if kind not in _AFTER_THE_RECORDS]:
+            self._insert_buffer(batch, kind)
         # After the points they move (those of this flush included).
         if batch.moves:
             self._apply_moves(list(batch.moves.values()))
@@ -333,6 +336,16 @@ class ClickHouseSink:
                 self._buckets_written.clear()
             self._buckets_written.update(self._buckets_pending)
             self._buckets_pending = {}
+        for kind in [kind for kind in kinds if kind in _AFTER_THE_RECORDS]:
+            self._insert_buffer(batch, kind)
+
+    def _insert_buffer(self, batch: _Batch, kind: type[Any]) -> None:
+        records = batch.buffers[kind]
+        if records:
+            self._insert_columns(TABLES[kind], records)
+        del batch.buffers[kind]  # only what was inserted leaves the buffer
+        if kind is MetricPoint:
+            batch.points_of = {}
 
     def _apply_moves(self, moves: list[BucketMove]) -> None:
         """Move the stored points of the moves' jobs: each moved point is written in its new bucket and deleted

@@ -224,3 +224,63 @@ def test_a_job_that_left_memory_before_its_snapshot_is_durable_comes_back_whole(
     verification = verify(store, reference_db, forgetful_db)
     assert verification.clean, verification.differences
     assert forgetful.states["x"].version == reference.states["x"].version
+
+
+class _CutWriter:
+    """The store's connection, cut (as by a killed worker) before its ``cut``-th insert; counts the inserts."""
+
+    def __init__(self, client: Any, cut: int | None) -> None:
+        self.client, self.cut, self.inserts = client, cut, 0
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        if self.inserts == self.cut:
+            raise RuntimeError("the worker was killed")
+        self.inserts += 1
+        return self.client.insert(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_flush_cut_short_anywhere_then_redelivered_gives_the_uninterrupted_result(
+    store: Any, databases: list[str]
+) -> None:
+    """Whatever prefix of a flush's inserts reached the store, a new worker that resumes from it and folds the
+    redelivered events writes what an uninterrupted one did: nothing lost, nothing twice."""
+    cut_db, reference_db, _ = databases
+    events = _log(jobs=12, running={11})
+    batches = list(_batches(events, 9))
+    done, redelivered = batches[:6], batches[6:]  # flushed and committed; folded, then cut mid-flush
+    reference = _processor(store, reference_db, bounded=False)
+    for batch in batches:
+        reference.process_batch(batch)
+    probe = _CutWriter(store, None)
+    counting = Processor(ClickHouseSink(store, cut_db, writer=probe), ListDeadLetters(), FoldContext(),
+                         allowed_lateness_ms=LATENESS_MS, state_store=ClickHouseStateStore(store, cut_db))  # fmt: skip
+    for batch in done:
+        counting.process_batch(batch)
+    before = probe.inserts
+    for batch in redelivered[:3]:
+        counting.fold_batch(batch)
+    counting.flush()
+    inserts = probe.inserts - before
+    assert inserts >= 8, "the flush writes records, events and checkpoints"
+    for cut in range(inserts):
+        store.command(f"DROP DATABASE IF EXISTS {cut_db}")
+        migrate(store, Target(cut_db))
+        writer = _CutWriter(store, None)
+        first = Processor(ClickHouseSink(store, cut_db, writer=writer), ListDeadLetters(), FoldContext(),
+                          allowed_lateness_ms=LATENESS_MS, state_store=ClickHouseStateStore(store, cut_db))  # fmt: skip
+        for batch in done:
+            first.process_batch(batch)
+        writer.cut = writer.inserts + cut
+        for batch in redelivered[:3]:
+            first.fold_batch(batch)
+        with pytest.raises(Exception, match="killed"):
+            first.flush()
+        second = _processor(store, cut_db, bounded=True)
+        second.resume("events", [0])
+        for batch in redelivered:
+            second.process_batch(batch)
+        verification = verify(store, reference_db, cut_db)
+        assert verification.clean, (cut, verification.differences)
