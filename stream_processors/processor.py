@@ -279,15 +279,15 @@ class Processor:
         self.sink.write([self._job_snapshot(self.states[j]) for j in sorted(self._dirty) if j in self.states])
         self._dirty.clear()
 
-    def process_batch(self, items: Sequence[RawEvent]) -> list[Record]:
+    def process_batch(self, items: Sequence[RawEvent]) -> None:
         """Fold a batch and make its records durable, waiting out backpressure (replay and tests; the consumer
         loop pauses its partitions instead)."""
-        outputs = self.fold_batch(items)
+        self.fold_batch(items)  # its records are not kept here: they would stay alive through the flush
         delay = 0.1
         while True:
             try:
                 self.flush()
-                return outputs
+                return
             except SinkBackpressure as exc:
                 self.metrics.backpressure()
                 if self.on_wait is not None:
