@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fold import workload
 
 from jobprov.schemas.wire import decode_event, encode_event
-from jobprov.sinks.clickhouse.client import connect
+from jobprov.sinks.clickhouse.client import BATCH_ENGINE_ALLOCATOR_OPTIONS, configure_engine_allocator, connect
 from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseDeadLetters, ClickHouseSink
@@ -56,6 +56,7 @@ def main() -> None:
     raw = [encode_event(e) for e in events]
     n = len(raw)
     store = Path(tempfile.mkdtemp(prefix="jobprov-replay-bench-"))
+    configure_engine_allocator(BATCH_ENGINE_ALLOCATOR_OPTIONS)  # as `jobprov replay` does
     client = connect(f"chdb://{store}")
     print(f"replay benchmark: {args.jobs:,} jobs x {args.events_per_job} events = {n:,} events")
     t0 = time.perf_counter()

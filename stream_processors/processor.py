@@ -283,6 +283,10 @@ class Processor:
         """Fold a batch and make its records durable, waiting out backpressure (replay and tests; the consumer
         loop pauses its partitions instead)."""
         self.fold_batch(items)  # its records are not kept here: they would stay alive through the flush
+        self.flush_waiting()
+
+    def flush_waiting(self) -> None:
+        """:meth:`flush`, waiting out backpressure."""
         delay = 0.1
         while True:
             try:

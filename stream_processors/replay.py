@@ -202,8 +202,7 @@ def replay(
     started = time.perf_counter()
     tty = sys.stderr.isatty() if progress is None else progress
     show = _Progress(total, tty=tty and sys.stderr.isatty(), quiet=progress is False)
-    # Positions make dead letters of a replay distinct rows; the real source position is in the log.
-    numbered = (RawEvent(item.value, item.topic, item.partition, offset) for offset, item in enumerate(source))
+    items = iter(source)
     with ThreadPoolExecutor(1, thread_name_prefix="jobprov-replay-copy") as beside:
         other = second_connection(client) if copy_events is not None else None
         # On its own connection the copy runs beside the fold; on the same one, after it.
@@ -211,12 +210,16 @@ def replay(
         try:
             while True:
                 with batch_gc():  # reading a batch allocates like folding it (see batch_gc)
-                    pending = list(itertools.islice(numbered, batch))
+                    # Positions make dead letters of a replay distinct rows; the real source position is in the log.
+                    pending = [RawEvent(item.value, item.topic, item.partition, report.events + n)
+                               for n, item in enumerate(itertools.islice(items, batch))]  # fmt: skip
                 if not pending:
                     break
-                processor.process_batch(pending)
+                processor.fold_batch(pending)
                 report.events += len(pending)
                 show.advance(len(pending))
+                del pending  # before the flush, whose collector pass would go over every message in it
+                processor.flush_waiting()
             if copy_events is not None:
                 (copied or beside.submit(copy_events, shadow)).result()
         finally:

@@ -46,11 +46,13 @@ def replay(
     """Fold the whole log again with the same fold into a shadow database; optionally verify and swap."""
     from jobprov.emitters.factory import spool_path
     from jobprov.emitters.kafka import parse_kafka_url
+    from jobprov.sinks.clickhouse.client import BATCH_ENGINE_ALLOCATOR_OPTIONS, configure_engine_allocator
     from jobprov.stream_processors import replay as r
     from jobprov.stream_processors.comparability import ComparabilityRegistry, load_registry
     from jobprov.stream_processors.fold import FoldContext
 
     ctx.obj = {"store": store}
+    configure_engine_allocator(BATCH_ENGINE_ALLOCATOR_OPTIONS)  # a batch that exits when done: the faster one
     handle = _store(ctx)
     live = handle.database
     target = shadow or f"{live}_replay"

@@ -21,21 +21,25 @@ ENGINE_ALLOCATOR_ENV = "JE_MALLOC_CONF"
 """The environment variable the embedded engine's allocator (its own jemalloc) reads its options from, once, when
 the engine is loaded."""
 ENGINE_ALLOCATOR_OPTIONS = "dirty_decay_ms:0"
-"""What the embedded engine's allocator is given unless the environment sets it: return freed pages to the
-system at once. The engine's build keeps them for 5 s (``dirty_decay_ms:5000``), and each flush's inserts and the
-merges they start free tens of MB, so a worker's RSS followed its recent inserts rather than what it holds.
-Measured (benchmarks/state.py, RSS after 1M events against after 10k): +110 MB with the build's setting, of which
-the allocator's resident memory +111 MB (58 -> 169 MB) while what the engine had allocated grew 8 MB; +36 MB
-with this one (resident 43 -> 52 MB). 250 ms and 1 s gave +63 MB. Events per second, of that benchmark and of
-benchmarks/replay.py, within the runs' noise (about 5%). A server's allocator is the server's business."""
+"""What the embedded engine's allocator is given, for a service, unless the environment sets it: return freed pages
+to the system at once. The engine's build keeps them for 5 s (``dirty_decay_ms:5000``), and each flush's inserts
+and the merges they start free tens of MB, so a worker's RSS followed its recent inserts rather than what it
+holds. Measured (benchmarks/state.py, RSS after 1M events against after 10k): +110 MB with the build's setting, of
+which the allocator's resident memory +111 MB (58 -> 169 MB) while what the engine had allocated grew 8 MB; +36 MB
+with this one (resident 43 -> 52 MB); 250 ms and 1 s gave +63 MB. It costs the engine page faults: replay
+(benchmarks/replay.py) ran 6-7% slower with it, hence :data:`BATCH_ENGINE_ALLOCATOR_OPTIONS`. A server's
+allocator is the server's business (decision 0009)."""
+BATCH_ENGINE_ALLOCATOR_OPTIONS = ""
+"""For a one-off batch that exits when done (`jobprov replay`): the engine build's own setting, the faster one."""
 
 
-def _configure_engine_allocator() -> None:
-    """Give the embedded engine's allocator :data:`ENGINE_ALLOCATOR_OPTIONS` before the engine is loaded (it reads
-    them once); the environment's own setting wins."""
+def configure_engine_allocator(options: str = ENGINE_ALLOCATOR_OPTIONS) -> None:
+    """Give the embedded engine's allocator ``options`` before the engine is loaded (it reads them once, so the
+    first call in a process decides; :func:`connect` makes it with the default); the environment's own setting
+    wins."""
     if "chdb" in sys.modules:  # loaded already: its allocator is configured
         return
-    os.environ.setdefault(ENGINE_ALLOCATOR_ENV, ENGINE_ALLOCATOR_OPTIONS)
+    os.environ.setdefault(ENGINE_ALLOCATOR_ENV, options)
 
 
 class StoreBusyError(JobprovError):
@@ -62,7 +66,7 @@ def connect(url: str, *, username: str | None = None, password: Secret | None = 
                 f"the store {path} is open in another jobprov process; ask that process (its query API) "
                 "or stop it first"
             )
-        _configure_engine_allocator()
+        configure_engine_allocator()
         try:
             client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
             client.command("SELECT 1")  # the engine takes the store's lock on first use: fail here, clearly

@@ -322,7 +322,7 @@ def test_a_flush_keeps_nothing_it_inserted(store: Any) -> None:
     assert _count(store, "events") == 6
 
 
-def test_the_embedded_engine_returns_freed_pages_at_once_unless_the_environment_says_otherwise(
+def test_the_embedded_engine_returns_freed_pages_at_once_unless_a_batch_or_the_environment_says_otherwise(
     tmp_path: Path,
 ) -> None:
     """The engine's allocator is configured before the engine loads, through the same imports as the commands."""
@@ -336,6 +336,15 @@ def test_the_embedded_engine_returns_freed_pages_at_once_unless_the_environment_
     env = {k: v for k, v in os.environ.items() if k != ENGINE_ALLOCATOR_ENV}
     ours = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert ours.stdout.startswith("opt.dirty_decay_ms: 0 "), ours.stdout + ours.stderr
+    batch = code.replace("import jobprov.cli.main\n", "import jobprov.cli.main\n" + BATCH)  # as `jobprov replay`
+    build = subprocess.run([sys.executable, "-c", batch], capture_output=True, text=True, timeout=120, env=env)
+    assert build.stdout.startswith("opt.dirty_decay_ms: 5000 "), build.stdout + build.stderr
     env[ENGINE_ALLOCATOR_ENV] = "dirty_decay_ms:2000"
     theirs = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert theirs.stdout.startswith("opt.dirty_decay_ms: 2000 "), theirs.stdout + theirs.stderr
+
+
+BATCH = (
+    "from jobprov.sinks.clickhouse.client import BATCH_ENGINE_ALLOCATOR_OPTIONS, configure_engine_allocator\n"
+    "configure_engine_allocator(BATCH_ENGINE_ALLOCATOR_OPTIONS)\n"
+)
