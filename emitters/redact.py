@@ -84,7 +84,7 @@ def secret_values(environ: Mapping[str, str]) -> list[str]:
 
 
 def redact_argv(argv: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
-    known = tuple(secret_values(dict((environ or {}).items())))
+    known = tuple(secret_values(environ or {}))
     return _redact_args(argv, lambda arg: _redacted(arg, known))
 
 

@@ -35,12 +35,12 @@ TRIAGE_STATES = ("acknowledged", "invalid", "fixed", "wontfix", "improvement")
 EpochMillis = Annotated[int, "timestamp-millis"]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_millis(millis: int) -> datetime:
     """Epoch milliseconds as an aware UTC datetime (integer arithmetic: no float rounding)."""
     return _EPOCH + timedelta(milliseconds=millis)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -241,13 +241,10 @@ class Processor:
         """Make what :meth:`fold_batch` handed over durable, with a snapshot of every job it changed; raises
         :class:`SinkBackpressure` when the store cannot take it now (the records stay buffered: call again)."""
         try:
-            if self._dirty:
-                self._write_snapshots()
-            self.dead_letters.flush(self._flush_timeout)
+            self._carry()
             self.sink.flush(self._flush_timeout)
             self._generation += 1
-            self._durable(self._consumed, self._folded, self._generation)
-            self._consumed, self._folded = Counter(), Counter()
+            self._durable(*self._take_counts(), self._generation)
         finally:
             self._collector.release()
 
@@ -265,19 +262,25 @@ class Processor:
         """What :meth:`fold_batch` handed over since the last handoff, with a snapshot of every job it changed,
         detached from the sink for :meth:`Handoff.write` (the dead letters are flushed here, before it)."""
         try:
-            if self._dirty:
-                self._write_snapshots()
-            self.dead_letters.flush(self._flush_timeout)
+            self._carry()
             self._generation += 1
-            handoff = Handoff(self, self.sink.detach(), self._consumed, self._folded)
-            self._consumed, self._folded = Counter(), Counter()
-            return handoff
+            return Handoff(self, self.sink.detach(), *self._take_counts())
         finally:
             self._collector.release()
 
-    def _write_snapshots(self) -> None:
-        self.sink.write([self._job_snapshot(self.states[j]) for j in sorted(self._dirty) if j in self.states])
-        self._dirty.clear()
+    def _carry(self) -> None:
+        """What a flush carries beside the batches' records: a snapshot of every job changed since the last one.
+        The dead letters are flushed first."""
+        if self._dirty:
+            self.sink.write([self._job_snapshot(self.states[j]) for j in sorted(self._dirty) if j in self.states])
+            self._dirty.clear()
+        self.dead_letters.flush(self._flush_timeout)
+
+    def _take_counts(self) -> tuple[Counter[str], Counter[str]]:
+        """The events consumed and folded since the last flush, counted anew from here."""
+        counts = self._consumed, self._folded
+        self._consumed, self._folded = Counter(), Counter()
+        return counts
 
     def process_batch(self, items: Sequence[RawEvent]) -> None:
         """Fold a batch and make its records durable, waiting out backpressure (replay and tests; the consumer

@@ -268,7 +268,7 @@ class Worker:
                 self._held = []
                 if self._handle(messages):
                     idle_since = None
-                    if self._in_flight is not None and self._in_flight[1] is not None and self._in_flight[1].done():
+                    if (writing := self._writing()) is not None and writing.done():
                         self._settle()  # commit as soon as it is durable
                 else:
                     if self._unflushed:
@@ -279,7 +279,7 @@ class Worker:
                         idle_since = time.monotonic()
             if self._unflushed and not self._paused:
                 self._flush()
-            if self._in_flight is not None and self._in_flight[1] is not None:
+            if self._writing() is not None:
                 self._settle(synchronous=True)  # what is being written now (one pushed back is redone later)
         finally:
             self._writer.shutdown(wait=True)
@@ -325,6 +325,10 @@ class Worker:
         offsets, self._pending = self._pending, {}
         self._in_flight = (handoff, self._writer.submit(handoff.write), offsets)
         self._unflushed = 0
+
+    def _writing(self) -> Future[None] | None:
+        """The write of the flush in flight, when one is being written (not waiting out backpressure)."""
+        return None if self._in_flight is None else self._in_flight[1]
 
     def _settle(self, *, synchronous: bool = False) -> bool:
         """Wait for the flush in flight (written again here when the store pushed back), commit its offsets;
@@ -417,7 +421,7 @@ class Worker:
         numbers = {tp.partition for tp in partitions if tp.topic == self.topic}
         if self._unflushed and not self._paused:
             self._flush()  # what the store takes now need not be redone by the next owner
-        if self._in_flight is not None and self._in_flight[1] is not None:
+        if self._writing() is not None:
             self._settle(synchronous=True)
         for partition in numbers:
             self._pending.pop(partition, None)  # not durable: the next owner redoes it

@@ -194,8 +194,9 @@ def up(
     api: ApiThread | None = None
     scanner: AlertLoop | None = None
     trimmer: LogTrimmer | None = None
+    alert_settings = alert_settings or AlertSettings()
     detector: threading.Thread | None = None
-    if (alert_settings or AlertSettings()).scan_interval_s > 0:  # its imports overlap the broker's and store's start
+    if alert_settings.scan_interval_s > 0:  # its imports overlap the broker's and store's start
         detector = threading.Thread(target=preload, name="jobprov-detector-import", daemon=True)
         detector.start()
     try:
@@ -214,7 +215,7 @@ def up(
         ingest = EmitterSettings(url=broker.url(TOPIC))  # POST /api/v1/lineage (OpenLineage) sends here
         store = Store(reader, settings.clickhouse_database)
         activity = Activity()  # the scan waits for the worker to be quiet: ingestion first
-        scanner = AlertLoop(store, ingest, alert_settings or AlertSettings(), registry, activity)
+        scanner = AlertLoop(store, ingest, alert_settings, registry, activity)
         api = ApiThread(
             create_app(store, registry, api_settings, ingest, notifier=scanner.notifier, scan_pass=scanner.scan_now),
             api_port,
