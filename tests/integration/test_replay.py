@@ -45,6 +45,18 @@ def test_replay_from_the_events_table_agrees_row_for_row_and_swaps(store: Any) -
     store.command(f"DROP DATABASE IF EXISTS {shadow}")
 
 
+def test_the_events_table_reads_in_batches_each_message_at_its_own_position(store: Any) -> None:
+    live = _live(store)
+    source = from_events_table(store, live)
+    batches = list(source.batches(4))
+    assert [len(b) for b in batches[:-1]] == [4] * (len(batches) - 1) and 1 <= len(batches[-1]) <= 4
+    messages = [m for b in batches for m in b]
+    assert [m.offset for m in messages] == list(range(len(campaign())))  # distinct rows for dead letters
+    assert {m.topic for m in messages} == {"events-table"}
+    assert sorted(m.value for m in messages) == sorted(encode_event(e) for e in campaign())
+    assert list(source) == messages  # iterating reads the same order
+
+
 def _buckets(store: Any, database: str) -> list[tuple[str, str, dict[str, str], str | None]]:
     rows = store.query(f"SELECT metric, bucket, keys, unit FROM {database}.buckets FINAL ORDER BY metric, bucket")
     return [(metric, bucket, dict(keys), unit) for metric, bucket, keys, unit in rows.result_rows]
