@@ -30,7 +30,7 @@ import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from jobprov.errors import ConfigError
@@ -164,7 +164,14 @@ def bucket_for(
 
 def fingerprint(pairs: Mapping[str, str]) -> str:
     """Stable across processes and versions: a digest of the sorted key/value pairs."""
-    content = json.dumps(sorted(pairs.items()), separators=(",", ":"))
+    return _digest(tuple(sorted(pairs.items())))
+
+
+@lru_cache(maxsize=4096)
+def _digest(items: tuple[tuple[str, str], ...]) -> str:
+    """Kept per distinct provenance: jobs share a few (replay, 200k events: 40k digests of 3.4 us each, 4% of its
+    time; a cache hit costs 0.6 us). A tuple encodes as the same JSON array as a list."""
+    content = json.dumps(items, separators=(",", ":"))
     return hashlib.blake2b(content.encode(), digest_size=8).hexdigest()
 
 
