@@ -397,6 +397,16 @@ class Processor:
     def _job_snapshot(self, job: JobFoldState) -> JobSnapshot:
         return JobSnapshot(job.job_id, snapshots.dump(job), self.context.registry.version, job.version)
 
+    def forget_finished(self, job_ids: Iterable[str]) -> None:
+        """Drop from memory those of ``job_ids`` that are not running: for a source that has delivered every event
+        of these jobs (a replay of a log in job order), nothing changes them any more. A running job stays, since
+        the watermark can still make it lost."""
+        states, status_of, partition_of = self.states, self.status_of, self.partition_of
+        for job_id in [j for j in job_ids if j in states and status_of.get(j) not in _WATCHED]:
+            del states[job_id]
+            status_of.pop(job_id, None)
+            partition_of.pop(job_id, None)
+
     def _evict(self, touched: set[str]) -> set[str]:
         """Forget the jobs the watermark has passed that nothing but a new event can change: every such job when
         the watermark moved, else those of this batch (e.g. an old job a late event brought back)."""

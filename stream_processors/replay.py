@@ -19,7 +19,7 @@ import time
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from jobprov.errors import JobprovError
 from jobprov.sinks.clickhouse.client import second_connection
@@ -54,6 +54,15 @@ _COMPARED_ROWS = {
 # events table never sees the messages that did not decode), and the live ones must not be lost.
 
 
+class Page(NamedTuple):
+    """A batch of a replay's source."""
+
+    messages: list[RawEvent]
+    open_job: str | None
+    """In a source in job order, the job whose events may go on in the next page (every other job of this page
+    has had all its events); None when the source has no job order."""
+
+
 class EventsTableSource:
     """The store's copy of the log, a job's events together, in event-id order within a job (which for
     the Python emitters is emission order). ``replay`` copies its rows into the shadow database with one
@@ -65,26 +74,27 @@ class EventsTableSource:
         self.client, self.database, self.page = client, database, page
 
     def __iter__(self) -> Iterator[RawEvent]:
-        for batch in self.batches(self.page):
-            yield from batch
+        for page in self.batches(self.page):
+            yield from page.messages
 
-    def batches(self, size: int) -> Generator[list[RawEvent], None, None]:
-        """The events in lists of up to ``size``, each positioned at its row's place in the read order (distinct
-        positions: a replay's dead letters are distinct rows). Each message is made once, in one pass over the
-        page (benchmarks/replay.py: making them one by one, then again with their positions, cost 7% of the
-        replay)."""
+    def batches(self, size: int) -> Generator[Page, None, None]:
+        """The events in pages of up to ``size``, each message positioned at its row's place in the read order
+        (distinct positions: a replay's dead letters are distinct rows). Each message is made once, in one pass
+        over the page (benchmarks/replay.py: making them one by one, then again with their positions, cost 7% of
+        the replay)."""
         reader = second_connection(self.client)
         # On the embedded engine the next page is read beside the fold of this one, on a connection of its own.
         return self._batches(self.client, size) if reader is None else _ahead(self._batches(reader, size))
 
-    def _batches(self, client: Any, size: int) -> Generator[list[RawEvent], None, None]:
+    def _batches(self, client: Any, size: int) -> Generator[Page, None, None]:
         start, new = 0, tuple.__new__
-        for raws in self._pages(client, size):
+        for job_ids, raws in self._pages(client, size):
             fields = zip(raws, itertools.repeat(_EVENTS_TABLE), itertools.repeat(0), itertools.count(start))
-            yield [new(RawEvent, message) for message in fields]  # a third of RawEvent(...)'s cost: no arguments
+            # A third of RawEvent(...)'s cost: no argument parsing.
+            yield Page([new(RawEvent, message) for message in fields], job_ids[-1])
             start += len(raws)
 
-    def _pages(self, client: Any, size: int) -> Iterator[list[bytes]]:
+    def _pages(self, client: Any, size: int) -> Iterator[tuple[list[str], list[bytes]]]:
         last: tuple[str, str] = ("", "")
         while True:
             # Columns, not rows: a tuple per row and a key kept per row cost more than the rest of reading.
@@ -99,7 +109,7 @@ class EventsTableSource:
                 return
             if not isinstance(raws[0], bytes):
                 raise JobprovError("the events table returned text for raw bytes")
-            yield raws
+            yield job_ids, raws
             last = (job_ids[-1], event_ids[-1])
 
     def copy_into(self, shadow: str, client: Any = None) -> None:
@@ -156,7 +166,7 @@ def _ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
         thread.join(timeout=10)
 
 
-def _numbered(source: Iterable[RawEvent], size: int) -> Generator[list[RawEvent], None, None]:
+def _numbered(source: Iterable[RawEvent], size: int) -> Generator[Page, None, None]:
     """``source`` in lists of up to ``size``, each message positioned at its place in the source: positions make
     a replay's dead letters distinct rows (a source's own position is in the log)."""
     items, start = iter(source), 0
@@ -166,7 +176,7 @@ def _numbered(source: Iterable[RawEvent], size: int) -> Generator[list[RawEvent]
                        for n, item in enumerate(itertools.islice(items, size))]  # fmt: skip
         if not pending:
             return
-        yield pending
+        yield Page(pending, None)
         start += len(pending)
 
 
@@ -194,6 +204,7 @@ class ReplayReport:
     events: int = 0
     seconds: float = 0.0
     dead_letters: int = 0
+    jobs_in_memory_peak: int = 0
 
     @property
     def rate(self) -> float:
@@ -233,14 +244,18 @@ def replay(
         other = second_connection(client) if copy_events is not None else None
         # On its own connection the copy runs beside the fold; on the same one, after it.
         copied = beside.submit(copy_events, shadow, other) if copy_events is not None and other is not None else None
+        in_job_order = isinstance(source, EventsTableSource)
         batches = source.batches(batch) if isinstance(source, EventsTableSource) else _numbered(source, batch)
         try:
-            for pending in batches:
+            for pending, open_job in batches:
                 processor.fold_batch(pending)
                 report.events += len(pending)
                 show.advance(len(pending))
                 del pending  # before the flush, whose collector pass would go over every message in it
                 processor.flush_waiting()
+                report.jobs_in_memory_peak = max(report.jobs_in_memory_peak, len(processor.states))
+                if in_job_order:  # memory follows the jobs still running, not every job of the log
+                    processor.forget_finished([job for job in processor.states if job != open_job])
             if copy_events is not None:
                 (copied or beside.submit(copy_events, shadow)).result()
         finally:

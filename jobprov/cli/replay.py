@@ -73,7 +73,8 @@ def replay(
         context = FoldContext(registry=load_registry(registry) if registry else ComparabilityRegistry())
         report = r.replay(events, handle.client, target, context, total=total)
         out: dict[str, object] = {"events": report.events, "events_per_s": round(report.rate),
-                                  "dead_letters": report.dead_letters, "shadow": target}  # fmt: skip
+                                  "dead_letters": report.dead_letters, "shadow": target,
+                                  "jobs_in_memory_peak": report.jobs_in_memory_peak}  # fmt: skip
         verification = None
         if do_verify or do_swap:
             verification = r.verify(handle.client, live, target)

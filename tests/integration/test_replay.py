@@ -9,7 +9,9 @@ import pytest
 from jobprov.errors import JobprovError
 from jobprov.query.series import series
 from jobprov.query.store import Store
-from jobprov.schemas.wire import encode_event
+from jobprov.schemas.binary import timestamp_millis as ms
+from jobprov.schemas.models import Event, JobStarted, JobSubmitted
+from jobprov.schemas.wire import decode_event, encode_event
 from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
@@ -18,7 +20,7 @@ from jobprov.stream_processors.fold import FoldContext
 from jobprov.stream_processors.processor import Processor, RawEvent
 from jobprov.stream_processors.replay import from_events_table, from_spool, replay, swap, verify
 from tests.integration.processing import ListDeadLetters
-from tests.integration.test_queries import campaign
+from tests.integration.test_queries import PRODUCER, T0, campaign
 
 
 def _live(store: Any) -> str:
@@ -48,13 +50,42 @@ def test_replay_from_the_events_table_agrees_row_for_row_and_swaps(store: Any) -
 def test_the_events_table_reads_in_batches_each_message_at_its_own_position(store: Any) -> None:
     live = _live(store)
     source = from_events_table(store, live)
-    batches = list(source.batches(4))
-    assert [len(b) for b in batches[:-1]] == [4] * (len(batches) - 1) and 1 <= len(batches[-1]) <= 4
-    messages = [m for b in batches for m in b]
+    pages = list(source.batches(4))
+    assert [len(p.messages) for p in pages[:-1]] == [4] * (len(pages) - 1) and 1 <= len(pages[-1].messages) <= 4
+    messages = [m for p in pages for m in p.messages]
     assert [m.offset for m in messages] == list(range(len(campaign())))  # distinct rows for dead letters
     assert {m.topic for m in messages} == {"events-table"}
     assert sorted(m.value for m in messages) == sorted(encode_event(e) for e in campaign())
     assert list(source) == messages  # iterating reads the same order
+    # Each page names the job its last message belongs to, in job order.
+    assert [p.open_job for p in pages] == [decode_event(p.messages[-1].value).job_id for p in pages]
+    assert [p.open_job for p in pages] == sorted(p.open_job for p in pages)
+
+
+def test_replay_in_job_order_holds_only_running_jobs_and_still_agrees_row_for_row(store: Any) -> None:
+    """Jobs whose events are all folded leave memory between pages; a running one stays until the end, so the
+    watermark of later pages makes it lost exactly as in the live tables."""
+    db = store.jobprov_database
+    start = ms(T0)
+    stuck = [JobSubmitted(name="stuck", kind="batch"), JobStarted(host="h1", os="linux", kernel="6.1", cwd="/w")]
+    running = [
+        Event(f"aaa-running-{seq}", "aaa-running", type(p).__name__, start + seq, start + seq, PRODUCER, seq, payload=p)
+        for seq, p in enumerate(stuck, 1)
+    ]
+    processor = Processor(ClickHouseSink(store, db), ListDeadLetters(), FoldContext())
+    log = [*running, *campaign()]
+    processor.process_batch([RawEvent(encode_event(e), "events", 0, i) for i, e in enumerate(log)])
+    live, shadow = str(db), f"{db}_shadow"
+    assert store.query(f"SELECT status FROM {live}.jobs FINAL WHERE job_id = 'aaa-running'").result_rows == [("lost",)]
+
+    report = replay(from_events_table(store, live), store, shadow, batch=5, progress=False)
+    assert report.events == len(log)
+    jobs = len({e.job_id for e in log})
+    # At most the running job, the one page's jobs (5 events: up to 5 jobs) and the job carried over from the last.
+    assert report.jobs_in_memory_peak <= 7 < jobs
+    result = verify(store, live, shadow)
+    assert result.clean, result.differences
+    store.command(f"DROP DATABASE IF EXISTS {shadow}")
 
 
 def _buckets(store: Any, database: str) -> list[tuple[str, str, dict[str, str], str | None]]:
@@ -139,6 +170,7 @@ def test_replay_cli_verifies_and_swaps(store: Any) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["events"] == len(campaign()) and out["differences"] == [] and out["swapped"] is True
+    assert 1 <= out["jobs_in_memory_peak"] <= len({e.job_id for e in campaign()})
     # Not a terminal: plain progress lines, with the share done and an ETA (the events table knows its size).
     assert f"replay: {len(campaign()):,} events" in result.stderr
     assert f"100% of {len(campaign()):,}, ETA 0 s" in result.stderr
