@@ -251,11 +251,12 @@ def replay(
                 processor.fold_batch(pending)
                 report.events += len(pending)
                 show.advance(len(pending))
-                del pending  # before the flush, whose collector pass would go over every message in it
-                processor.flush_waiting()
                 report.jobs_in_memory_peak = max(report.jobs_in_memory_peak, len(processor.states))
                 if in_job_order:  # memory follows the jobs still running, not every job of the log
                     processor.forget_finished([job for job in processor.states if job != open_job])
+                # Both before the flush, whose collector pass would go over every message, and every state, left.
+                del pending
+                processor.flush_waiting()
             if copy_events is not None:
                 (copied or beside.submit(copy_events, shadow)).result()
         finally:
