@@ -289,7 +289,7 @@ class ClickHouseSink:
     def _insert_columns(self, spec: TableSpec, records: Sequence[Any], columns: list[list[Any]] | None = None) -> None:
         """One column-wise insert, the table described once (its column types kept, not re-read per insert).
 
-        Each insert gets a new insert context, dropped once the insert is done: a reused context keeps its last
+        Each insert gets a new insert context, emptied once the insert is done: a reused context keeps its last
         block's columns (clickhouse-connect resets only ``data``), which held a flush's worth of records, and
         the interpreter's arenas they were allocated in, alive until the table's next insert."""
         table = f"{self.database}.{spec.name}"
@@ -300,7 +300,12 @@ class ClickHouseSink:
                 described = writer.create_insert_context(table, spec.column_names, column_oriented=True)
                 types = self._column_types[spec.name] = described.column_types
             context = writer.create_insert_context(table, spec.column_names, column_types=types, column_oriented=True)
-            writer.insert(data=columns if columns is not None else spec.columns_of(records), context=context)
+            try:
+                writer.insert(data=columns if columns is not None else spec.columns_of(records), context=context)
+            finally:
+                # The context refers to itself (it keeps one of its bound methods), so dropped it would wait, with
+                # the columns it holds, for the collector's next pass: its attributes go now.
+                vars(context).clear()
         self.inserted += len(records)
 
     def detach(self) -> _Batch:
