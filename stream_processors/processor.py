@@ -61,6 +61,10 @@ NOT_A_JOB = "not_a_job"
 """The in-memory status of a key whose events only annotated something else (no job row is written for it)."""
 
 
+FULL_PASS_EVERY = 10
+"""Retired batches (see :meth:`CollectorPause.retire`) between two full passes of the cyclic collector."""
+
+
 class CollectorPause:
     """No cyclic garbage collection while a batch is folded and until its records are flushed; one
     young-generation pass after the flush.
@@ -76,6 +80,7 @@ class CollectorPause:
 
     def __init__(self) -> None:
         self._held = False
+        self._retired = 0
 
     def hold(self) -> None:
         if not self._held and gc.isenabled():
@@ -87,6 +92,24 @@ class CollectorPause:
             self._held = False
             gc.enable()
             gc.collect(0)
+
+    def retire(self) -> None:
+        """:meth:`release` for a batch whose records are handed off, still to be written: what the batch left
+        alive goes to the oldest generation unscanned (``gc.freeze`` then ``gc.unfreeze``, two list splices), so
+        the pass does not go over the records waiting for their write; reference counting frees them once
+        written. Cycles made meanwhile wait for a full pass, every ``FULL_PASS_EVERY`` retires (the sink makes
+        none: it empties its insert contexts). Replay writing each batch beside the next fold, 200k events: 61k
+        events/s with a pass at each handoff, 65k-68k with this."""
+        if self._held:
+            self._held = False
+            self._retired += 1
+            if self._retired % FULL_PASS_EVERY == 0:
+                gc.enable()
+                gc.collect()
+                return
+            gc.freeze()
+            gc.unfreeze()
+            gc.enable()
 
 
 @contextlib.contextmanager
@@ -266,7 +289,7 @@ class Processor:
             self._generation += 1
             return Handoff(self, self.sink.detach(), *self._take_counts())
         finally:
-            self._collector.release()
+            self._collector.retire()
 
     def _carry(self) -> None:
         """What a flush carries beside the batches' records: a snapshot of every job changed since the last one.
@@ -290,10 +313,15 @@ class Processor:
 
     def flush_waiting(self) -> None:
         """:meth:`flush`, waiting out backpressure."""
+        self.waiting(self.flush)
+
+    def waiting(self, write: Callable[[], None]) -> None:
+        """``write`` (a flush, or a :meth:`Handoff.write` in any thread), again until the sink takes it: its
+        backpressure is waited out, counted and logged."""
         delay = 0.1
         while True:
             try:
-                self.flush()
+                write()
                 return
             except SinkBackpressure as exc:
                 self.metrics.backpressure()

@@ -16,8 +16,8 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -27,7 +27,7 @@ from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseDeadLetters, ClickHouseSink
 from jobprov.stream_processors.fold import FoldContext
-from jobprov.stream_processors.processor import Processor, RawEvent, batch_gc
+from jobprov.stream_processors.processor import Handoff, Processor, RawEvent, batch_gc
 
 # table -> columns left out of the comparison (they depend on batching and wall time, not on the log)
 COMPARED = {
@@ -231,7 +231,9 @@ def replay(
     client.command(f"DROP DATABASE IF EXISTS {shadow}")
     migrate(client, Target(shadow))
     dead = ClickHouseDeadLetters(client, shadow)
-    sink = ClickHouseSink(client, shadow)
+    # On a connection of its own each batch is written beside the fold of the next (decision 0010).
+    writer = second_connection(client)
+    sink = ClickHouseSink(client, shadow, writer=writer)
     copy_events = source.copy_into if isinstance(source, EventsTableSource) else None
     if copy_events is not None:
         sink.wants_events = False  # the rows are copied as they are, beside the fold or after it
@@ -240,12 +242,17 @@ def replay(
     started = time.perf_counter()
     tty = sys.stderr.isatty() if progress is None else progress
     show = _Progress(total, tty=tty and sys.stderr.isatty(), quiet=progress is False)
-    with ThreadPoolExecutor(1, thread_name_prefix="jobprov-replay-copy") as beside:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="jobprov-replay-copy") as beside,
+        ThreadPoolExecutor(1, thread_name_prefix="jobprov-replay-write") as writes,
+    ):
         other = second_connection(client) if copy_events is not None else None
         # On its own connection the copy runs beside the fold; on the same one, after it.
         copied = beside.submit(copy_events, shadow, other) if copy_events is not None and other is not None else None
+        write = writes.submit if writer is not None else _now
         in_job_order = isinstance(source, EventsTableSource)
         batches = source.batches(batch) if isinstance(source, EventsTableSource) else _numbered(source, batch)
+        written: tuple[Future[None], Handoff] | None = None
         try:
             for pending, open_job in batches:
                 processor.fold_batch(pending)
@@ -254,9 +261,13 @@ def replay(
                 report.jobs_in_memory_peak = max(report.jobs_in_memory_peak, len(processor.states))
                 if in_job_order:  # memory follows the jobs still running, not every job of the log
                     processor.forget_finished([job for job in processor.states if job != open_job])
-                # Both before the flush, whose collector pass would go over every message, and every state, left.
-                del pending
-                processor.flush_waiting()
+                del pending  # handed off without the messages
+                handoff = processor.handoff()
+                if written is not None:
+                    _settle(*written)  # one write at a time, in order
+                written = write(processor.waiting, handoff.write), handoff
+            if written is not None:
+                _settle(*written)
             if copy_events is not None:
                 (copied or beside.submit(copy_events, shadow)).result()
         finally:
@@ -266,6 +277,24 @@ def replay(
     dead_sql = f"SELECT count() FROM {shadow}.dead_letters"  # noqa: S608 - checked identifier
     report.dead_letters = int(client.query(dead_sql).result_rows[0][0])
     return report
+
+
+def _now(call: Callable[[Callable[[], None]], None], argument: Callable[[], None]) -> Future[None]:
+    """``call(argument)`` in this thread, as a finished future (no second connection to write beside on)."""
+    done: Future[None] = Future()
+    try:
+        call(argument)
+    except BaseException as exc:
+        done.set_exception(exc)
+    else:
+        done.set_result(None)
+    return done
+
+
+def _settle(written: Future[None], handoff: Handoff) -> None:
+    """Wait for a handoff's write; its records are then durable."""
+    written.result()
+    handoff.done()
 
 
 def count_events(client: Any, database: str) -> int:
