@@ -67,7 +67,7 @@ FULL_PASS_EVERY = 10
 
 class CollectorPause:
     """No cyclic garbage collection while a batch is folded and until its records are flushed; one
-    young-generation pass after the flush.
+    young-generation pass after the flush (:meth:`release`), or none for a batch handed off (:meth:`retire`).
 
     A batch allocates a few objects per event (decoded events, fold states, records, columns) that live until
     the flush, and almost none of them are in cycles: reference counting frees them. With the collector on, its
@@ -98,8 +98,8 @@ class CollectorPause:
         alive goes to the oldest generation unscanned (``gc.freeze`` then ``gc.unfreeze``, two list splices), so
         the pass does not go over the records waiting for their write; reference counting frees them once
         written. Cycles made meanwhile wait for a full pass, every ``FULL_PASS_EVERY`` retires (the sink makes
-        none: it empties its insert contexts). Replay writing each batch beside the next fold, 200k events: 61k
-        events/s with a pass at each handoff, 65k-68k with this."""
+        none: it empties its insert contexts). benchmarks/replay.py, 200k events: 61.6k-63.8k events/s flushing after
+        each fold, 63.2k-64.7k writing beside the next with this; beside it with a pass at each handoff, no gain."""
         if self._held:
             self._held = False
             self._retired += 1
