@@ -1,4 +1,5 @@
-"""Integration fixtures: a real Kafka-protocol broker (Tansu by default, Docker Kafka on request)."""
+"""Integration fixtures: a real Kafka-protocol broker (Tansu by default, Docker Kafka on request). Every test under
+this folder carries the ``integration`` marker, given here once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from jobprov.embedded.tansu import Broker, free_port, start_broker
 from jobprov.settings import EmitterSettings, load_emitter_settings
 from tests.conftest import selected_backend
 from tests.integration.kafka_helpers import create_topic
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of tests/integration is an integration test (``-m "not integration"`` runs the unit tests)."""
+    for item in items:
+        if _HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 class Endpoint:

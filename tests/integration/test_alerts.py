@@ -42,8 +42,6 @@ from tests.integration.test_queries import UPGRADE, job_id, loaded  # noqa: F401
 from tests.integration.test_web import browser  # noqa: F401 - the fixture
 from tests.integration.test_webhooks import Receiver
 
-pytestmark = pytest.mark.integration
-
 WRITER = "alerts-writer-token"
 WRITE = {"Authorization": f"Bearer {WRITER}"}
 FIRST_BAD = {job_id(UPGRADE, "hsc", band) for band in ("r", "all")}

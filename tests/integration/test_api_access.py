@@ -27,8 +27,6 @@ from jobprov.query.tokens import token_hash
 from jobprov.settings import ApiSettings
 from tests.integration.test_queries import loaded  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.integration
-
 READER, WRITER = "reader-2b7e151628aed2a6", "writer-abf7158809cf4f3c"
 
 

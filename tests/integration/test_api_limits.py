@@ -34,8 +34,6 @@ from jobprov.settings import ApiSettings
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
 from jobprov.stream_processors.records import MetricPoint, ProvenanceRecord
 
-pytestmark = pytest.mark.integration
-
 POINTS = 20_000
 JOBS = 100
 T0_MS = 1_780_000_000_000

@@ -24,8 +24,6 @@ from tests.integration.conftest import _CHDB_STORE
 from tests.integration.processing import fold_into
 from tests.integration.test_attempts import api  # noqa: F401  (the API served over a socket, on `loaded` below)
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 P = m.Producer("test", "0", "p")
 FIRST = "s3://b/out dir/é-1.fits"

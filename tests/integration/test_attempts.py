@@ -44,8 +44,6 @@ from jobprov.stream_processors.processor import Processor, RawEvent
 from tests.integration.conftest import _CHDB_STORE
 from tests.integration.processing import ListDeadLetters
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
 PRODUCER = Producer("test", "0", "p")
 JOB = "pc1/A ü 1"  # a workflow's run/node id, with a space and a non-ASCII letter

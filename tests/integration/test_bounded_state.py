@@ -34,8 +34,6 @@ from jobprov.stream_processors.records import FOLD_VERSION, EventRecord, JobSnap
 from jobprov.stream_processors.replay import verify
 from tests.integration.processing import ListDeadLetters
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 LATENESS_MS = 60_000
 

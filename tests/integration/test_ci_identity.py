@@ -7,14 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from jobprov.schemas.models import ProvenanceDeclared
 from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume, events_of
 from tests.unit.emitters.test_ci import GITHUB, GITLAB
-
-pytestmark = pytest.mark.integration
 
 
 def _env(tmp_path: Path, url: str, ci: dict[str, str]) -> dict[str, str]:

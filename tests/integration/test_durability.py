@@ -17,11 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.integration.test_up import JOBPROV, Up
-
-pytestmark = pytest.mark.integration
 
 JOBS_PER_EMITTER = 3
 POINTS = 40

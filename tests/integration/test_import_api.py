@@ -18,8 +18,6 @@ from jobprov.query.store import Store
 from tests.integration.processing import fold_into
 from tests.unit.emitters.test_emitter import make_emitter, read_spool
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
 JOB = "pc1/align ü 7"
 

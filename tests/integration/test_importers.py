@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from jobprov.schemas.wire import encode_event
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
 from jobprov.stream_processors.fold import FoldContext
@@ -20,8 +18,6 @@ from jobprov.stream_processors.processor import Processor, RawEvent
 from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume, events_of
 from tests.integration.processing import ListDeadLetters
-
-pytestmark = pytest.mark.integration
 
 JOBPROV = [sys.executable, "-m", "jobprov.cli.main"]
 SAMPLES = Path(__file__).parents[1] / "samples"

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from jobprov.emitters.kafka import parse_kafka_url
 from jobprov.settings import load_processor_settings
 from jobprov.stream_processors.dead_letters import DeadLetterTopic
@@ -19,8 +17,6 @@ from jobprov.stream_processors.replay import from_topic
 from jobprov.stream_processors.worker import ensure_topics, read_prefix
 from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume
-
-pytestmark = pytest.mark.integration
 
 
 def test_explicit_plaintext_end_to_end(kafka: Endpoint) -> None:

@@ -34,8 +34,6 @@ from jobprov.stream_processors.processor import Processor, RawEvent
 from tests.integration.conftest import serving
 from tests.integration.processing import ListDeadLetters
 
-pytestmark = pytest.mark.integration
-
 SPEC = Path(__file__).parents[1] / "samples" / "openlineage"
 CORE = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 FACETS = {

@@ -17,8 +17,6 @@ from tests.integration.conftest import Endpoint, serving
 from tests.integration.kafka_helpers import consume
 from tests.integration.test_importers import _fold, _rows
 
-pytestmark = pytest.mark.integration
-
 RUN_ID = "0190f5a3-6a4b-7c2d-9e8f-0a1b2c3d4e5f"
 PARENT = "0190f5a3-0000-7000-8000-000000000001"
 

@@ -26,8 +26,6 @@ from jobprov.schemas.models import (
 from tests.integration.conftest import serving
 from tests.integration.test_openlineage_export import _fold
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def jobs(store: Any) -> Store:

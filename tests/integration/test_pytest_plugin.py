@@ -15,7 +15,6 @@ from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume, events_of
 from tests.integration.test_importers import _fold, _rows
 
-pytestmark = pytest.mark.integration
 pytest_plugins = ["pytester"]
 
 INNER = """

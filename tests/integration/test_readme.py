@@ -24,8 +24,6 @@ from jobprov.cli.main import cli
 from jobprov.embedded.service import DEFAULT_API_PORT, DEFAULT_KAFKA_PORT, launch, stop
 from jobprov.embedded.tansu import port_free
 
-pytestmark = pytest.mark.integration
-
 README = Path(__file__).resolve().parents[2] / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 

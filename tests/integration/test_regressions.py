@@ -18,8 +18,6 @@ from jobprov.stream_processors.comparability import load_registry
 from tests.integration.conftest import _CHDB_STORE
 from tests.integration.test_queries import NIGHTS, UPGRADE, job_id, loaded  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.integration
-
 
 def _registry(tmp_path: Path, policy: str) -> Any:
     path = tmp_path / "registry.toml"

@@ -17,8 +17,6 @@ from jobprov.schemas.models import ArtifactProduced, ArtifactUsed, JobFinished, 
 from tests.integration.conftest import serving
 from tests.integration.test_openlineage_export import _fold
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def api(store: Any) -> Iterator[str]:

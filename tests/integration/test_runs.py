@@ -36,8 +36,6 @@ from jobprov.stream_processors.processor import Processor, RawEvent
 from tests.integration.conftest import _CHDB_STORE
 from tests.integration.processing import ListDeadLetters
 
-pytestmark = pytest.mark.integration
-
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 PRODUCER = Producer("test", "0", "p")
 RUN_A = "pc/run 1 é"

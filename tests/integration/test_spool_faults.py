@@ -24,8 +24,6 @@ from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume, events_of
 from tests.unit.emitters.test_spool import framed, make_event
 
-pytestmark = pytest.mark.integration
-
 
 def _drain(kafka: Endpoint, topic: str, spool: Path) -> tuple[int, dict[str, object], str]:
     result = CliRunner().invoke(

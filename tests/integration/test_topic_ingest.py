@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import Producer
 
 from jobprov.query.backend import LocalBackend
@@ -21,8 +20,6 @@ from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import consume, create_topic
 from tests.integration.test_importers import _fold
 from tests.integration.test_openlineage_ingest import PARENT, RUN_ID, _events
-
-pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).parents[1] / "samples"
 

@@ -16,8 +16,6 @@ from jobprov.query.store import Store
 from tests.integration.test_queries import loaded  # noqa: F401 (the fixture)
 from tests.integration.test_web import api, browser  # noqa: F401 (the fixtures)
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize(
     ("metric", "advice"),

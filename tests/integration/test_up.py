@@ -17,8 +17,6 @@ import pytest
 from jobprov.embedded.service import ServiceInfo, launch, stop
 from jobprov.embedded.tansu import free_port
 
-pytestmark = pytest.mark.integration
-
 JOBPROV = [sys.executable, "-m", "jobprov.cli.main"]
 EMIT = f"{sys.executable} -m jobprov.cli.main emit"
 

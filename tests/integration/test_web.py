@@ -20,8 +20,6 @@ from jobprov.query.store import Store
 from tests.integration.conftest import serving
 from tests.integration.test_queries import UPGRADE, job_id, loaded  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.integration
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

@@ -24,8 +24,6 @@ from jobprov.settings import load_emitter_settings
 from tests.integration.test_up import EMIT, JOBPROV, Up
 from tests.integration.test_web import browser  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.integration
-
 BACKFILL = datetime(2026, 9, 21, 2, 0, tzinfo=UTC)
 
 

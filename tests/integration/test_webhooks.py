@@ -18,8 +18,6 @@ from jobprov.errors import ConfigError
 from jobprov.query.notify import Notifier, Webhook, parse_webhook, summary
 from jobprov.settings import load_alert_settings
 
-pytestmark = pytest.mark.integration
-
 ALERT: dict[str, Any] = {
     "alert_id": "0123456789abcdef",
     "metric": "AM1",

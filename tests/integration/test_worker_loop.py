@@ -9,7 +9,6 @@ import time
 import uuid
 from typing import Any
 
-import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from jobprov.schemas.wire import encode_event
@@ -23,8 +22,6 @@ from tests.integration.conftest import Endpoint
 from tests.integration.kafka_helpers import create_topic
 from tests.integration.processing import ListDeadLetters
 from tests.integration.test_clickhouse_sink import _count, _Flaky, _job
-
-pytestmark = pytest.mark.integration
 
 
 def _produce(bootstrap: str, topic: str, jobs: int) -> int:
