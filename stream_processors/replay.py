@@ -234,8 +234,9 @@ def replay(
     # On a connection of its own each batch is written beside the fold of the next (decision 0010).
     writer = second_connection(client)
     sink = ClickHouseSink(client, shadow, writer=writer)
-    copy_events = source.copy_into if isinstance(source, EventsTableSource) else None
-    if copy_events is not None:
+    # The store's own copy of the log, read in job order.
+    table = source if isinstance(source, EventsTableSource) else None
+    if table is not None:
         sink.wants_events = False  # the rows are copied as they are, beside the fold or after it
     processor = Processor(sink, dead, context or FoldContext())
     report = ReplayReport()
@@ -246,12 +247,11 @@ def replay(
         ThreadPoolExecutor(1, thread_name_prefix="jobprov-replay-copy") as beside,
         ThreadPoolExecutor(1, thread_name_prefix="jobprov-replay-write") as writes,
     ):
-        other = second_connection(client) if copy_events is not None else None
+        other = second_connection(client) if table is not None else None
         # On its own connection the copy runs beside the fold; on the same one, after it.
-        copied = beside.submit(copy_events, shadow, other) if copy_events is not None and other is not None else None
+        copied = beside.submit(table.copy_into, shadow, other) if table is not None and other is not None else None
         write = writes.submit if writer is not None else _now
-        in_job_order = isinstance(source, EventsTableSource)
-        batches = source.batches(batch) if isinstance(source, EventsTableSource) else _numbered(source, batch)
+        batches = table.batches(batch) if table is not None else _numbered(source, batch)
         written: tuple[Future[None], Handoff] | None = None
         try:
             for pending, open_job in batches:
@@ -259,7 +259,7 @@ def replay(
                 report.events += len(pending)
                 show.advance(len(pending))
                 report.jobs_in_memory_peak = max(report.jobs_in_memory_peak, len(processor.states))
-                if in_job_order:  # memory follows the jobs still running, not every job of the log
+                if table is not None:  # in job order: memory follows the jobs still running, not the whole log
                     processor.forget_finished([job for job in processor.states if job != open_job])
                 del pending  # handed off without the messages
                 handoff = processor.handoff()
@@ -268,8 +268,8 @@ def replay(
                 written = write(processor.waiting, handoff.write), handoff
             if written is not None:
                 _settle(*written)
-            if copy_events is not None:
-                (copied or beside.submit(copy_events, shadow)).result()
+            if table is not None:
+                (copied or beside.submit(table.copy_into, shadow)).result()
         finally:
             batches.close()  # stops the read-ahead of a replay cut short
             show.close()
