@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jobprov.errors import JobprovError
+from jobprov.errors import JobprovError, SinkError
 from jobprov.query.series import series
 from jobprov.query.store import Store
 from jobprov.schemas.binary import timestamp_millis as ms
@@ -15,11 +15,13 @@ from jobprov.schemas.wire import decode_event, encode_event
 from jobprov.sinks.clickhouse.ddl import Target
 from jobprov.sinks.clickhouse.migrate import migrate
 from jobprov.sinks.clickhouse.sink import ClickHouseSink
+from jobprov.stream_processors import replay as replay_module
 from jobprov.stream_processors.comparability import ComparabilityRegistry
 from jobprov.stream_processors.fold import FoldContext
 from jobprov.stream_processors.processor import Processor, RawEvent
 from jobprov.stream_processors.replay import from_events_table, from_spool, replay, swap, verify
 from tests.integration.processing import ListDeadLetters
+from tests.integration.test_bounded_state import _CutWriter
 from tests.integration.test_queries import PRODUCER, T0, campaign
 
 
@@ -83,6 +85,32 @@ def test_replay_in_job_order_holds_only_running_jobs_and_still_agrees_row_for_ro
     jobs = len({e.job_id for e in log})
     # At most the running job, the one page's jobs (5 events: up to 5 jobs) and the job carried over from the last.
     assert report.jobs_in_memory_peak <= 7 < jobs
+    result = verify(store, live, shadow)
+    assert result.clean, result.differences
+    store.command(f"DROP DATABASE IF EXISTS {shadow}")
+
+
+def test_a_write_that_fails_beside_the_fold_stops_the_replay_with_the_reason_and_a_new_one_starts_over(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batches are written by a thread of their own: a store error there reaches the caller with its reason,
+    the read-ahead and the writer stop (no hang), and replaying again gives the clean result."""
+    live = _live(store)
+    shadow = f"{live}_shadow"
+    writers: list[_CutWriter] = []
+
+    def cut_connection(client: Any) -> Any:
+        writers.append(_CutWriter(real_connection(client), cut=3))
+        return writers[-1]
+
+    real_connection = replay_module.second_connection
+    monkeypatch.setattr(replay_module, "second_connection", cut_connection)
+    with pytest.raises(SinkError, match="the worker was killed"):
+        replay(from_events_table(store, live), store, shadow, batch=20, progress=False)
+    assert any(w.inserts == 3 for w in writers)  # it failed at the cut, after writing what came before
+    monkeypatch.undo()
+
+    assert replay(from_events_table(store, live), store, shadow, batch=20, progress=False).events == len(campaign())
     result = verify(store, live, shadow)
     assert result.clean, result.differences
     store.command(f"DROP DATABASE IF EXISTS {shadow}")
